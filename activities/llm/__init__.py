@@ -1,0 +1,1 @@
+"""Model calls: one activity, providers behind one seam, cost from a price table."""

@@ -1,0 +1,1 @@
+"""Tools: a registry of typed, effect-declared calls and the example systems of record."""

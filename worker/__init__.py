@@ -1,0 +1,1 @@
+"""The Baton worker: config, registration, and the local dev stack."""

@@ -1,0 +1,43 @@
+"""`python -m worker`: connect through envconfig, poll the task queue, stop on SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from client.connection import connect, task_queue
+from worker.config import ConfigError, load
+from worker.registration import build_worker
+
+
+async def serve(config_file: Path | None) -> None:
+    config = load(config_file)
+    client = await connect()
+    worker = build_worker(client, config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with worker:
+        logging.info("worker polling task queue %r on %s", task_queue(), client.service_client.config.target_host)
+        await stop.wait()
+        logging.info("stopping: finishing in-flight activities")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__)
+    parser.add_argument("--config", type=Path, help="baton.toml (default: $BATON_CONFIG or ./baton.toml)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        asyncio.run(serve(args.config))
+    except (ConfigError, ConnectionError) as err:
+        sys.exit(f"worker: {err}")
+
+
+if __name__ == "__main__":
+    main()

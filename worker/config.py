@@ -1,0 +1,67 @@
+"""`baton.toml`: models, prices, tiers, budgets and the systems of record.
+
+Read by the worker only, validated at start-up; a bad file stops the worker
+with one line naming the key at fault. Without a file, the built-in defaults
+(offline models, modest budgets) apply.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from activities.llm.catalog import Catalog, ModelSpec
+from activities.policy import Budget
+
+
+class ConfigError(Exception):
+    pass
+
+
+class SystemsConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    db: Path = Path(".baton/systems.db")
+    seed: Path | None = Path("examples/systems.json")
+
+
+class BatonConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    systems: SystemsConfig = SystemsConfig()
+    models: dict[str, ModelSpec] = Field(default_factory=lambda: Catalog().models)
+    tiers: dict[str, list[str]] = Field(default_factory=lambda: Catalog().tiers)
+    budgets: dict[str, Budget] = Field(default_factory=lambda: {"default": Budget()})
+
+    def catalog(self) -> Catalog:
+        return Catalog(models=self.models, tiers=self.tiers)
+
+    def default_budget(self) -> Budget:
+        return self.budgets.get("default", Budget())
+
+
+def config_path() -> Path:
+    return Path(os.environ.get("BATON_CONFIG", "baton.toml"))
+
+
+def load(path: Path | None = None) -> BatonConfig:
+    explicit = path is not None or "BATON_CONFIG" in os.environ
+    path = path or config_path()
+    if not path.exists():
+        if explicit:
+            raise ConfigError(f"{path}: no such file")
+        return BatonConfig()
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from err
+    try:
+        config = BatonConfig.model_validate(raw)
+        config.catalog()
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ConfigError(f"{path}: {where}: {first['msg']}") from err
+    return config

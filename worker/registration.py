@@ -1,0 +1,44 @@
+"""What a Baton worker runs: every shipped process and every activity, wired to config."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities.llm.activity import ModelActivities
+from activities.policy import PolicyActivities
+from activities.tools.activity import ToolActivities
+from activities.tools.systems import SystemsOfRecord
+from client.connection import task_queue
+from worker.config import BatonConfig
+from workflows.catalog import PROCESSES
+
+# Pure data libraries: loading them once outside the sandbox keeps every
+# workflow run from re-importing them.
+PASSTHROUGH = ("pydantic", "pydantic_core", "annotated_types", "email_validator", "activities")
+
+
+def build_worker(client: Client, config: BatonConfig, *, queue: str | None = None) -> Worker:
+    systems = SystemsOfRecord(config.systems.db)
+    systems.create(config.systems.seed)
+    catalog = config.catalog()
+    models = ModelActivities(catalog)
+    tools = ToolActivities(systems)
+    policy = PolicyActivities(
+        catalog, {k: v for k, v in config.budgets.items() if k != "default"}, config.default_budget()
+    )
+    return Worker(
+        client,
+        task_queue=queue or task_queue(),
+        workflows=[spec.workflow for spec in PROCESSES.values()],
+        activities=[models.call_model, tools.run_tool, policy.run_policy],
+        activity_executor=ThreadPoolExecutor(max_workers=16),
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
+        ),
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )

@@ -1,0 +1,1 @@
+"""Deterministic code only: the process engine and the processes built on it."""

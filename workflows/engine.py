@@ -1,0 +1,383 @@
+"""The process engine: the steps a process is written in, and the run around them.
+
+A process subclasses `Process` and writes its graph in `run` as plain Python:
+each `llm`, `tool`, `rule` or `approval` call is one step, and the next step is
+chosen from the previous step's typed result. The engine checks the budget
+before every step, keeps the ledger, answers the `status`/`ledger` queries,
+takes approvals by signal or update, and keeps search attributes and the Web
+UI's current details truthful.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+from workflows import search_attributes as sa
+from workflows.approvals import (
+    ApprovalRequest,
+    ApprovalResult,
+    ApprovalStatus,
+    Decision,
+    Verdict,
+)
+from workflows.ledger import LedgerEntry, StepKind
+from workflows.outcome import RunOutcome, RunState, StopRun
+from workflows.status import RunStatus
+
+with workflow.unsafe.imports_passed_through():
+    from activities.llm.activity import ModelActivities
+    from activities.llm.contracts import LlmRequest
+    from activities.policy import Budget, BudgetOverride, PolicyActivities, RunPolicy
+    from activities.tools.activity import ToolActivities
+    from activities.tools.catalog import TOOLS
+    from activities.tools.contracts import ToolCall
+
+M = TypeVar("M", bound=BaseModel)
+R = TypeVar("R", bound=BaseModel)
+
+LLM_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=4,
+)
+TOOL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=5,
+)
+
+
+class Process:
+    """Base of every Baton process. Subclasses set `name` and define `@workflow.run`."""
+
+    name: ClassVar[str]
+
+    def __init__(self) -> None:
+        self._ledger: list[LedgerEntry] = []
+        self._state = RunState.RUNNING
+        self._reason: str | None = None
+        self._policy: RunPolicy | None = None
+        self._budget: Budget | None = None
+        self._cost = 0.0
+        self._current_step: str | None = None
+        self._open: dict[str, ApprovalRequest] = {}
+        self._verdicts: dict[str, Verdict] = {}
+        self._published: dict[str, Any] = {}
+
+    # ----- the run -------------------------------------------------------------------
+
+    async def execute(
+        self, body: Callable[[], Awaitable[RunOutcome]], budget: BudgetOverride | None
+    ) -> RunOutcome:
+        """Run `body` under the worker's policy; budget breaches and failed steps end typed."""
+        self._publish()
+        self._policy = await workflow.execute_local_activity_method(
+            PolicyActivities.run_policy,
+            self.name,
+            start_to_close_timeout=timedelta(seconds=10),
+            summary="load run policy (budget, tiers)",
+        )
+        self._budget = self._policy.budget.tightened(budget)
+        try:
+            outcome = await body()
+        except StopRun as stop:
+            outcome = self.end(stop.state, stop.reason)
+        self._state, self._reason, self._current_step = outcome.state, outcome.reason, None
+        self._publish()
+        return outcome
+
+    def end(self, state: RunState, reason: str, result: BaseModel | None = None) -> RunOutcome:
+        """The typed outcome a process returns to finish its run."""
+        return RunOutcome(
+            process=self.name,
+            state=state,
+            reason=reason,
+            result=result,
+            cost_usd=round(self._cost, 6),
+            steps=self._steps_taken(),
+        )
+
+    # ----- steps ---------------------------------------------------------------------
+
+    async def llm(
+        self,
+        step: str,
+        prompt: str,
+        output: type[M],
+        *,
+        tier: str = "fast",
+        system: str = "",
+        model: str | None = None,
+        retry: RetryPolicy = LLM_RETRY,
+        timeout: timedelta = timedelta(seconds=60),
+    ) -> M:
+        """One model call; returns the validated `output` model."""
+        started = self._before_step(step)
+        planned = model or " | ".join(self._policy.tiers.get(tier, ["?"]))
+        request = LlmRequest(
+            step=step,
+            tier=tier,
+            model=model,
+            system=system,
+            prompt=prompt,
+            output_name=output.__name__,
+            output_schema=output.model_json_schema(),
+        )
+        entry = dict(step=step, kind=StepKind.LLM, name=output.__name__, tier=tier, started_at=started)
+        try:
+            res = await workflow.execute_activity_method(
+                ModelActivities.call_model,
+                request,
+                start_to_close_timeout=timeout,
+                retry_policy=retry,
+                summary=f"{step} · {tier}→{planned}",
+            )
+        except ActivityError as err:
+            self._fail(entry, retry.maximum_attempts, err)
+        self._cost += res.cost_usd
+        fields = dict(
+            provider=res.provider,
+            model=res.model,
+            tokens_in=res.tokens_in,
+            tokens_out=res.tokens_out,
+            cost_usd=res.cost_usd,
+            attempts=res.attempt,
+            failed_models=res.failed,
+        )
+        try:
+            value = output.model_validate(res.output)
+        except ValidationError as err:
+            self._fail({**entry, **fields}, res.attempt, err)
+        self._record(**entry, **fields, outcome="ok")
+        return value
+
+    async def tool(
+        self,
+        step: str,
+        name: str,
+        args: BaseModel,
+        *,
+        retry: RetryPolicy = TOOL_RETRY,
+        timeout: timedelta = timedelta(seconds=30),
+    ) -> Any:
+        """One tool call; writes carry an idempotency key from the workflow id and step."""
+        spec = TOOLS[name]
+        started = self._before_step(step)
+        key = f"{workflow.info().workflow_id}/{step}" if spec.needs_idempotency_key else None
+        entry = dict(
+            step=step, kind=StepKind.TOOL, name=name, effect=spec.effect.value,
+            idempotency_key=key, started_at=started,
+        )
+        try:
+            res = await workflow.execute_activity_method(
+                ToolActivities.run_tool,
+                ToolCall(step=step, tool=name, args=args.model_dump(mode="json"), idempotency_key=key),
+                start_to_close_timeout=timeout,
+                retry_policy=retry,
+                summary=f"{step} · {name} ({spec.effect.value})",
+            )
+        except ActivityError as err:
+            self._fail(entry, retry.maximum_attempts, err)
+        value = spec.result.model_validate(res.output)
+        self._record(**entry, attempts=res.attempt, outcome="ok", decision=res.output)
+        return value
+
+    def rule(self, step: str, decide: Callable[..., R], *inputs: BaseModel) -> R:
+        """A deterministic decision in code (no model); its typed result is recorded."""
+        started = self._before_step(step)
+        result = decide(*inputs)
+        self._record(
+            step=step, kind=StepKind.RULE, name=decide.__name__, started_at=started,
+            outcome="ok", decision=result.model_dump(mode="json"),
+        )
+        return result
+
+    async def approval(
+        self,
+        step: str,
+        *,
+        ask: str,
+        context: BaseModel,
+        approvers: list[str],
+        timeout: timedelta,
+    ) -> ApprovalResult:
+        """Park the run until a person decides or the deadline passes."""
+        started = self._before_step(step)
+        request = ApprovalRequest(
+            id=step, step=step, ask=ask, approvers=approvers,
+            context=context.model_dump(mode="json"), cost_so_far_usd=round(self._cost, 6),
+            requested_at=started, deadline=started + timeout,
+        )
+        self._open[request.id] = request
+        self._state = RunState.AWAITING_APPROVAL
+        self._publish()
+        try:
+            await workflow.wait_condition(lambda: request.id in self._verdicts, timeout=timeout)
+            verdict = self._verdicts[request.id]
+            result = ApprovalResult(
+                request_id=request.id,
+                status=ApprovalStatus.APPROVED if verdict.approved else ApprovalStatus.REJECTED,
+                by=verdict.by, comment=verdict.comment, decided_at=workflow.now(),
+            )
+        except TimeoutError:
+            result = ApprovalResult(
+                request_id=request.id, status=ApprovalStatus.TIMED_OUT, decided_at=workflow.now()
+            )
+        del self._open[request.id]
+        self._state = RunState.AWAITING_APPROVAL if self._open else RunState.RUNNING
+        self._record(
+            step=step, kind=StepKind.APPROVAL, name=",".join(approvers), started_at=started,
+            outcome=result.status.value, by=result.by, comment=result.comment,
+            decision=result.model_dump(mode="json"),
+        )
+        return result
+
+    # ----- approvals by signal and update -------------------------------------------
+
+    @workflow.signal
+    def approve(self, decision: Decision) -> None:
+        self._decide_by_signal(Verdict(**decision.model_dump(), approved=True))
+
+    @workflow.signal
+    def reject(self, decision: Decision) -> None:
+        self._decide_by_signal(Verdict(**decision.model_dump(), approved=False))
+
+    @workflow.update
+    def decide(self, verdict: Verdict) -> Verdict:
+        """Decide synchronously: refused decisions never reach history (see the validator)."""
+        request_id = self._resolve_request(verdict)
+        return self._verdicts.setdefault(
+            request_id, verdict.model_copy(update={"request_id": request_id})
+        )
+
+    @decide.validator
+    def _validate_decide(self, verdict: Verdict) -> None:
+        self._resolve_request(verdict)
+
+    def _decide_by_signal(self, verdict: Verdict) -> None:
+        try:
+            request_id = self._resolve_request(verdict)
+        except ValueError as refused:
+            self._record(
+                step=verdict.request_id or "?", kind=StepKind.APPROVAL, name="signal",
+                started_at=workflow.now(), outcome="refused", by=verdict.by, detail=str(refused),
+            )
+            return
+        self._verdicts.setdefault(request_id, verdict.model_copy(update={"request_id": request_id}))
+
+    def _resolve_request(self, verdict: Verdict) -> str:
+        """The request a decision is for; ValueError says why it cannot be taken."""
+        request_id = verdict.request_id
+        if request_id is None:
+            if len(self._open) != 1:
+                raise ValueError(
+                    f"{len(self._open)} requests are open; name one with request_id"
+                    + (f" ({', '.join(self._open)})" if self._open else "")
+                )
+            request_id = next(iter(self._open))
+        earlier = self._verdicts.get(request_id)
+        if earlier is not None:
+            if (earlier.approved, earlier.by) == (verdict.approved, verdict.by):
+                return request_id  # the same decision again: idempotent
+            raise ValueError(f"request {request_id!r} was already decided by {earlier.by}")
+        if request_id not in self._open:
+            raise ValueError(f"no open approval request {request_id!r}")
+        return request_id
+
+    # ----- queries -------------------------------------------------------------------
+
+    @workflow.query
+    def ledger(self) -> list[LedgerEntry]:
+        return self._ledger
+
+    @workflow.query
+    def status(self) -> RunStatus:
+        return RunStatus(
+            process=self.name,
+            state=self._state,
+            current_step=self._current_step,
+            steps=self._steps_taken(),
+            cost_usd=round(self._cost, 6),
+            budget=self._budget,
+            open_requests=list(self._open.values()),
+            reason=self._reason,
+        )
+
+    # ----- bookkeeping ---------------------------------------------------------------
+
+    def _steps_taken(self) -> int:
+        return sum(1 for e in self._ledger if e.counts_as_step)
+
+    def _before_step(self, step: str):
+        """Check every cap before a step starts; returns the step's start time."""
+        budget = self._budget
+        if self._steps_taken() >= budget.max_steps:
+            raise StopRun(
+                RunState.BUDGET_EXCEEDED,
+                f"max_steps: {self._steps_taken()} steps taken, limit {budget.max_steps}; "
+                f"stopped before {step}",
+            )
+        if self._cost >= budget.max_cost_usd:
+            raise StopRun(
+                RunState.BUDGET_EXCEEDED,
+                f"max_cost_usd: ${self._cost:.6f} spent, limit ${budget.max_cost_usd}; "
+                f"stopped before {step}",
+            )
+        self._current_step = step
+        self._publish()
+        return workflow.now()
+
+    def _record(self, **fields: Any) -> None:
+        started = fields["started_at"]
+        fields.setdefault("latency_ms", (workflow.now() - started).total_seconds() * 1000)
+        self._ledger.append(LedgerEntry(seq=len(self._ledger) + 1, **fields))
+        self._publish()
+
+    def _fail(self, entry: dict, attempts: int | None, err: Exception) -> None:
+        message = str(err.cause) if isinstance(err, ActivityError) and err.cause else str(err)
+        self._record(**entry, attempts=attempts or 1, outcome="error", detail=message)
+        raise StopRun(RunState.FAILED, f"step {entry['step']} failed: {message}")
+
+    def _publish(self) -> None:
+        """Mirror state into search attributes (only what changed) and current details."""
+        wanted = {
+            sa.PROCESS.name: (sa.PROCESS, self.name),
+            sa.STATUS.name: (sa.STATUS, self._state.value),
+            sa.COST_USD.name: (sa.COST_USD, round(self._cost, 6)),
+            sa.AWAITING_APPROVAL.name: (sa.AWAITING_APPROVAL, bool(self._open)),
+        }
+        changed = [key.value_set(v) for name, (key, v) in wanted.items() if self._published.get(name) != v]
+        if changed:
+            workflow.upsert_search_attributes(changed)
+            self._published.update({name: v for name, (_, v) in wanted.items()})
+        workflow.set_current_details(self._details())
+
+    def _details(self) -> str:
+        head = f"**{self.name}** · {self._state.value} · ${self._cost:.6f}"
+        if self._budget:
+            head += f" of ${self._budget.max_cost_usd} · step {self._steps_taken()} of {self._budget.max_steps}"
+        if self._state.is_final:
+            return f"{head}\n\n{self._reason}"
+        if not self._open:
+            return f"{head}\n\nRunning step `{self._current_step}`"
+        run_id = workflow.info().workflow_id
+        parts = [head]
+        for r in self._open.values():
+            parts.append(
+                f"### Waiting for approval `{r.id}`\n{r.ask}\n\n"
+                f"Who: {', '.join(r.approvers)} · deadline {r.deadline.isoformat()}\n\n"
+                f"Approve: `baton approve {run_id} --request {r.id} --by NAME`  \n"
+                f"Reject: `baton reject {run_id} --request {r.id} --by NAME --comment WHY`  \n"
+                f"Or: `temporal workflow signal --workflow-id {run_id} --name approve "
+                f"--input '{{\"request_id\": \"{r.id}\", \"by\": \"NAME\"}}'`"
+            )
+        return "\n\n".join(parts)

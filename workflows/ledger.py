@@ -1,0 +1,49 @@
+"""The per-step ledger: what each step was, what it cost, and what it decided."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.llm.contracts import FailedAttempt
+
+
+class StepKind(StrEnum):
+    LLM = "llm"
+    TOOL = "tool"
+    RULE = "rule"
+    APPROVAL = "approval"
+
+
+class LedgerEntry(BaseModel):
+    seq: int
+    step: str
+    kind: StepKind
+    name: str
+    outcome: str
+    started_at: datetime
+    latency_ms: float = 0.0
+    attempts: int = 1
+    tier: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    effect: str | None = None
+    idempotency_key: str | None = None
+    decision: dict | None = None
+    by: str | None = None
+    comment: str | None = None
+    detail: str = ""
+    failed_models: list[FailedAttempt] = []
+
+    @property
+    def counts_as_step(self) -> bool:
+        """Refused approval attempts are recorded but do not spend the step budget."""
+        return self.outcome != "refused"

@@ -1,0 +1,126 @@
+"""Customer onboarding: the six steps, routed on the typed KYC result.
+
+validate identity (read) → pull credit (read) → KYC rules (code) →
+  reject: end, nothing sent · review: compliance approval · clear: go on →
+welcome e-mail (LLM, fast tier) → CRM record (write) → confirmation (irreversible).
+The model is used once, where words are needed; every decision is code or a person.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import BaseModel, EmailStr, Field
+from temporalio import workflow
+
+from workflows.approvals import ApprovalStatus
+from workflows.engine import Process
+from workflows.kyc import KycResult, KycVerdict, match_kyc
+from workflows.outcome import RunOutcome, RunState
+
+with workflow.unsafe.imports_passed_through():
+    from activities.policy import BudgetOverride
+    from activities.tools.records import (
+        CreditQuery,
+        Email,
+        IdentityQuery,
+        NewCustomer,
+    )
+
+REVIEW_TIMEOUT = timedelta(hours=48)
+
+
+class Applicant(BaseModel):
+    """The input of an onboarding run."""
+
+    applicant_id: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=200)
+    email: EmailStr
+    document_number: str = Field(min_length=1, max_length=64)
+    budget: BudgetOverride | None = None
+
+    def business_key(self) -> str:
+        return self.applicant_id
+
+
+class WelcomeEmail(BaseModel):
+    subject: str = Field(min_length=1, max_length=200, examples=["Welcome aboard"])
+    body: str = Field(min_length=1, max_length=4000)
+
+
+class Onboarded(BaseModel):
+    """The process's own result, whatever the end state."""
+
+    applicant_id: str
+    kyc: KycResult | None = None
+    reviewed_by: str | None = None
+    customer_id: str | None = None
+    confirmation_id: str | None = None
+
+
+@workflow.defn(name="onboarding")
+class Onboarding(Process):
+    name = "onboarding"
+
+    @workflow.run
+    async def run(self, applicant: Applicant) -> RunOutcome[Onboarded]:
+        return await self.execute(lambda: self._onboard(applicant), applicant.budget)
+
+    async def _onboard(self, a: Applicant) -> RunOutcome[Onboarded]:
+        result = Onboarded(applicant_id=a.applicant_id)
+        identity = await self.tool(
+            "validate_identity",
+            "verify_identity",
+            IdentityQuery(applicant_id=a.applicant_id, name=a.name, document_number=a.document_number),
+        )
+        credit = await self.tool("pull_credit", "pull_credit", CreditQuery(applicant_id=a.applicant_id))
+        result.kyc = kyc = self.rule("match_kyc", match_kyc, identity, credit)
+
+        match kyc.verdict:
+            case KycVerdict.REJECT:
+                return self.end(RunState.REJECTED, "KYC: " + "; ".join(kyc.reasons), result)
+            case KycVerdict.REVIEW:
+                review = await self.approval(
+                    "compliance_review",
+                    ask=f"Onboard {a.name} ({a.applicant_id})? KYC asks for review: "
+                    + "; ".join(kyc.reasons),
+                    context=kyc,
+                    approvers=["compliance"],
+                    timeout=REVIEW_TIMEOUT,
+                )
+                if review.status is ApprovalStatus.TIMED_OUT:
+                    return self.end(
+                        RunState.TIMED_OUT,
+                        f"no compliance decision within {REVIEW_TIMEOUT}; nothing was sent",
+                        result,
+                    )
+                if review.status is ApprovalStatus.REJECTED:
+                    return self.end(
+                        RunState.REJECTED,
+                        f"compliance_review rejected by {review.by}: {review.comment or 'no comment'}",
+                        result,
+                    )
+                result.reviewed_by = review.by
+            case KycVerdict.CLEAR:
+                pass
+
+        email = await self.llm(
+            "welcome_email",
+            f"Write a short, warm welcome e-mail for our new {kyc.segment} customer {a.name}.\n"
+            "Plain text, no placeholders, signed 'The onboarding team'.",
+            WelcomeEmail,
+            tier="fast",
+        )
+        crm = await self.tool(
+            "create_crm_record",
+            "create_crm_record",
+            NewCustomer(applicant_id=a.applicant_id, name=a.name, email=a.email, segment=kyc.segment),
+        )
+        result.customer_id = crm.customer_id
+        sent = await self.tool(
+            "send_confirmation",
+            "send_email",
+            Email(to=a.email, subject=email.subject, body=email.body),
+        )
+        result.confirmation_id = sent.message_id
+        return self.end(RunState.COMPLETED, f"onboarded as {crm.customer_id}", result)

@@ -1,0 +1,45 @@
+"""How a run ends (or stands): one typed state, a reason a person can read."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel
+
+
+class RunState(StrEnum):
+    RUNNING = "running"
+    AWAITING_APPROVAL = "awaiting_approval"
+    COMPLETED = "completed"
+    REJECTED = "rejected"
+    TIMED_OUT = "timed_out"
+    BUDGET_EXCEEDED = "budget_exceeded"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (RunState.RUNNING, RunState.AWAITING_APPROVAL)
+
+
+ResultT = TypeVar("ResultT")
+
+
+class RunOutcome(BaseModel, Generic[ResultT]):
+    """What a process returns: the end state, why, and the process's own typed result."""
+
+    process: str
+    state: RunState
+    reason: str
+    result: ResultT | None = None
+    cost_usd: float
+    steps: int
+
+
+class StopRun(Exception):
+    """Raised inside a run to end it with a typed state (budget breach, failed step)."""
+
+    def __init__(self, state: RunState, reason: str) -> None:
+        super().__init__(reason)
+        self.state = state
+        self.reason = reason

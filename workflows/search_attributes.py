@@ -1,0 +1,10 @@
+"""The search attributes that make Baton runs filterable in the Web UI and CLI."""
+
+from temporalio.common import SearchAttributeKey
+
+PROCESS = SearchAttributeKey.for_keyword("BatonProcess")
+STATUS = SearchAttributeKey.for_keyword("BatonStatus")
+COST_USD = SearchAttributeKey.for_float("BatonCostUsd")
+AWAITING_APPROVAL = SearchAttributeKey.for_bool("BatonAwaitingApproval")
+
+ALL = (PROCESS, STATUS, COST_USD, AWAITING_APPROVAL)

@@ -1,0 +1,24 @@
+"""A run's live status, answered by the `status` query."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from temporalio import workflow
+
+from workflows.approvals import ApprovalRequest
+from workflows.outcome import RunState
+
+with workflow.unsafe.imports_passed_through():
+    from activities.policy import Budget
+
+
+class RunStatus(BaseModel):
+    process: str
+    state: RunState
+    current_step: str | None
+    steps: int
+    cost_usd: float
+    budget: Budget | None
+    open_requests: list[ApprovalRequest]
+    reason: str | None = None
