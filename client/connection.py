@@ -10,6 +10,7 @@ pydantic data converter so every contract stays a typed model.
 from __future__ import annotations
 
 import os
+import re
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -29,13 +30,17 @@ def connect_options() -> dict:
     return options
 
 
-async def connect() -> Client:
+async def connect(target: str | None = None) -> Client:
+    """Connect as envconfig says, or to `target` (the local dev stack) when given."""
     options = connect_options()
+    if target is not None:
+        options = {"target_host": target, "namespace": options.get("namespace", "default")}
     try:
         return await Client.connect(**options, data_converter=pydantic_data_converter)
     except RuntimeError as err:
+        found = re.search(r'message: "([^"]+)"', str(err))
         raise ConnectionError(
             f"cannot reach Temporal at {options['target_host']} "
-            f"(namespace {options.get('namespace', 'default')}): {err}. "
-            "Start one with `baton dev`, or set TEMPORAL_ADDRESS / a TEMPORAL_PROFILE."
+            f"(namespace {options.get('namespace', 'default')}): {found[1] if found else err}. "
+            "Start one with `baton dev`, or set TEMPORAL_ADDRESS / TEMPORAL_PROFILE."
         ) from err

@@ -21,7 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from client.connection import connect, task_queue
 from workflows import search_attributes as sa
 from workflows.approvals import Verdict
-from workflows.catalog import PROCESSES
+from workflows.catalog import PROCESSES, ProcessSpec
 from workflows.ledger import LedgerEntry
 from workflows.outcome import RunOutcome
 from workflows.status import RunStatus
@@ -65,10 +65,15 @@ def read_input(path: Path) -> dict:
     return data
 
 
-def validate_input(process: str, data: dict | BaseModel) -> BaseModel:
+def process_spec(process: str) -> ProcessSpec:
     spec = PROCESSES.get(process)
     if spec is None:
         raise InputError(f"unknown process {process!r} (shipped: {', '.join(sorted(PROCESSES))})")
+    return spec
+
+
+def validate_input(process: str, data: dict | BaseModel) -> BaseModel:
+    spec = process_spec(process)
     if isinstance(data, spec.input):
         return data
     try:

@@ -12,7 +12,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -20,6 +19,7 @@ from temporalio.worker import Worker
 
 from activities.tools.systems import SystemsOfRecord
 from worker.binaries import temporal_cli, temporal_test_server
+from worker.devserver import register_search_attributes
 from worker.config import BatonConfig, SystemsConfig
 from worker.registration import build_worker
 from workflows import search_attributes as sa
@@ -34,12 +34,7 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
         test_server_existing_path=str(temporal_test_server()),
         data_converter=pydantic_data_converter,
     )
-    await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=env.client.namespace,
-            search_attributes={k.name: k.indexed_value_type.value for k in sa.ALL},
-        )
-    )
+    await register_search_attributes(env.client, env.client.namespace)
     async with env:
         yield env
 

@@ -106,3 +106,12 @@ async def test_review_times_out_after_deadline(time_env, config, systems):
     assert review.outcome == "timed_out"
     assert review.latency_ms >= 48 * 3600 * 1000
     assert systems.count("outbox") == 0
+
+
+async def test_applicant_missing_from_the_register_is_rejected(time_env, config, systems):
+    config.systems.seed = None
+    async with running_worker(time_env.client, config) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        outcome = await baton.result(await baton.start("onboarding", CLEAR))
+    assert outcome.state is RunState.REJECTED
+    assert "identity not verified: applicant not in the register" in outcome.reason

@@ -5,26 +5,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 from pathlib import Path
 
 from client.connection import connect, task_queue
 from worker.config import ConfigError, load
 from worker.registration import build_worker
+from worker.shutdown import until_interrupted
 
 
 async def serve(config_file: Path | None) -> None:
     config = load(config_file)
     client = await connect()
-    worker = build_worker(client, config)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    async with worker:
-        logging.info("worker polling task queue %r on %s", task_queue(), client.service_client.config.target_host)
-        await stop.wait()
+    async with build_worker(client, config):
+        logging.info(
+            "worker polling task queue %r on %s", task_queue(), client.service_client.config.target_host
+        )
+        await until_interrupted()
         logging.info("stopping: finishing in-flight activities")
 
 

@@ -22,12 +22,19 @@ from workflows.catalog import PROCESSES
 PASSTHROUGH = ("pydantic", "pydantic_core", "annotated_types", "email_validator", "activities")
 
 
-def build_worker(client: Client, config: BatonConfig, *, queue: str | None = None) -> Worker:
+def build_worker(
+    client: Client,
+    config: BatonConfig,
+    *,
+    queue: str | None = None,
+    tools_class: type[ToolActivities] = ToolActivities,
+) -> Worker:
+    """`tools_class` lets fault-injection tests wrap the real tool activity."""
     systems = SystemsOfRecord(config.systems.db)
     systems.create(config.systems.seed)
     catalog = config.catalog()
     models = ModelActivities(catalog)
-    tools = ToolActivities(systems)
+    tools = tools_class(systems)
     policy = PolicyActivities(
         catalog, {k: v for k, v in config.budgets.items() if k != "default"}, config.default_budget()
     )

@@ -1,0 +1,173 @@
+"""`baton`: start runs, watch them, decide approvals, and run the local stack.
+
+Tables for people by default, `--json` for scripts. Bad input (unknown
+process or run, unreadable or invalid input, a refused decision) prints one
+line naming the problem and exits 2, having started nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from pydantic import TypeAdapter
+
+from client import render
+from client.commands import approval_commands
+from client.sdk import (
+    Baton,
+    InputError,
+    Refused,
+    UnknownRun,
+    process_spec,
+    read_input,
+    validate_input,
+)
+from workflows.catalog import PROCESSES
+from workflows.ledger import LedgerEntry
+
+EXIT_BAD_INPUT = 2
+
+
+def emit(args: argparse.Namespace, data, text: str) -> None:
+    if args.json:
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        print(text)
+
+
+async def cmd_run(args: argparse.Namespace) -> int:
+    process_spec(args.process)
+    value = validate_input(args.process, read_input(args.input))  # before any connection
+    baton = await Baton.connect()
+    run_id = await baton.start(args.process, value, run_id=args.id)
+    if not args.wait:
+        emit(args, {"run_id": run_id}, f"started {run_id}\n  baton status {run_id}")
+        return 0
+    outcome = await baton.result(run_id)
+    ledger = await baton.ledger(run_id)
+    emit(
+        args,
+        {"run_id": run_id, **outcome.model_dump(mode="json"), "ledger": _dump_ledger(ledger)},
+        render.outcome_text(run_id, outcome) + "\n" + render.ledger_table(ledger),
+    )
+    return 0
+
+
+async def cmd_status(args: argparse.Namespace) -> int:
+    status = await (await Baton.connect()).status(args.run)
+    text = render.status_text(args.run, status)
+    for r in status.open_requests:
+        text += "\n\nanswer with:\n" + "\n".join(f"  {c}" for c in approval_commands(args.run, r.id))
+    emit(args, status.model_dump(mode="json"), text)
+    return 0
+
+
+async def cmd_ledger(args: argparse.Namespace) -> int:
+    ledger = await (await Baton.connect()).ledger(args.run)
+    emit(args, _dump_ledger(ledger), render.ledger_table(ledger))
+    return 0
+
+
+async def cmd_decide(args: argparse.Namespace) -> int:
+    baton = await Baton.connect()
+    decide = baton.approve if args.command == "approve" else baton.reject
+    verdict = await decide(args.run, by=args.by, request_id=args.request, comment=args.comment)
+    word = "approved" if verdict.approved else "rejected"
+    emit(args, verdict.model_dump(mode="json"), f"{args.run}: {verdict.request_id} {word} by {verdict.by}")
+    return 0
+
+
+async def cmd_runs(args: argparse.Namespace) -> int:
+    runs = await (await Baton.connect()).runs(status=args.status, process=args.process, limit=args.limit)
+    emit(args, [r.__dict__ for r in runs], render.runs_table(runs))
+    return 0
+
+
+async def cmd_dev(args: argparse.Namespace) -> int:
+    from worker.shutdown import until_interrupted
+    from worker.stack import local_stack
+
+    async with local_stack(config_file=args.config, db=args.db, port=args.port, ui_port=args.ui_port) as stack:
+        how = "reusing" if stack.server.reused else "started"
+        print(f"Temporal dev server {how} at {stack.server.target} (data: {args.db})")
+        print(f"Web UI: {stack.server.ui_url}")
+        print("Worker polling; Ctrl-C stops both.")
+        await until_interrupted()
+    print("stopped.")
+    return 0
+
+
+async def cmd_demo(args: argparse.Namespace) -> int:
+    from client.demo import demo
+
+    return await demo()
+
+
+def _dump_ledger(ledger: list[LedgerEntry]) -> list:
+    return TypeAdapter(list[LedgerEntry]).dump_python(ledger, mode="json")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="baton", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, func, help: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help, description=help)
+        c.add_argument("--json", action="store_true", help="machine-readable output")
+        c.set_defaults(func=func)
+        return c
+
+    c = command("run", cmd_run, "start a run of a process")
+    c.add_argument("process", help=f"one of: {', '.join(sorted(PROCESSES))}")
+    c.add_argument("--input", type=Path, required=True, help="JSON file with the process input")
+    c.add_argument("--id", help="run id (the workflow id); default: PROCESS-KEY-RANDOM")
+    c.add_argument("--wait", action="store_true", help="wait for the run to end and print its ledger")
+
+    for name, func, help in (("status", cmd_status, "a run's state, step, cost and open approvals"),
+                             ("ledger", cmd_ledger, "a run's per-step ledger")):
+        command(name, func, help).add_argument("run", help="run id")
+
+    for name in ("approve", "reject"):
+        c = command(name, cmd_decide, f"{name} a run's open approval request")
+        c.add_argument("run", help="run id")
+        c.add_argument("--by", required=True, help="who decides")
+        c.add_argument("--request", help="request id (needed when several are open)")
+        c.add_argument("--comment", default="", help="why")
+
+    c = command("runs", cmd_runs, "list Baton runs, newest first")
+    c.add_argument("--status", help="running, awaiting_approval, completed, rejected, ...")
+    c.add_argument("--process", help="only this process")
+    c.add_argument("--limit", type=int, default=50)
+
+    c = command("dev", cmd_dev, "run Temporal's dev server and a worker until Ctrl-C")
+    c.add_argument("--db", type=Path, default=Path(".baton/temporal.db"), help="server data file")
+    c.add_argument("--port", type=int, default=7233)
+    c.add_argument("--ui-port", type=int, default=8233)
+    c.add_argument("--config", type=Path, help="baton.toml (default: $BATON_CONFIG or ./baton.toml)")
+
+    command("demo", cmd_demo, "run every shipped process on the example inputs")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    try:
+        code = asyncio.run(args.func(args))
+    except (InputError, UnknownRun, Refused) as err:
+        print(f"baton: {err}", file=sys.stderr)
+        code = EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as err:  # connection, config and server errors: one line, not a traceback
+        from worker.config import ConfigError
+        from worker.devserver import DevServerError
+
+        if not isinstance(err, (ConnectionError, ConfigError, DevServerError)):
+            raise
+        print(f"baton: {err}", file=sys.stderr)
+        code = 1
+    sys.exit(code)

@@ -1,0 +1,97 @@
+"""`baton demo` (what `make demo` runs): every shipped process on its example inputs.
+
+It starts (or reuses) the local stack, starts each run in `examples/demo.json`,
+gives the approval a parked run waits for (after printing the commands a
+person would use), prints each outcome, ledger and Web UI link, and checks
+every run ended in the state the manifest expects. Interactive, it keeps the
+stack up for browsing until Ctrl-C; without a TTY it stops and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from client.commands import approval_commands, awaiting_list_command
+from client.render import ledger_table, outcome_text
+from client.sdk import Baton, read_input
+from worker.shutdown import until_interrupted
+from worker.stack import local_stack
+from workflows.outcome import RunState
+
+MANIFEST = Path("examples/demo.json")
+PARK_TIMEOUT_S = 60
+
+
+class DemoApproval(BaseModel):
+    by: str
+    comment: str = ""
+
+
+class DemoRun(BaseModel):
+    process: str
+    input: Path
+    expect: RunState
+    approve: DemoApproval | None = None
+
+
+class Manifest(BaseModel):
+    runs: list[DemoRun]
+
+
+async def demo(manifest: Path = MANIFEST, interactive: bool | None = None) -> int:
+    if interactive is None:
+        interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    plan = Manifest.model_validate_json(manifest.read_text())
+    async with local_stack() as stack:
+        state = "reused the Temporal server" if stack.server.reused else "started Temporal's dev server"
+        print(f"Baton demo: {state} at {stack.server.target} and a worker; Web UI {stack.server.ui_url}\n")
+        baton = Baton(stack.client)
+        run_ids = [await baton.start(r.process, read_input(r.input)) for r in plan.runs]
+        for run, run_id in zip(plan.runs, run_ids):
+            print(f"started {run_id:<32} {run.process} on {run.input}")
+        for run, run_id in zip(plan.runs, run_ids):
+            if run.approve:
+                await give_approval(baton, run_id, run.approve)
+        ok = 0
+        for run, run_id in zip(plan.runs, run_ids):
+            ok += await report(baton, stack.server.ui_url, run, run_id)
+        print(f"\n{ok} of {len(plan.runs)} runs ended as expected.")
+        if interactive:
+            print(f"\nThe stack stays up: browse {stack.server.ui_url}  (Ctrl-C to stop)")
+            await until_interrupted()
+    return 0 if ok == len(plan.runs) else 1
+
+
+async def give_approval(baton: Baton, run_id: str, approval: DemoApproval) -> None:
+    status = None
+    for _ in range(PARK_TIMEOUT_S * 5):
+        status = await baton.status(run_id)
+        if status.open_requests or status.state.is_final:
+            break
+        await asyncio.sleep(0.2)
+    if not status or not status.open_requests:
+        print(f"\n{run_id} did not park for approval (state {status.state.value if status else '?'})")
+        return
+    request = status.open_requests[0]
+    print(f"\n{run_id} is parked: {request.ask}")
+    print(f"  find every parked run:  {awaiting_list_command()}")
+    print("  a person would answer with either of:")
+    for command in approval_commands(run_id, request.id):
+        print(f"    {command}")
+    verdict = await baton.approve(run_id, by=approval.by, request_id=request.id, comment=approval.comment)
+    print(f"  the demo approves as {verdict.by!r}: {verdict.comment}")
+
+
+async def report(baton: Baton, ui_url: str, run: DemoRun, run_id: str) -> bool:
+    outcome = await baton.result(run_id)
+    ledger = await baton.ledger(run_id)
+    expected = outcome.state is run.expect
+    mark = "ok" if expected else f"UNEXPECTED (expected {run.expect.value})"
+    print(f"\n[{mark}] {outcome_text(run_id, outcome)}")
+    print(ledger_table(ledger))
+    print(f"Web UI: {ui_url}/{run_id}")
+    return expected

@@ -1,0 +1,100 @@
+"""Engine guarantees, driven through Temporal: budgets stop runs typed, writes happen once."""
+
+from __future__ import annotations
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.tools.activity import ToolActivities
+from activities.tools.contracts import ToolCall, ToolResult
+from client.sdk import Baton
+from tests.conftest import running_worker
+from tests.test_onboarding_routes import CLEAR
+from workflows.outcome import RunState
+
+
+async def test_step_budget_stops_the_run_before_the_next_step(time_env, config, systems):
+    async with running_worker(time_env.client, config) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        run_id = await baton.start("onboarding", {**CLEAR, "budget": {"max_steps": 2}})
+        outcome = await baton.result(run_id)
+        ledger = await baton.ledger(run_id)
+
+    assert outcome.state is RunState.BUDGET_EXCEEDED
+    assert outcome.reason.startswith("max_steps") and "match_kyc" in outcome.reason
+    assert [e.step for e in ledger] == ["validate_identity", "pull_credit"]
+    assert systems.count("crm_records") == 0
+
+
+async def test_cost_budget_stops_the_run_after_the_step_that_spent_it(time_env, config, systems):
+    async with running_worker(time_env.client, config) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        run_id = await baton.start("onboarding", {**CLEAR, "budget": {"max_cost_usd": 1e-9}})
+        outcome = await baton.result(run_id)
+        status = await baton.status(run_id)
+
+    assert outcome.state is RunState.BUDGET_EXCEEDED
+    assert outcome.reason.startswith("max_cost_usd") and "create_crm_record" in outcome.reason
+    assert outcome.cost_usd > 1e-9
+    assert status.state is RunState.BUDGET_EXCEEDED
+    assert systems.count("crm_records") == 0 and systems.count("outbox") == 0
+
+
+async def test_budget_override_can_only_tighten(time_env, config):
+    async with running_worker(time_env.client, config) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        run_id = await baton.start("onboarding", {**CLEAR, "budget": {"max_steps": 1000, "max_cost_usd": 99}})
+        await baton.result(run_id)
+        status = await baton.status(run_id)
+
+    assert status.budget == config.default_budget()
+
+
+class LosesReplyAfterCrmWrite(ToolActivities):
+    """The CRM write commits, then the worker loses the reply: Temporal retries the call."""
+
+    @activity.defn(name="run_tool")
+    def run_tool(self, call: ToolCall) -> ToolResult:
+        result = super().run_tool(call)
+        if call.tool == "create_crm_record" and activity.info().attempt == 1:
+            raise ConnectionResetError("reply lost after the write committed")
+        return result
+
+
+async def test_write_retried_after_it_succeeded_exists_once(time_env, config, systems):
+    async with running_worker(time_env.client, config, tools_class=LosesReplyAfterCrmWrite) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        run_id = await baton.start("onboarding", CLEAR)
+        outcome = await baton.result(run_id)
+        ledger = await baton.ledger(run_id)
+
+    crm = next(e for e in ledger if e.step == "create_crm_record")
+    assert outcome.state is RunState.COMPLETED, outcome.reason
+    assert crm.attempts == 2
+    assert crm.decision["created"] is False  # the retry found the first attempt's record
+    assert crm.idempotency_key == f"{run_id}/create_crm_record"
+    assert systems.count("crm_records", applicant_id="A-1001") == 1
+    assert outcome.result["customer_id"] == crm.decision["customer_id"]
+
+
+class OutboxRejects(ToolActivities):
+    """The outbox refuses the message for good (a 4xx from a mail API, say)."""
+
+    @activity.defn(name="run_tool")
+    def run_tool(self, call: ToolCall) -> ToolResult:
+        if call.tool == "send_email":
+            raise ApplicationError("mailbox does not exist", type="Bounce", non_retryable=True)
+        return super().run_tool(call)
+
+
+async def test_failing_step_ends_the_run_typed(time_env, config, systems):
+    async with running_worker(time_env.client, config, tools_class=OutboxRejects) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        run_id = await baton.start("onboarding", CLEAR)
+        outcome = await baton.result(run_id)
+        ledger = await baton.ledger(run_id)
+
+    assert outcome.state is RunState.FAILED
+    assert "send_confirmation" in outcome.reason and "mailbox does not exist" in outcome.reason
+    assert (ledger[-1].step, ledger[-1].outcome) == ("send_confirmation", "error")
+    assert systems.count("outbox") == 0
