@@ -1,0 +1,29 @@
+# Baton: the two commands a new user needs, `make demo` and `make test`.
+# Both create .venv on first use and install Baton into it; nothing else is needed.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test dev worker clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)  ## run every shipped process on the example inputs, on a local Temporal
+	$(BIN)/baton demo
+
+test: $(STAMP)  ## the whole suite: time-skipping unit tests, dev-server integration, replay
+	$(BIN)/python -m pytest
+
+dev: $(STAMP)  ## Temporal's dev server (Web UI :8233) and a worker, until Ctrl-C
+	$(BIN)/baton dev
+
+worker: $(STAMP)  ## a worker only, against whatever TEMPORAL_* / profile points at
+	$(BIN)/python -m worker
+
+clean:
+	rm -rf $(VENV) .baton *.egg-info
