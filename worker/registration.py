@@ -22,6 +22,13 @@ from workflows.catalog import PROCESSES
 PASSTHROUGH = ("pydantic", "pydantic_core", "annotated_types", "email_validator", "activities")
 
 
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandbox every Baton worker (and the replayer) runs workflows in."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
+    )
+
+
 def build_worker(
     client: Client,
     config: BatonConfig,
@@ -44,8 +51,6 @@ def build_worker(
         workflows=[spec.workflow for spec in PROCESSES.values()],
         activities=[models.call_model, tools.run_tool, policy.run_policy],
         activity_executor=ThreadPoolExecutor(max_workers=16),
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
-        ),
+        workflow_runner=workflow_runner(),
         graceful_shutdown_timeout=timedelta(seconds=10),
     )

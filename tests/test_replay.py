@@ -1,0 +1,81 @@
+"""Replay: every main route of every shipped process must replay on today's code.
+
+Two sources of histories: runs made now (proves the workflows are deterministic
+at all) and the recorded histories in tests/histories/ (proves a change does
+not break runs already in flight). To record them anew after an intended
+change, run `BATON_RECORD_HISTORIES=1 .venv/bin/python -m pytest tests/test_replay.py`
+and commit the files; a change that alters the command sequence of a process
+must instead be guarded with `workflow.patched(...)` so old histories still replay.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from client.sdk import Baton
+from tests.conftest import running_worker
+from tests.test_onboarding_routes import CLEAR, PEP, SANCTIONED, wait_for_state
+from worker.registration import workflow_runner
+from workflows.catalog import PROCESSES
+from workflows.outcome import RunState
+
+HISTORIES = Path(__file__).parent / "histories"
+RECORD = os.environ.get("BATON_RECORD_HISTORIES") == "1"
+
+
+def replayer() -> Replayer:
+    return Replayer(
+        workflows=[spec.workflow for spec in PROCESSES.values()],
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(),
+    )
+
+
+async def run_route(time_env, baton: Baton, route: str) -> str:
+    match route:
+        case "onboarding-clear":
+            run_id = await baton.start("onboarding", CLEAR, run_id=route)
+        case "onboarding-reject":
+            run_id = await baton.start("onboarding", SANCTIONED, run_id=route)
+        case "onboarding-review-approved" | "onboarding-review-timeout":
+            run_id = await baton.start("onboarding", PEP, run_id=route)
+            await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
+            if route.endswith("approved"):
+                await baton.approve(run_id, by="carol", comment="checked")
+            else:
+                await time_env.sleep(timedelta(hours=49))
+    await baton.result(run_id)
+    return run_id
+
+
+ROUTES = ["onboarding-clear", "onboarding-reject", "onboarding-review-approved", "onboarding-review-timeout"]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+async def test_fresh_history_replays(time_env, config, route):
+    async with running_worker(time_env.client, config) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        run_id = await run_route(time_env, baton, route)
+        history = await time_env.client.get_workflow_handle(run_id).fetch_history()
+    if RECORD:
+        (HISTORIES / f"{route}.json").write_text(history.to_json())
+    result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, result.replay_failure
+
+
+def test_every_route_has_a_recorded_history():
+    assert sorted(p.stem for p in HISTORIES.glob("*.json")) == sorted(ROUTES)
+
+
+@pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)
+async def test_recorded_history_replays(path: Path):
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, result.replay_failure
