@@ -62,6 +62,7 @@ def load(path: Path | None = None) -> BatonConfig:
         config.catalog()
     except ValidationError as err:
         first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ConfigError(f"{path}: {where}: {first['msg']}") from err
+        where = ".".join(str(p) for p in first["loc"]) or "tiers"  # cross-checks of tiers→models
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{path}: {where}: {message}") from err
     return config

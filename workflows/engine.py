@@ -17,7 +17,7 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import BaseModel, ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, RetryState
 
 from workflows import search_attributes as sa
 from workflows.approvals import (
@@ -343,7 +343,13 @@ class Process:
         self._publish()
 
     def _fail(self, entry: dict, attempts: int | None, err: Exception) -> None:
+        """Record a failed step and end the run typed, naming the step and the cause."""
         message = str(err.cause) if isinstance(err, ActivityError) and err.cause else str(err)
+        if isinstance(err, ActivityError):
+            # The failure does not carry its attempt count: it is known only when retries ran out.
+            exhausted = err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED
+            attempts = attempts if exhausted else None
+            message += f" ({err.retry_state.name.lower() if err.retry_state else 'failed'})"
         self._record(**entry, attempts=attempts or 1, outcome="error", detail=message)
         raise StopRun(RunState.FAILED, f"step {entry['step']} failed: {message}")
 
