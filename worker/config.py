@@ -54,7 +54,9 @@ def load(path: Path | None = None) -> BatonConfig:
             raise ConfigError(f"{path}: no such file")
         return BatonConfig()
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read: {err}") from err
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML: {err}") from err
     try:

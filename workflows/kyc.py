@@ -47,7 +47,7 @@ def match_kyc(identity: IdentityCheck, credit: CreditReport) -> KycResult:
         rejects.append(f"credit score {credit.score} with {credit.open_defaults} open defaults")
     elif credit.score < REVIEW_BELOW_SCORE or credit.open_defaults > 0:
         reviews.append(f"credit score {credit.score} with {credit.open_defaults} open defaults")
-    segment = "prime" if credit.score >= PRIME_SCORE and not reviews else "standard"
+    segment = "prime" if credit.score >= PRIME_SCORE and not (rejects or reviews) else "standard"
     if rejects:
         return KycResult(verdict=KycVerdict.REJECT, reasons=rejects + reviews, segment=segment)
     if reviews:

@@ -15,14 +15,16 @@ from temporalio.exceptions import ApplicationError
 
 from activities.llm.catalog import Catalog
 from activities.llm.contracts import FailedAttempt, LlmRequest, LlmResult
-from activities.llm.offline import OfflineProvider
+from activities.llm.offline import OfflineCannotAnswer, OfflineProvider
 from activities.llm.provider import Provider, ProviderUnavailable
 
 
 class ModelActivities:
     def __init__(self, catalog: Catalog, providers: dict[str, Provider] | None = None) -> None:
         self._catalog = catalog
-        self._providers: dict[str, Provider] = providers or {"offline": OfflineProvider()}
+        self._providers: dict[str, Provider] = (
+            {"offline": OfflineProvider()} if providers is None else providers
+        )
 
     @activity.defn(name="call_model")
     async def call_model(self, request: LlmRequest) -> LlmResult:
@@ -32,12 +34,21 @@ class ModelActivities:
             raise ApplicationError(str(err.args[0]), type="UnknownModel", non_retryable=True)
         failed: list[FailedAttempt] = []
         for label, spec in candidates:
+            provider = self._providers.get(spec.provider)
+            if provider is None:
+                raise ApplicationError(
+                    f"model {label!r} needs provider {spec.provider!r}, which this worker lacks",
+                    type="UnknownProvider",
+                    non_retryable=True,
+                )
             started = time.perf_counter()
             try:
-                done = await self._providers[spec.provider].complete(request, spec)
+                done = await provider.complete(request, spec)
             except ProviderUnavailable as err:
                 failed.append(FailedAttempt(model=label, provider=spec.provider, error=str(err)))
                 continue
+            except OfflineCannotAnswer as err:
+                raise ApplicationError(str(err), type="OfflineCannotAnswer", non_retryable=True)
             return LlmResult(
                 output=done.output,
                 tier=request.tier,

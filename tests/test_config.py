@@ -1,0 +1,361 @@
+"""worker.config.load on real files, Budget.tightened, and the client's input checks.
+
+A bad `baton.toml` must stop the worker with one ConfigError line naming the
+file and the key at fault; bad run input must be refused with an InputError
+naming the field, before anything starts.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from activities.policy import Budget, BudgetOverride
+from client.sdk import InputError, read_input, validate_input
+from worker.config import BatonConfig, ConfigError, load
+
+ROOT = Path(__file__).resolve().parent.parent
+REPO_CONFIG = ROOT / "baton.toml"
+EXAMPLES = ROOT / "examples" / "onboarding"
+
+GOOD_MODEL = """
+[models.house]
+provider = "offline"
+name = "house-v1"
+price = { input = 1.0, output = 4.0 }
+"""
+
+
+@pytest.fixture(autouse=True)
+def no_env_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BATON_CONFIG", raising=False)
+
+
+def write(tmp_path: Path, text: str, name: str = "baton.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+# ------------------------------------------------------------------ loading
+
+
+def test_missing_explicit_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    with pytest.raises(ConfigError) as caught:
+        load(missing)
+    assert str(missing) in str(caught.value)
+
+
+def test_a_directory_or_non_utf8_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load(tmp_path)
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes(b"# caf\xe9\n")
+    with pytest.raises(ConfigError, match="latin.toml"):
+        load(latin)
+
+
+def test_missing_file_named_by_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    missing = tmp_path / "from-env.toml"
+    monkeypatch.setenv("BATON_CONFIG", str(missing))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="from-env.toml"):
+        load()
+
+
+def test_env_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, GOOD_MODEL + '[tiers]\nfast = ["house"]\n', "custom.toml")
+    monkeypatch.setenv("BATON_CONFIG", str(path))
+    monkeypatch.chdir(tmp_path)
+    config = load()
+    assert set(config.models) == {"house"}
+    assert config.tiers == {"fast": ["house"]}
+
+
+def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "[models.x\nprovider = offline\n")
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    message = str(caught.value)
+    assert str(path) in message
+    assert "TOML" in message
+
+
+def test_unknown_provider_names_the_key_path(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        GOOD_MODEL + """
+[models.cloud]
+provider = "openai"
+name = "gpt-x"
+price = { input = 1.0, output = 2.0 }
+""",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    message = str(caught.value)
+    assert str(path) in message
+    assert "models.cloud" in message
+    assert "openai" in message
+    assert "\n" not in message  # one line
+
+
+def test_bad_price_names_the_key_path(tmp_path: Path) -> None:
+    path = write(tmp_path, '[models.cheap]\nprovider = "offline"\nname = "c"\nprice = { input = -1, output = 2 }\n')
+    with pytest.raises(ConfigError, match=r"models\.cheap\.price\.input"):
+        load(path)
+
+
+def test_bad_budget_names_the_key_path(tmp_path: Path) -> None:
+    path = write(tmp_path, "[budgets.onboarding]\nmax_steps = 0\n")
+    with pytest.raises(ConfigError, match=r"budgets\.onboarding\.max_steps"):
+        load(path)
+
+
+def test_tier_naming_unknown_model(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD_MODEL + '[tiers]\nfast = ["house", "ghost"]\n')
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    message = str(caught.value)
+    assert str(path) in message
+    assert "tiers" in message
+    assert "fast" in message
+    assert "ghost" in message
+
+
+def test_tier_naming_a_default_model_that_was_replaced(tmp_path: Path) -> None:
+    """Declaring [models] replaces the built-in ones, so the default tiers no longer resolve."""
+    path = write(tmp_path, GOOD_MODEL)
+    with pytest.raises(ConfigError, match="offline-fast|offline-strong"):
+        load(path)
+
+
+def test_tier_with_no_candidates(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD_MODEL + '[tiers]\nfast = ["house"]\nstrong = []\n')
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    message = str(caught.value)
+    assert "strong" in message
+    assert "no candidate" in message
+
+
+def test_unknown_top_level_key(tmp_path: Path) -> None:
+    path = write(tmp_path, '[systems]\ndb = "x.db"\n\n[modles.typo]\nprovider = "offline"\n')
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    assert "modles" in str(caught.value)
+
+
+def test_unknown_key_in_systems(tmp_path: Path) -> None:
+    path = write(tmp_path, '[systems]\ndatabase = "x.db"\n')
+    with pytest.raises(ConfigError, match=r"systems\.database"):
+        load(path)
+
+
+def test_repo_baton_toml_loads() -> None:
+    config = load(REPO_CONFIG)
+    raw = tomllib.loads(REPO_CONFIG.read_text())
+
+    assert set(config.models) == set(raw["models"])
+    assert config.tiers == raw["tiers"]
+    for label, model in raw["models"].items():
+        spec = config.models[label]
+        assert spec.provider == model["provider"]
+        assert spec.name == model["name"]
+        assert spec.price.input == model["price"]["input"]
+        assert spec.price.output == model["price"]["output"]
+    for name, budget in raw["budgets"].items():
+        assert config.budgets[name].max_cost_usd == budget["max_cost_usd"]
+        assert config.budgets[name].max_steps == budget["max_steps"]
+    assert config.systems.db == Path(raw["systems"]["db"])
+    assert config.systems.seed == Path(raw["systems"]["seed"])
+
+    catalog = config.catalog()
+    for tier in config.tiers:
+        assert catalog.candidates(tier)
+    assert config.default_budget() == config.budgets["default"]
+
+
+def test_no_file_gives_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert not (tmp_path / "baton.toml").exists()
+    config = load()
+    assert config == BatonConfig()
+    # the documented built-ins: two offline models, fast/strong tiers, a modest default budget
+    assert config.tiers == {"fast": ["offline-fast"], "strong": ["offline-strong"]}
+    assert {m.provider for m in config.models.values()} == {"offline"}
+    assert config.models["offline-fast"].price.input == 0.15
+    assert config.models["offline-strong"].price.output == 15.00
+    assert config.default_budget() == Budget(max_cost_usd=0.50, max_steps=25)
+    assert config.systems.db == Path(".baton/systems.db")
+
+
+def test_cwd_baton_toml_is_picked_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path, "[budgets.default]\nmax_cost_usd = 0.01\nmax_steps = 3\n")
+    monkeypatch.chdir(tmp_path)
+    config = load()
+    assert config.default_budget() == Budget(max_cost_usd=0.01, max_steps=3)
+
+
+def test_partial_file_keeps_other_defaults(tmp_path: Path) -> None:
+    path = write(tmp_path, '[systems]\ndb = "elsewhere.db"\n')
+    config = load(path)
+    assert config.systems.db == Path("elsewhere.db")
+    assert config.tiers == {"fast": ["offline-fast"], "strong": ["offline-strong"]}
+
+
+def test_default_budget_when_file_has_none(tmp_path: Path) -> None:
+    path = write(tmp_path, "[budgets.onboarding]\nmax_cost_usd = 0.02\nmax_steps = 4\n")
+    config = load(path)
+    assert config.default_budget() == Budget(max_cost_usd=0.50, max_steps=25)
+    assert config.budgets["onboarding"] == Budget(max_cost_usd=0.02, max_steps=4)
+
+
+# --------------------------------------------------------------- budgets
+
+
+BASE = Budget(max_cost_usd=0.50, max_steps=25)
+
+
+def test_tightened_none_keeps_budget() -> None:
+    assert BASE.tightened(None) == Budget(max_cost_usd=0.50, max_steps=25)
+
+
+def test_tightened_lowers_both() -> None:
+    assert BASE.tightened(BudgetOverride(max_cost_usd=0.10, max_steps=5)) == Budget(max_cost_usd=0.10, max_steps=5)
+
+
+def test_tightened_cannot_raise() -> None:
+    assert BASE.tightened(BudgetOverride(max_cost_usd=99.0, max_steps=1000)) == Budget(
+        max_cost_usd=0.50, max_steps=25
+    )
+
+
+def test_tightened_mixed_override_lowers_only_what_is_lower() -> None:
+    assert BASE.tightened(BudgetOverride(max_cost_usd=0.05, max_steps=1000)) == Budget(
+        max_cost_usd=0.05, max_steps=25
+    )
+    assert BASE.tightened(BudgetOverride(max_cost_usd=5.0, max_steps=2)) == Budget(max_cost_usd=0.50, max_steps=2)
+
+
+def test_tightened_partial_override() -> None:
+    assert BASE.tightened(BudgetOverride(max_steps=3)) == Budget(max_cost_usd=0.50, max_steps=3)
+    assert BASE.tightened(BudgetOverride(max_cost_usd=0.2)) == Budget(max_cost_usd=0.2, max_steps=25)
+    assert BASE.tightened(BudgetOverride()) == BASE
+
+
+def test_tightened_does_not_change_the_original() -> None:
+    base = Budget(max_cost_usd=0.50, max_steps=25)
+    base.tightened(BudgetOverride(max_cost_usd=0.01, max_steps=1))
+    assert base == Budget(max_cost_usd=0.50, max_steps=25)
+
+
+@pytest.mark.parametrize("field", [{"max_cost_usd": 0}, {"max_cost_usd": -1}, {"max_steps": 0}, {"max_steps": -3}])
+def test_override_must_be_positive(field: dict) -> None:
+    # zero or negative would otherwise be read as "no override" or an instant stop
+    with pytest.raises(ValueError):
+        BudgetOverride(**field)
+
+
+# ------------------------------------------------------------- run input
+
+
+def test_read_input_reads_an_object(tmp_path: Path) -> None:
+    path = tmp_path / "in.json"
+    path.write_text(json.dumps({"applicant_id": "A-1001", "n": 1}))
+    assert read_input(path) == {"applicant_id": "A-1001", "n": 1}
+
+
+def test_read_input_missing_file(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.json"
+    with pytest.raises(InputError) as caught:
+        read_input(missing)
+    assert str(missing) in str(caught.value)
+    assert "cannot read" in str(caught.value)
+
+
+def test_read_input_directory(tmp_path: Path) -> None:
+    with pytest.raises(InputError):
+        read_input(tmp_path)
+
+
+def test_read_input_invalid_json(tmp_path: Path) -> None:
+    path = tmp_path / "broken.json"
+    path.write_text('{\n  "applicant_id": "A-1001",\n  "name": "Ada" "Lovelace"\n}\n')
+    with pytest.raises(InputError) as caught:
+        read_input(path)
+    message = str(caught.value)
+    assert str(path) in message
+    assert "not valid JSON" in message
+    assert "line 3" in message  # points at where it broke
+
+
+@pytest.mark.parametrize(("text", "kind"), [("[1, 2]", "list"), ('"hello"', "str"), ("42", "int"), ("null", "NoneType")])
+def test_read_input_not_an_object(tmp_path: Path, text: str, kind: str) -> None:
+    path = tmp_path / "wrong.json"
+    path.write_text(text)
+    with pytest.raises(InputError) as caught:
+        read_input(path)
+    assert "JSON object" in str(caught.value)
+    assert kind in str(caught.value)
+
+
+def test_input_error_is_a_value_error() -> None:
+    assert issubclass(InputError, ValueError)
+
+
+def valid_applicant() -> dict:
+    return json.loads((EXAMPLES / "clear.json").read_text())
+
+
+def test_validate_input_accepts_the_example() -> None:
+    value = validate_input("onboarding", valid_applicant())
+    assert value.applicant_id == "A-1001"
+    assert str(value.email) == "ada@example.com"
+
+
+def test_validate_input_missing_field() -> None:
+    data = valid_applicant()
+    del data["document_number"]
+    with pytest.raises(InputError) as caught:
+        validate_input("onboarding", data)
+    message = str(caught.value)
+    assert "'document_number'" in message
+    assert "onboarding" in message
+    assert "more" not in message  # only one thing wrong
+
+
+def test_validate_input_bad_email_example_file() -> None:
+    data = read_input(EXAMPLES / "invalid-email.json")
+    with pytest.raises(InputError) as caught:
+        validate_input("onboarding", data)
+    assert "'email'" in str(caught.value)
+
+
+def test_validate_input_empty_string_field() -> None:
+    data = valid_applicant() | {"applicant_id": ""}
+    with pytest.raises(InputError, match="'applicant_id'"):
+        validate_input("onboarding", data)
+
+
+def test_validate_input_nested_field_is_dotted() -> None:
+    data = valid_applicant() | {"budget": {"max_steps": 0}}
+    with pytest.raises(InputError, match=r"'budget\.max_steps'"):
+        validate_input("onboarding", data)
+
+
+def test_validate_input_counts_further_errors() -> None:
+    with pytest.raises(InputError) as caught:
+        validate_input("onboarding", {"applicant_id": "A-1"})
+    assert "(and 2 more)" in str(caught.value)
+
+
+def test_validate_input_unknown_process() -> None:
+    with pytest.raises(InputError) as caught:
+        validate_input("payroll", valid_applicant())
+    assert "payroll" in str(caught.value)
+    assert "onboarding" in str(caught.value)
