@@ -17,6 +17,7 @@ from pydantic import TypeAdapter
 
 from client import render
 from client.commands import approval_commands
+from client.exit import exit_now
 from client.sdk import (
     Baton,
     InputError,
@@ -170,4 +171,4 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"baton: {err}", file=sys.stderr)
         code = 1
-    sys.exit(code)
+    exit_now(code)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from client.connection import connect, task_queue
+from client.exit import exit_now
 from worker.config import ConfigError, load
 from worker.registration import build_worker
 from worker.shutdown import until_interrupted
@@ -33,7 +34,9 @@ def main() -> None:
     try:
         asyncio.run(serve(args.config))
     except (ConfigError, ConnectionError) as err:
-        sys.exit(f"worker: {err}")
+        print(f"worker: {err}", file=sys.stderr)
+        exit_now(1)
+    exit_now(0)
 
 
 if __name__ == "__main__":

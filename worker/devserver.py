@@ -72,11 +72,11 @@ class DevServer:
         return self
 
     async def __aexit__(self, *exc) -> None:
-        self.stop()
+        await asyncio.to_thread(self.stop)
 
     async def _existing(self) -> Client:
         try:
-            return await asyncio.wait_for(connect(self.target), timeout=10)
+            return await asyncio.wait_for(connect(self.target), timeout=5)
         except (ConnectionError, asyncio.TimeoutError) as err:
             raise DevServerError(
                 f"port {self.port} on {self.host} is in use by something that is not a Temporal "
