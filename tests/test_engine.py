@@ -5,6 +5,9 @@ from __future__ import annotations
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.llm.catalog import ModelSpec
+from activities.llm.contracts import LlmRequest
+from activities.llm.provider import Completion
 from activities.tools.activity import ToolActivities
 from activities.tools.contracts import ToolCall, ToolResult
 from client.sdk import Baton
@@ -98,3 +101,25 @@ async def test_failing_step_ends_the_run_typed(time_env, config, systems):
     assert "send_confirmation" in outcome.reason and "mailbox does not exist" in outcome.reason
     assert (ledger[-1].step, ledger[-1].outcome) == ("send_confirmation", "error")
     assert systems.count("outbox") == 0
+
+
+class AnswersOffSchema:
+    """A provider whose answer parses but breaks the step's schema (a model ignoring it)."""
+
+    async def complete(self, request: LlmRequest, model: ModelSpec) -> Completion:
+        return Completion(output={"subject": ""}, tokens_in=10, tokens_out=3)
+
+
+async def test_model_output_that_fails_the_schema_ends_the_run_typed(time_env, config, systems):
+    async with running_worker(time_env.client, config, providers={"offline": AnswersOffSchema()}) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        run_id = await baton.start("onboarding", CLEAR)
+        outcome = await baton.result(run_id)
+        ledger = await baton.ledger(run_id)
+
+    assert outcome.state is RunState.FAILED
+    assert "welcome_email" in outcome.reason and "body" in outcome.reason
+    email = ledger[-1]
+    assert (email.step, email.outcome, email.tokens_in) == ("welcome_email", "error", 10)
+    assert outcome.cost_usd > 0  # the call was paid for even though its answer was unusable
+    assert systems.count("crm_records") == 0

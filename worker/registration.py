@@ -10,6 +10,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.llm.activity import ModelActivities
+from activities.llm.provider import Provider
 from activities.policy import PolicyActivities
 from activities.tools.activity import ToolActivities
 from activities.tools.systems import SystemsOfRecord
@@ -35,12 +36,13 @@ def build_worker(
     *,
     queue: str | None = None,
     tools_class: type[ToolActivities] = ToolActivities,
+    providers: dict[str, Provider] | None = None,
 ) -> Worker:
-    """`tools_class` lets fault-injection tests wrap the real tool activity."""
+    """`tools_class` and `providers` let fault-injection tests wrap the real seams."""
     systems = SystemsOfRecord(config.systems.db)
     systems.create(config.systems.seed)
     catalog = config.catalog()
-    models = ModelActivities(catalog)
+    models = ModelActivities(catalog, providers)
     tools = tools_class(systems)
     policy = PolicyActivities(
         catalog, {k: v for k, v in config.budgets.items() if k != "default"}, config.default_budget()

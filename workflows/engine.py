@@ -150,14 +150,13 @@ class Process:
             tokens_in=res.tokens_in,
             tokens_out=res.tokens_out,
             cost_usd=res.cost_usd,
-            attempts=res.attempt,
             failed_models=res.failed,
         )
         try:
             value = output.model_validate(res.output)
         except ValidationError as err:
             self._fail({**entry, **fields}, res.attempt, err)
-        self._record(**entry, **fields, outcome="ok")
+        self._record(**entry, **fields, attempts=res.attempt, outcome="ok")
         return value
 
     async def tool(
