@@ -11,7 +11,7 @@ UI's current details truthful.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -27,9 +27,11 @@ from workflows.approvals import (
     Decision,
     Verdict,
 )
+from workflows.approval_desk import ApprovalDesk
 from workflows.ledger import LedgerEntry, StepKind
 from workflows.outcome import RunOutcome, RunState, StopRun
 from workflows.status import RunStatus
+from workflows.visibility import SearchAttributeMirror, approval_markdown
 
 with workflow.unsafe.imports_passed_through():
     from activities.llm.activity import ModelActivities
@@ -69,9 +71,8 @@ class Process:
         self._budget: Budget | None = None
         self._cost = 0.0
         self._current_step: str | None = None
-        self._open: dict[str, ApprovalRequest] = {}
-        self._verdicts: dict[str, Verdict] = {}
-        self._published: dict[str, Any] = {}
+        self._desk = ApprovalDesk()
+        self._mirror = SearchAttributeMirror()
 
     # ----- the run -------------------------------------------------------------------
 
@@ -216,12 +217,12 @@ class Process:
             context=context.model_dump(mode="json"), cost_so_far_usd=round(self._cost, 6),
             requested_at=started, deadline=started + timeout,
         )
-        self._open[request.id] = request
+        self._desk.open[request.id] = request
         self._state = RunState.AWAITING_APPROVAL
         self._publish()
         try:
-            await workflow.wait_condition(lambda: request.id in self._verdicts, timeout=timeout)
-            verdict = self._verdicts[request.id]
+            await workflow.wait_condition(lambda: request.id in self._desk.verdicts, timeout=timeout)
+            verdict = self._desk.verdicts[request.id]
             result = ApprovalResult(
                 request_id=request.id,
                 status=ApprovalStatus.APPROVED if verdict.approved else ApprovalStatus.REJECTED,
@@ -231,8 +232,8 @@ class Process:
             result = ApprovalResult(
                 request_id=request.id, status=ApprovalStatus.TIMED_OUT, decided_at=workflow.now()
             )
-        del self._open[request.id]
-        self._state = RunState.AWAITING_APPROVAL if self._open else RunState.RUNNING
+        del self._desk.open[request.id]
+        self._state = RunState.AWAITING_APPROVAL if self._desk.open else RunState.RUNNING
         self._record(
             step=step, kind=StepKind.APPROVAL, name=",".join(approvers), started_at=started,
             outcome=result.status.value, by=result.by, comment=result.comment,
@@ -253,44 +254,21 @@ class Process:
     @workflow.update
     def decide(self, verdict: Verdict) -> Verdict:
         """Decide synchronously: refused decisions never reach history (see the validator)."""
-        request_id = self._resolve_request(verdict)
-        return self._verdicts.setdefault(
-            request_id, verdict.model_copy(update={"request_id": request_id})
-        )
+        return self._desk.take(verdict)
 
     @decide.validator
     def _validate_decide(self, verdict: Verdict) -> None:
-        self._resolve_request(verdict)
+        self._desk.resolve(verdict)
 
     def _decide_by_signal(self, verdict: Verdict) -> None:
+        """A signal cannot be refused to its sender: a bad one is recorded and ignored."""
         try:
-            request_id = self._resolve_request(verdict)
+            self._desk.take(verdict)
         except ValueError as refused:
             self._record(
                 step=verdict.request_id or "?", kind=StepKind.APPROVAL, name="signal",
                 started_at=workflow.now(), outcome="refused", by=verdict.by, detail=str(refused),
             )
-            return
-        self._verdicts.setdefault(request_id, verdict.model_copy(update={"request_id": request_id}))
-
-    def _resolve_request(self, verdict: Verdict) -> str:
-        """The request a decision is for; ValueError says why it cannot be taken."""
-        request_id = verdict.request_id
-        if request_id is None:
-            if len(self._open) != 1:
-                raise ValueError(
-                    f"{len(self._open)} requests are open; name one with request_id"
-                    + (f" ({', '.join(self._open)})" if self._open else "")
-                )
-            request_id = next(iter(self._open))
-        earlier = self._verdicts.get(request_id)
-        if earlier is not None:
-            if (earlier.approved, earlier.by) == (verdict.approved, verdict.by):
-                return request_id  # the same decision again: idempotent
-            raise ValueError(f"request {request_id!r} was already decided by {earlier.by}")
-        if request_id not in self._open:
-            raise ValueError(f"no open approval request {request_id!r}")
-        return request_id
 
     # ----- queries -------------------------------------------------------------------
 
@@ -307,7 +285,7 @@ class Process:
             steps=self._steps_taken(),
             cost_usd=round(self._cost, 6),
             budget=self._budget,
-            open_requests=list(self._open.values()),
+            open_requests=list(self._desk.open.values()),
             reason=self._reason,
         )
 
@@ -316,7 +294,7 @@ class Process:
     def _steps_taken(self) -> int:
         return sum(1 for e in self._ledger if e.counts_as_step)
 
-    def _before_step(self, step: str):
+    def _before_step(self, step: str) -> datetime:
         """Check every cap before a step starts; returns the step's start time."""
         budget = self._budget
         if self._steps_taken() >= budget.max_steps:
@@ -353,17 +331,15 @@ class Process:
         raise StopRun(RunState.FAILED, f"step {entry['step']} failed: {message}")
 
     def _publish(self) -> None:
-        """Mirror state into search attributes (only what changed) and current details."""
-        wanted = {
-            sa.PROCESS.name: (sa.PROCESS, self.name),
-            sa.STATUS.name: (sa.STATUS, self._state.value),
-            sa.COST_USD.name: (sa.COST_USD, round(self._cost, 6)),
-            sa.AWAITING_APPROVAL.name: (sa.AWAITING_APPROVAL, bool(self._open)),
-        }
-        changed = [key.value_set(v) for name, (key, v) in wanted.items() if self._published.get(name) != v]
-        if changed:
-            workflow.upsert_search_attributes(changed)
-            self._published.update({name: v for name, (_, v) in wanted.items()})
+        """Keep search attributes and the Web UI's current details truthful."""
+        self._mirror.publish(
+            [
+                (sa.PROCESS, self.name),
+                (sa.STATUS, self._state.value),
+                (sa.COST_USD, round(self._cost, 6)),
+                (sa.AWAITING_APPROVAL, bool(self._desk.open)),
+            ]
+        )
         workflow.set_current_details(self._details())
 
     def _details(self) -> str:
@@ -372,17 +348,7 @@ class Process:
             head += f" of ${self._budget.max_cost_usd} · step {self._steps_taken()} of {self._budget.max_steps}"
         if self._state.is_final:
             return f"{head}\n\n{self._reason}"
-        if not self._open:
+        if not self._desk.open:
             return f"{head}\n\nRunning step `{self._current_step}`"
         run_id = workflow.info().workflow_id
-        parts = [head]
-        for r in self._open.values():
-            parts.append(
-                f"### Waiting for approval `{r.id}`\n{r.ask}\n\n"
-                f"Who: {', '.join(r.approvers)} · deadline {r.deadline.isoformat()}\n\n"
-                f"Approve: `baton approve {run_id} --request {r.id} --by NAME`  \n"
-                f"Reject: `baton reject {run_id} --request {r.id} --by NAME --comment WHY`  \n"
-                f"Or: `temporal workflow signal --workflow-id {run_id} --name approve "
-                f"--input '{{\"request_id\": \"{r.id}\", \"by\": \"NAME\"}}'`"
-            )
-        return "\n\n".join(parts)
+        return "\n\n".join([head, *(approval_markdown(run_id, r) for r in self._desk.open.values())])
