@@ -39,16 +39,24 @@ class BudgetOverride(BaseModel):
 class RunPolicy(BaseModel):
     budget: Budget
     tiers: dict[str, list[str]] = Field(description="tier -> model labels, in fallback order")
+    llm_timeout_s: float = Field(
+        default=60.0, description="start-to-close of one model step: every candidate and repair turn"
+    )
 
 
 class PolicyActivities:
-    def __init__(self, catalog: Catalog, budgets: dict[str, Budget], default: Budget) -> None:
+    def __init__(
+        self, catalog: Catalog, budgets: dict[str, Budget], default: Budget, llm_timeout_s: float = 60.0
+    ) -> None:
         self._catalog = catalog
         self._budgets = budgets
         self._default = default
+        self._llm_timeout_s = llm_timeout_s
 
     @activity.defn(name="run_policy")
     async def run_policy(self, process: str) -> RunPolicy:
         return RunPolicy(
-            budget=self._budgets.get(process, self._default), tiers=self._catalog.tiers
+            budget=self._budgets.get(process, self._default),
+            tiers=self._catalog.tiers,
+            llm_timeout_s=self._llm_timeout_s,
         )

@@ -21,7 +21,7 @@ from activities.tools.systems import SystemsOfRecord
 from worker.binaries import temporal_cli, temporal_test_server
 from worker.devserver import register_search_attributes
 from worker.config import BatonConfig, SystemsConfig
-from worker.registration import build_worker
+from worker.registration import baton_worker
 from workflows import search_attributes as sa
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,6 +63,5 @@ def systems(config: BatonConfig) -> SystemsOfRecord:
 @asynccontextmanager
 async def running_worker(client: Client, config: BatonConfig, **extra) -> AsyncIterator[Worker]:
     """A Baton worker on a fresh task queue, so tests never steal each other's tasks."""
-    worker = build_worker(client, config, queue=f"baton-test-{uuid.uuid4().hex[:8]}", **extra)
-    async with worker:
+    async with baton_worker(client, config, queue=f"baton-test-{uuid.uuid4().hex[:8]}", **extra) as worker:
         yield worker

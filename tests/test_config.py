@@ -90,7 +90,7 @@ def test_unknown_provider_names_the_key_path(tmp_path: Path) -> None:
         tmp_path,
         GOOD_MODEL + """
 [models.cloud]
-provider = "openai"
+provider = "nimbus"
 name = "gpt-x"
 price = { input = 1.0, output = 2.0 }
 """,
@@ -100,7 +100,7 @@ price = { input = 1.0, output = 2.0 }
     message = str(caught.value)
     assert str(path) in message
     assert "models.cloud" in message
-    assert "openai" in message
+    assert "nimbus" in message
     assert "\n" not in message  # one line
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.llm.catalog import ModelSpec
-from activities.llm.contracts import LlmRequest
-from activities.llm.provider import Completion
+from activities.llm.conversation import Conversation, Message
+from activities.llm.offline import OfflineProvider
+from activities.llm.provider import Completion, Usage
 from activities.tools.activity import ToolActivities
 from activities.tools.contracts import ToolCall, ToolResult
 from client.sdk import Baton
@@ -29,17 +31,35 @@ async def test_step_budget_stops_the_run_before_the_next_step(time_env, config, 
     assert systems.count("crm_records") == 0
 
 
-async def test_cost_budget_stops_the_run_after_the_step_that_spent_it(time_env, config, systems):
-    async with running_worker(time_env.client, config) as w:
+class CountingOffline(OfflineProvider):
+    """The offline provider, counting the requests that actually reach it."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    async def complete(self, conversation: Conversation, model: ModelSpec) -> Completion:
+        self.sent += 1
+        return await super().complete(conversation, model)
+
+
+async def test_a_call_the_budget_cannot_cover_is_never_sent(time_env, config, systems):
+    provider = CountingOffline()
+    async with running_worker(time_env.client, config, providers={"offline": provider}) as w:
         baton = Baton(time_env.client, w.task_queue)
-        run_id = await baton.start("onboarding", {**CLEAR, "budget": {"max_cost_usd": 1e-9}})
+        run_id = await baton.start("onboarding", {**CLEAR, "budget": {"max_cost_usd": 1e-5}})
         outcome = await baton.result(run_id)
         status = await baton.status(run_id)
+        ledger = await baton.ledger(run_id)
 
+    assert provider.sent == 0
     assert outcome.state is RunState.BUDGET_EXCEEDED
-    assert outcome.reason.startswith("max_cost_usd") and "create_crm_record" in outcome.reason
-    assert outcome.cost_usd > 1e-9
+    assert outcome.reason.startswith("max_cost_usd") and "welcome_email" in outcome.reason
+    assert "not sent" in outcome.reason
+    assert outcome.cost_usd == 0
     assert status.state is RunState.BUDGET_EXCEEDED
+    assert (ledger[-1].step, ledger[-1].outcome, ledger[-1].calls[0].outcome) == (
+        "welcome_email", "over_budget", "over_budget",
+    )
     assert systems.count("crm_records") == 0 and systems.count("outbox") == 0
 
 
@@ -106,20 +126,34 @@ async def test_failing_step_ends_the_run_typed(time_env, config, systems):
 class AnswersOffSchema:
     """A provider whose answer parses but breaks the step's schema (a model ignoring it)."""
 
-    async def complete(self, request: LlmRequest, model: ModelSpec) -> Completion:
-        return Completion(output={"subject": ""}, tokens_in=10, tokens_out=3)
+    def __init__(self) -> None:
+        self.sent = 0
+
+    async def complete(self, conversation: Conversation, model: ModelSpec) -> Completion:
+        self.sent += 1
+        answer = {"subject": ""}
+        return Completion(
+            message=Message(role="assistant", content=str(answer)), output=answer, usage=Usage(input=10, output=3)
+        )
 
 
 async def test_model_output_that_fails_the_schema_ends_the_run_typed(time_env, config, systems):
-    async with running_worker(time_env.client, config, providers={"offline": AnswersOffSchema()}) as w:
+    provider = AnswersOffSchema()
+    async with running_worker(time_env.client, config, providers={"offline": provider}) as w:
         baton = Baton(time_env.client, w.task_queue)
         run_id = await baton.start("onboarding", CLEAR)
         outcome = await baton.result(run_id)
         ledger = await baton.ledger(run_id)
 
+    turns = config.llm.repair_turns + 1
+    assert provider.sent == turns  # the first ask and every repair turn, then no more
     assert outcome.state is RunState.FAILED
     assert "welcome_email" in outcome.reason and "body" in outcome.reason
     email = ledger[-1]
-    assert (email.step, email.outcome, email.tokens_in) == ("welcome_email", "error", 10)
-    assert outcome.cost_usd > 0  # the call was paid for even though its answer was unusable
+    assert (email.step, email.outcome, email.tokens_in) == ("welcome_email", "invalid", 10 * turns)
+    assert [c.turn for c in email.calls] == list(range(turns))
+    assert {c.outcome for c in email.calls} == {"invalid"}
+    # every unusable answer was still paid for
+    assert email.cost_usd == pytest.approx(turns * (10 * 0.15 + 3 * 0.60) / 1e6)
+    assert outcome.cost_usd == round(email.cost_usd, 6)
     assert systems.count("crm_records") == 0

@@ -20,6 +20,8 @@ from temporalio.testing import ActivityEnvironment
 from activities.llm.activity import ModelActivities
 from activities.llm.catalog import Catalog, ModelSpec, Price
 from activities.llm.contracts import LlmRequest
+from activities.llm.conversation import Conversation, Message
+from activities.llm.output_type import type_path
 from activities.llm.offline import OfflineCannotAnswer, OfflineProvider
 from activities.llm.provider import Completion, ProviderUnavailable
 
@@ -30,17 +32,23 @@ def request_for(
     output: type[BaseModel], prompt: str = "Write the answer\nfor the applicant", **extra
 ) -> LlmRequest:
     return LlmRequest(
-        step="answer",
-        tier=extra.pop("tier", "fast"),
-        prompt=prompt,
+        step="answer", tier=extra.pop("tier", "fast"), prompt=prompt, output_type=type_path(output), **extra
+    )
+
+
+def conversation_for(
+    output: type[BaseModel], prompt: str = "Write the answer\nfor the applicant", system: str = ""
+) -> Conversation:
+    return Conversation(
+        system=system,
+        messages=[Message(role="user", content=prompt)],
         output_name=output.__name__,
         output_schema=output.model_json_schema(),
-        **extra,
     )
 
 
 async def offline_output(model: type[BaseModel], prompt: str = "Write the answer\nfor the applicant") -> dict:
-    completion = await OfflineProvider().complete(request_for(model, prompt), SPEC)
+    completion = await OfflineProvider().complete(conversation_for(model, prompt), SPEC)
     assert isinstance(completion.output, dict)
     return completion.output
 
@@ -334,36 +342,36 @@ async def test_a_pattern_without_examples_is_refused_by_name() -> None:
 
 
 async def test_same_request_gives_identical_completion() -> None:
-    request = request_for(Mixed, system="You are careful.")
+    request = conversation_for(Mixed, system="You are careful.")
     first = await OfflineProvider().complete(request, SPEC)
     second = await OfflineProvider().complete(request.model_copy(deep=True), SPEC)
     assert first.output == second.output
-    assert (first.tokens_in, first.tokens_out) == (second.tokens_in, second.tokens_out)
-    assert first.tokens_in > 0 and first.tokens_out > 0
+    assert (first.usage.input, first.usage.output) == (second.usage.input, second.usage.output)
+    assert first.usage.input > 0 and first.usage.output > 0
 
 
 async def test_tokens_in_grow_with_prompt_length() -> None:
-    short = await OfflineProvider().complete(request_for(Flat, "Summarise."), SPEC)
+    short = await OfflineProvider().complete(conversation_for(Flat, "Summarise."), SPEC)
     extra = "More context about the applicant. " * 50  # 1700 characters
-    longer = await OfflineProvider().complete(request_for(Flat, "Summarise.\n" + extra), SPEC)
-    grown = longer.tokens_in - short.tokens_in
+    longer = await OfflineProvider().complete(conversation_for(Flat, "Summarise.\n" + extra), SPEC)
+    grown = longer.usage.input - short.usage.input
     assert grown > 0
     # about four characters per token, as documented
     assert len(extra) / 4 - 2 <= grown <= len(extra) / 4 + 2
 
 
 async def test_tokens_in_count_the_system_prompt_and_schema() -> None:
-    bare = await OfflineProvider().complete(request_for(Flat, "Go."), SPEC)
-    with_system = await OfflineProvider().complete(request_for(Flat, "Go.", system="S" * 400), SPEC)
-    assert with_system.tokens_in - bare.tokens_in >= 99
-    bigger_schema = await OfflineProvider().complete(request_for(Mixed, "Go."), SPEC)
-    assert bigger_schema.tokens_in > bare.tokens_in
+    bare = await OfflineProvider().complete(conversation_for(Flat, "Go."), SPEC)
+    with_system = await OfflineProvider().complete(conversation_for(Flat, "Go.", system="S" * 400), SPEC)
+    assert with_system.usage.input - bare.usage.input >= 99
+    bigger_schema = await OfflineProvider().complete(conversation_for(Mixed, "Go."), SPEC)
+    assert bigger_schema.usage.input > bare.usage.input
 
 
 async def test_tokens_out_grow_with_output_size() -> None:
-    small = await OfflineProvider().complete(request_for(Flat), SPEC)
-    large = await OfflineProvider().complete(request_for(Strings), SPEC)
-    assert large.tokens_out > small.tokens_out
+    small = await OfflineProvider().complete(conversation_for(Flat), SPEC)
+    large = await OfflineProvider().complete(conversation_for(Strings), SPEC)
+    assert large.usage.output > small.usage.output
 
 
 # ------------------------------------------------------------------ the activity
@@ -398,8 +406,8 @@ async def test_call_model_prices_usage_from_catalog() -> None:
     Answer.model_validate(result.output)
 
     # same usage as calling the provider directly (it is deterministic)
-    direct = await OfflineProvider().complete(request, CATALOG.models["cheap"])
-    assert (result.tokens_in, result.tokens_out) == (direct.tokens_in, direct.tokens_out)
+    direct = await OfflineProvider().complete(conversation_for(Answer), CATALOG.models["cheap"])
+    assert (result.tokens_in, result.tokens_out) == (direct.usage.input, direct.usage.output)
     assert result.output == direct.output
 
     by_hand = (result.tokens_in * 2.0 + result.tokens_out * 10.0) / 1_000_000
@@ -471,7 +479,7 @@ class FlakyOffline:
         self.calls: list[str] = []
         self._real = OfflineProvider()
 
-    async def complete(self, request: LlmRequest, model: ModelSpec) -> Completion:
+    async def complete(self, request: Conversation, model: ModelSpec) -> Completion:
         self.calls.append(model.name)
         if model.name in self.down:
             raise ProviderUnavailable(f"{model.name} is rate limited (429)")

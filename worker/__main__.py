@@ -11,14 +11,14 @@ from pathlib import Path
 from client.connection import connect, task_queue
 from client.exit import exit_now
 from worker.config import ConfigError, load
-from worker.registration import build_worker
+from worker.registration import baton_worker
 from worker.shutdown import until_interrupted
 
 
 async def serve(config_file: Path | None) -> None:
     config = load(config_file)
     client = await connect()
-    async with build_worker(client, config):
+    async with baton_worker(client, config):
         logging.info(
             "worker polling task queue %r on %s", task_queue(), client.service_client.config.target_host
         )

@@ -13,7 +13,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from activities.llm.catalog import Catalog, ModelSpec
+from activities.llm.activity import LlmSettings
+from activities.llm.catalog import Catalog, ModelSpec, ProviderSpec
+from activities.llm.transport import HttpSettings
 from activities.policy import Budget
 
 
@@ -31,12 +33,21 @@ class BatonConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     systems: SystemsConfig = SystemsConfig()
+    http: HttpSettings = HttpSettings()
+    llm: LlmSettings = LlmSettings()
+    providers: dict[str, ProviderSpec] = {}
     models: dict[str, ModelSpec] = Field(default_factory=lambda: Catalog().models)
     tiers: dict[str, list[str]] = Field(default_factory=lambda: Catalog().tiers)
     budgets: dict[str, Budget] = Field(default_factory=lambda: {"default": Budget()})
 
     def catalog(self) -> Catalog:
-        return Catalog(models=self.models, tiers=self.tiers)
+        return Catalog(providers=self.providers, models=self.models, tiers=self.tiers)
+
+    def llm_timeout_s(self) -> float:
+        """Long enough for every candidate of the widest tier, each with all its repair turns."""
+        widest = max((len(labels) for labels in self.tiers.values()), default=1)
+        per_request = self.http.timeout_s + self.http.connect_timeout_s
+        return widest * (self.llm.repair_turns + 1) * per_request + 10
 
     def default_budget(self) -> Budget:
         return self.budgets.get("default", Budget())
@@ -61,10 +72,12 @@ def load(path: Path | None = None) -> BatonConfig:
         raise ConfigError(f"{path}: not valid TOML: {err}") from err
     try:
         config = BatonConfig.model_validate(raw)
-        config.catalog()
+        missing = config.catalog().missing_keys()
     except ValidationError as err:
         first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "tiers"  # cross-checks of tiers→models
+        where = ".".join(str(p) for p in first["loc"])  # empty for the catalog's cross-checks
         message = first["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"{path}: {where}: {message}") from err
+        raise ConfigError(f"{path}: {where + ': ' if where else ''}{message}") from err
+    if missing:
+        raise ConfigError(f"{path}: {missing[0]} (export it, or point api_key_env at the variable that holds the key)")
     return config

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from temporalio.client import Client
@@ -11,6 +13,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.llm.activity import ModelActivities
 from activities.llm.provider import Provider
+from activities.llm.providers import build_providers
 from activities.policy import PolicyActivities
 from activities.tools.activity import ToolActivities
 from activities.tools.systems import SystemsOfRecord
@@ -30,29 +33,39 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     )
 
 
-def build_worker(
+@asynccontextmanager
+async def baton_worker(
     client: Client,
     config: BatonConfig,
     *,
     queue: str | None = None,
     tools_class: type[ToolActivities] = ToolActivities,
     providers: dict[str, Provider] | None = None,
-) -> Worker:
-    """`tools_class` and `providers` let fault-injection tests wrap the real seams."""
+) -> AsyncIterator[Worker]:
+    """A running worker and its one pooled HTTP client, both closed on the way out.
+
+    `tools_class` and `providers` let fault-injection tests wrap the real seams.
+    """
     systems = SystemsOfRecord(config.systems.db)
     systems.create(config.systems.seed)
     catalog = config.catalog()
-    models = ModelActivities(catalog, providers)
-    tools = tools_class(systems)
-    policy = PolicyActivities(
-        catalog, {k: v for k, v in config.budgets.items() if k != "default"}, config.default_budget()
-    )
-    return Worker(
-        client,
-        task_queue=queue or task_queue(),
-        workflows=[spec.workflow for spec in PROCESSES.values()],
-        activities=[models.call_model, tools.run_tool, policy.run_policy],
-        activity_executor=ThreadPoolExecutor(max_workers=16),
-        workflow_runner=workflow_runner(),
-        graceful_shutdown_timeout=timedelta(seconds=10),
-    )
+    async with config.http.client() as http:
+        models = ModelActivities(catalog, {**build_providers(catalog, http), **(providers or {})}, config.llm)
+        tools = tools_class(systems)
+        policy = PolicyActivities(
+            catalog,
+            {k: v for k, v in config.budgets.items() if k != "default"},
+            config.default_budget(),
+            config.llm_timeout_s(),
+        )
+        worker = Worker(
+            client,
+            task_queue=queue or task_queue(),
+            workflows=[spec.workflow for spec in PROCESSES.values()],
+            activities=[models.call_model, tools.run_tool, policy.run_policy],
+            activity_executor=ThreadPoolExecutor(max_workers=16),
+            workflow_runner=workflow_runner(),
+            graceful_shutdown_timeout=timedelta(seconds=10),
+        )
+        async with worker:
+            yield worker

@@ -12,7 +12,7 @@ from temporalio.client import Client
 from client.connection import connect
 from worker.config import load
 from worker.devserver import DevServer
-from worker.registration import build_worker
+from worker.registration import baton_worker
 
 
 @dataclass
@@ -32,5 +32,5 @@ async def local_stack(
     config = load(config_file)  # a bad baton.toml fails before anything starts
     async with DevServer(db, port=port, ui_port=ui_port) as server:
         client = await connect(server.target)
-        async with build_worker(client, config):
+        async with baton_worker(client, config):
             yield Stack(server, client)

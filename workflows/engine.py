@@ -17,7 +17,7 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import BaseModel, ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, RetryState
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 
 from workflows import search_attributes as sa
 from workflows.approvals import (
@@ -29,13 +29,15 @@ from workflows.approvals import (
 )
 from workflows.approval_desk import ApprovalDesk
 from workflows.ledger import LedgerEntry, StepKind
-from workflows.outcome import RunOutcome, RunState, StopRun
+from workflows.outcome import ModelOutputInvalid, RunOutcome, RunState, StopRun
 from workflows.status import RunStatus
 from workflows.visibility import SearchAttributeMirror, approval_markdown
 
 with workflow.unsafe.imports_passed_through():
+    from activities.llm.activity import CALLS as MODEL_CALLS
     from activities.llm.activity import ModelActivities
     from activities.llm.contracts import LlmRequest
+    from activities.llm.output_type import type_path
     from activities.policy import Budget, BudgetOverride, PolicyActivities, RunPolicy
     from activities.tools.activity import ToolActivities
     from activities.tools.catalog import TOOLS
@@ -56,6 +58,14 @@ TOOL_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=5,
 )
+
+
+def _bounded(step: str, retry: RetryPolicy) -> None:
+    """Every step's attempts are bounded: Temporal's default (0) would retry forever."""
+    if retry.maximum_attempts < 1:
+        raise StopRun(
+            RunState.FAILED, f"step {step}: its retry policy must set maximum_attempts (>= 1), not unlimited"
+        )
 
 
 class Process:
@@ -118,11 +128,17 @@ class Process:
         tier: str = "fast",
         system: str = "",
         model: str | None = None,
+        max_output_tokens: int = 1024,
         retry: RetryPolicy = LLM_RETRY,
-        timeout: timedelta = timedelta(seconds=60),
+        timeout: timedelta | None = None,
     ) -> M:
-        """One model call; returns the validated `output` model."""
+        """One model call; returns the validated `output` model.
+
+        Raises ModelOutputInvalid (a StopRun a process may catch) when the model
+        never gave a valid answer; a budget the call could overrun ends the run.
+        """
         started = self._before_step(step)
+        _bounded(step, retry)
         planned = model or " | ".join(self._policy.tiers.get(tier, ["?"]))
         request = LlmRequest(
             step=step,
@@ -130,28 +146,30 @@ class Process:
             model=model,
             system=system,
             prompt=prompt,
-            output_name=output.__name__,
-            output_schema=output.model_json_schema(),
+            output_type=type_path(output),
+            max_output_tokens=max_output_tokens,
+            budget_remaining_usd=round(self._budget.max_cost_usd - self._cost, 9),
         )
         entry = dict(step=step, kind=StepKind.LLM, name=output.__name__, tier=tier, started_at=started)
         try:
             res = await workflow.execute_activity_method(
                 ModelActivities.call_model,
                 request,
-                start_to_close_timeout=timeout,
+                start_to_close_timeout=timeout or timedelta(seconds=self._policy.llm_timeout_s),
                 retry_policy=retry,
                 summary=f"{step} · {tier}→{planned}",
             )
         except ActivityError as err:
-            self._fail(entry, retry.maximum_attempts, err)
+            self._model_failure(entry, retry, err)
         self._cost += res.cost_usd
         fields = dict(
             provider=res.provider,
             model=res.model,
             tokens_in=res.tokens_in,
             tokens_out=res.tokens_out,
+            cached_tokens=res.cached_tokens,
             cost_usd=res.cost_usd,
-            failed_models=res.failed,
+            calls=res.calls,
         )
         try:
             value = output.model_validate(res.output)
@@ -159,6 +177,33 @@ class Process:
             self._fail({**entry, **fields}, res.attempt, err)
         self._record(**entry, **fields, attempts=res.attempt, outcome="ok")
         return value
+
+    def _model_failure(self, entry: dict, retry: RetryPolicy, err: ActivityError) -> None:
+        """Bill the calls a failed model step made, then end or route the run by the failure's type."""
+        cause = err.cause if isinstance(err.cause, ApplicationError) else None
+        calls = MODEL_CALLS.validate_python(cause.details[0]) if cause and cause.details else []
+        if not calls:
+            self._fail(entry, retry.maximum_attempts, err)
+        cost = sum(c.cost_usd for c in calls)
+        self._cost += cost
+        entry = {
+            **entry,
+            "provider": calls[-1].provider,
+            "model": calls[-1].model,
+            "tokens_in": sum(c.tokens_in for c in calls),
+            "tokens_out": sum(c.tokens_out for c in calls),
+            "cached_tokens": sum(c.cached_tokens for c in calls),
+            "cost_usd": cost,
+            "calls": calls,
+        }
+        attempts = max(c.attempt for c in calls)
+        if cause.type == "BudgetWouldOverrun":
+            self._record(**entry, attempts=attempts, outcome="over_budget", detail=cause.message)
+            raise StopRun(RunState.BUDGET_EXCEEDED, f"{cause.message}; stopped at {entry['step']}")
+        if cause.type == "InvalidModelOutput":
+            self._record(**entry, attempts=attempts, outcome="invalid", detail=cause.message)
+            raise ModelOutputInvalid(entry["step"], cause.message)
+        self._fail(entry, attempts, err, counted=True)
 
     async def tool(
         self,
@@ -172,6 +217,7 @@ class Process:
         """One tool call; writes carry an idempotency key from the workflow id and step."""
         spec = TOOLS[name]
         started = self._before_step(step)
+        _bounded(step, retry)
         key = f"{workflow.info().workflow_id}/{step}" if spec.needs_idempotency_key else None
         entry = dict(
             step=step, kind=StepKind.TOOL, name=name, effect=spec.effect.value,
@@ -319,13 +365,16 @@ class Process:
         self._ledger.append(LedgerEntry(seq=len(self._ledger) + 1, **fields))
         self._publish()
 
-    def _fail(self, entry: dict, attempts: int | None, err: Exception) -> None:
-        """Record a failed step and end the run typed, naming the step and the cause."""
+    def _fail(self, entry: dict, attempts: int | None, err: Exception, counted: bool = False) -> None:
+        """Record a failed step and end the run typed, naming the step and the cause.
+
+        `counted` says `attempts` was counted by the step itself; otherwise it is
+        the policy's maximum, true only when the retries ran out.
+        """
         message = str(err.cause) if isinstance(err, ActivityError) and err.cause else str(err)
         if isinstance(err, ActivityError):
-            # The failure does not carry its attempt count: it is known only when retries ran out.
             exhausted = err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED
-            attempts = attempts if exhausted else None
+            attempts = attempts if exhausted or counted else None
             message += f" ({err.retry_state.name.lower() if err.retry_state else 'failed'})"
         self._record(**entry, attempts=attempts or 1, outcome="error", detail=message)
         raise StopRun(RunState.FAILED, f"step {entry['step']} failed: {message}")

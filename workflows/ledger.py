@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.llm.contracts import FailedAttempt
+    from activities.llm.contracts import ModelCall
 
 
 class StepKind(StrEnum):
@@ -34,6 +34,7 @@ class LedgerEntry(BaseModel):
     model: str | None = None
     tokens_in: int = 0
     tokens_out: int = 0
+    cached_tokens: int = 0
     cost_usd: float = 0.0
     effect: str | None = None
     idempotency_key: str | None = None
@@ -41,7 +42,7 @@ class LedgerEntry(BaseModel):
     by: str | None = None
     comment: str | None = None
     detail: str = ""
-    failed_models: list[FailedAttempt] = []
+    calls: list[ModelCall] = []  # every model request of an llm step, failed ones included
 
     @property
     def counts_as_step(self) -> bool:

@@ -43,3 +43,16 @@ class StopRun(Exception):
         super().__init__(reason)
         self.state = state
         self.reason = reason
+
+
+class ModelOutputInvalid(StopRun):
+    """A model step never gave a valid answer, repairs included.
+
+    A process may catch it to route the step elsewhere (to a person, say);
+    uncaught, it ends the run as `failed`.
+    """
+
+    def __init__(self, step: str, problem: str) -> None:
+        super().__init__(RunState.FAILED, f"step {step} failed: {problem}")
+        self.step = step
+        self.problem = problem

@@ -1,69 +1,214 @@
 """The one activity through which every model call passes.
 
-It resolves the step's tier to candidate models (the worker's config), asks
-each in order until one answers, prices the usage, and reports which model
-answered and which failed. Temporal's retry policy owns retries of the whole
-call; this loop only moves across candidates.
+It resolves the step's tier to candidate models, asks the first healthy one,
+falls over to the next when a provider is unavailable, sends validation errors
+back for up to `repair_turns` repairs, refuses a call whose worst case would
+overrun the run's budget, and prices every call it made. Temporal's retry
+policy owns retries of the whole step: calls made by earlier attempts travel
+in heartbeat details, so the ledger still lists every one of them.
 """
 
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.llm.catalog import Catalog
-from activities.llm.contracts import FailedAttempt, LlmRequest, LlmResult
-from activities.llm.offline import OfflineCannotAnswer, OfflineProvider
-from activities.llm.provider import Provider, ProviderUnavailable
+from activities.llm.catalog import Catalog, ModelSpec
+from activities.llm.contracts import LlmRequest, LlmResult, ModelCall
+from activities.llm.conversation import Conversation, Message
+from activities.llm.health import HealthBoard
+from activities.llm.offline import OfflineProvider
+from activities.llm.output_type import UnknownOutputType, problems, repair_request, resolve
+from activities.llm.provider import Completion, Provider, ProviderRejected, ProviderUnavailable
+
+CALLS = TypeAdapter(list[ModelCall])
+
+
+class LlmSettings(BaseModel):
+    """`[llm]` in baton.toml."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    repair_turns: int = Field(default=2, ge=0, le=5, description="re-asks after a schema-invalid answer")
+    max_retry_after_s: float = Field(default=300.0, gt=0, description="cap on a provider's Retry-After")
+    cooldown_s: float = Field(default=30.0, ge=0, description="how long a failed model ranks last")
 
 
 class ModelActivities:
-    def __init__(self, catalog: Catalog, providers: dict[str, Provider] | None = None) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        providers: dict[str, Provider] | None = None,
+        settings: LlmSettings | None = None,
+    ) -> None:
         self._catalog = catalog
-        self._providers: dict[str, Provider] = (
-            {"offline": OfflineProvider()} if providers is None else providers
-        )
+        self._providers: dict[str, Provider] = providers or {"offline": OfflineProvider()}
+        self._settings = settings or LlmSettings()
+        self._health = HealthBoard(self._settings.cooldown_s)
 
     @activity.defn(name="call_model")
     async def call_model(self, request: LlmRequest) -> LlmResult:
-        try:
-            candidates = self._catalog.candidates(request.tier, request.model)
-        except KeyError as err:
-            raise ApplicationError(str(err.args[0]), type="UnknownModel", non_retryable=True)
-        failed: list[FailedAttempt] = []
-        for label, spec in candidates:
-            provider = self._providers.get(spec.provider)
-            if provider is None:
-                raise ApplicationError(
-                    f"model {label!r} needs provider {spec.provider!r}, which this worker lacks",
-                    type="UnknownProvider",
-                    non_retryable=True,
-                )
-            started = time.perf_counter()
-            try:
-                done = await provider.complete(request, spec)
-            except ProviderUnavailable as err:
-                failed.append(FailedAttempt(model=label, provider=spec.provider, error=str(err)))
-                continue
-            except OfflineCannotAnswer as err:
-                raise ApplicationError(str(err), type="OfflineCannotAnswer", non_retryable=True)
-            return LlmResult(
-                output=done.output,
-                tier=request.tier,
-                model=label,
-                provider=spec.provider,
-                tokens_in=done.tokens_in,
-                tokens_out=done.tokens_out,
-                cached_tokens=done.cached_tokens,
-                cost_usd=spec.price.cost(done.tokens_in, done.tokens_out, done.cached_tokens),
-                latency_ms=(time.perf_counter() - started) * 1000,
-                attempt=activity.info().attempt,
-                failed=failed,
-            )
-        raise ApplicationError(
-            f"no model of tier {request.tier!r} answered: "
-            + "; ".join(f"{f.model}: {f.error}" for f in failed),
-            type="AllModelsUnavailable",
+        output_type = _output_type(request)
+        conversation = Conversation(
+            system=request.system,
+            messages=[Message(role="user", content=request.prompt)],
+            output_name=output_type.__name__,
+            output_schema=output_type.model_json_schema(),
+            tools=request.tools,
+            max_output_tokens=request.max_output_tokens,
         )
+        calls = _earlier_calls()
+        waits: list[float | None] = []
+        for label, spec in self._health.order(self._candidates(request)):
+            try:
+                return await self._converse(request, label, spec, conversation, output_type, calls)
+            except ProviderUnavailable as err:
+                self._health.down(label, err.retry_after)
+                waits.append(err.retry_after)
+        raise _failure(
+            f"no model of tier {request.tier!r} answered: "
+            + "; ".join(f"{c.model}: {c.error}" for c in calls if c.attempt == activity.info().attempt),
+            "AllModelsUnavailable", calls, retryable=True, next_retry_delay=self._next_delay(waits),
+        )
+
+    async def _converse(
+        self, request: LlmRequest, label: str, spec: ModelSpec, conversation: Conversation,
+        output_type: type[BaseModel], calls: list[ModelCall],
+    ) -> LlmResult:
+        """Ask one model, then repair its answer until it validates or the turns run out."""
+        provider = self._provider(label, spec)
+        for turn in range(self._settings.repair_turns + 1):
+            self._check_budget(request, label, spec, conversation, calls, turn)
+            done = await self._send(provider, label, spec, conversation, calls, turn)
+            proposals = [u for u in done.message.tool_uses if u.name != conversation.output_name]
+            if proposals and request.tools:
+                calls[-1].outcome = "tool_use"
+                return _result(request, label, spec, calls, done, proposals)
+            problem = problems(done.output, output_type)
+            if problem is None:
+                return _result(request, label, spec, calls, done, [])
+            calls[-1].outcome, calls[-1].error = "invalid", problem
+            activity.heartbeat(CALLS.dump_python(calls, mode="json"))
+            conversation = conversation.answered(done.message, repair_request(output_type, problem))
+        raise _failure(
+            f"{label} gave no valid {output_type.__name__} after {self._settings.repair_turns} "
+            f"repair turns: {calls[-1].error}",
+            "InvalidModelOutput", calls,
+        )
+
+    async def _send(
+        self, provider: Provider, label: str, spec: ModelSpec, conversation: Conversation,
+        calls: list[ModelCall], turn: int,
+    ) -> Completion:
+        """One request; every outcome, paid or not, becomes a ModelCall."""
+        call = ModelCall(model=label, provider=spec.provider, attempt=activity.info().attempt, turn=turn, outcome="ok")
+        calls.append(call)
+        started = time.perf_counter()
+        try:
+            done = await provider.complete(conversation, spec)
+        except ProviderUnavailable as err:
+            call.outcome, call.status, call.error = "unavailable", err.status, str(err)
+            raise
+        except ProviderRejected as err:
+            call.outcome, call.status, call.error = "rejected", err.status, str(err)
+            raise _failure(f"{label} refused the request: {err}", "ModelRejected", calls) from None
+        finally:
+            call.latency_ms = (time.perf_counter() - started) * 1000
+            activity.heartbeat(CALLS.dump_python(calls, mode="json"))
+        u = done.usage
+        call.tokens_in, call.tokens_out = u.input, u.output
+        call.cached_tokens, call.cache_write_tokens = u.cached_input, u.cache_write
+        call.cost_usd = spec.price.cost(u.input, u.output, u.cached_input, u.cache_write)
+        self._health.up(label)
+        return done
+
+    def _check_budget(
+        self, request: LlmRequest, label: str, spec: ModelSpec, conversation: Conversation,
+        calls: list[ModelCall], turn: int,
+    ) -> None:
+        """Refuse, before sending, a call that could take the run past its cost cap."""
+        if request.budget_remaining_usd is None:
+            return
+        left = request.budget_remaining_usd - sum(c.cost_usd for c in calls)
+        worst = spec.price.worst_case(conversation.estimated_input_tokens(), conversation.max_output_tokens)
+        if worst <= left:
+            return
+        reason = (
+            f"max_cost_usd: the next call to {label} could cost ${worst:.6f} "
+            f"(~{conversation.estimated_input_tokens()} tokens in, up to {conversation.max_output_tokens} out) "
+            f"and the run has ${max(left, 0):.6f} left; not sent"
+        )
+        calls.append(ModelCall(
+            model=label, provider=spec.provider, attempt=activity.info().attempt, turn=turn,
+            outcome="over_budget", error=reason,
+        ))
+        raise _failure(reason, "BudgetWouldOverrun", calls)
+
+    def _candidates(self, request: LlmRequest) -> list[tuple[str, ModelSpec]]:
+        try:
+            return self._catalog.candidates(request.tier, request.model)
+        except KeyError as err:
+            raise ApplicationError(str(err.args[0]), type="UnknownModel", non_retryable=True) from None
+
+    def _provider(self, label: str, spec: ModelSpec) -> Provider:
+        provider = self._providers.get(spec.provider)
+        if provider is None:
+            raise ApplicationError(
+                f"model {label!r} needs provider {spec.provider!r}, which this worker lacks",
+                type="UnknownProvider", non_retryable=True,
+            )
+        return provider
+
+    def _next_delay(self, waits: list[float | None]) -> timedelta | None:
+        """The server's word on when to come back, if every candidate gave one."""
+        if not waits or None in waits:
+            return None
+        return timedelta(seconds=min(min(w for w in waits if w is not None), self._settings.max_retry_after_s))
+
+
+def _output_type(request: LlmRequest) -> type[BaseModel]:
+    try:
+        return resolve(request.output_type)
+    except UnknownOutputType as err:
+        raise ApplicationError(str(err), type="UnknownOutputType", non_retryable=True) from None
+
+
+def _earlier_calls() -> list[ModelCall]:
+    """Calls made by this step's earlier attempts (Temporal keeps the last heartbeat)."""
+    details = activity.info().heartbeat_details
+    return CALLS.validate_python(details[0]) if details else []
+
+
+def _result(
+    request: LlmRequest, label: str, spec: ModelSpec, calls: list[ModelCall], done: Completion, proposals: list
+) -> LlmResult:
+    mine = [c for c in calls if c.attempt == activity.info().attempt]
+    return LlmResult(
+        output=None if proposals else done.output,
+        tool_uses=proposals,
+        tier=request.tier,
+        model=label,
+        provider=spec.provider,
+        tokens_in=sum(c.tokens_in for c in calls),
+        tokens_out=sum(c.tokens_out for c in calls),
+        cached_tokens=sum(c.cached_tokens for c in calls),
+        cost_usd=sum(c.cost_usd for c in calls),
+        latency_ms=sum(c.latency_ms for c in mine),
+        attempt=activity.info().attempt,
+        calls=calls,
+    )
+
+
+def _failure(
+    message: str, kind: str, calls: list[ModelCall], *, retryable: bool = False,
+    next_retry_delay: timedelta | None = None,
+) -> ApplicationError:
+    """A typed failure carrying every call so far, so the engine can bill and explain it."""
+    return ApplicationError(
+        message, CALLS.dump_python(calls, mode="json"), type=kind,
+        non_retryable=not retryable, next_retry_delay=next_retry_delay,
+    )

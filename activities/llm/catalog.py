@@ -1,45 +1,84 @@
-"""Which models exist, what they cost, and which ones serve each tier.
+"""Which providers and models exist, what they cost, and which ones serve each tier.
 
-This is the `[models]` / `[tiers]` part of `baton.toml`. It is read by the
-worker only; a workflow sees tiers and model labels, never keys or prices.
+This is the `[providers]` / `[models]` / `[tiers]` part of `baton.toml`. It is
+read by the worker only; a workflow sees tier names and model labels, never
+keys, URLs or prices.
 """
 
 from __future__ import annotations
 
-from typing import Self
+import os
+from typing import Literal, Self
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-KNOWN_PROVIDERS = ("offline",)
+Protocol = Literal["openai", "anthropic", "offline"]
+
+
+class ProviderSpec(BaseModel):
+    """An endpoint speaking one protocol: where it is and which env var holds its key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    protocol: Protocol
+    base_url: str = ""
+    api_key_env: str | None = Field(default=None, description="env var holding the key; never the key")
+    api_key_header: str | None = Field(
+        default=None, description="send the raw key in this header (Azure: api-key) instead of the default"
+    )
+    headers: dict[str, str] = {}
+    query: dict[str, str] = Field(default={}, description="added to every URL (Azure: api-version)")
+    anthropic_version: str = "2023-06-01"
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    strict: bool = Field(default=True, description="OpenAI protocol: strict JSON-schema output")
+
+    def api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+BUILT_IN_PROVIDERS = {
+    "offline": ProviderSpec(protocol="offline"),
+    "openai": ProviderSpec(
+        protocol="openai", base_url="https://api.openai.com/v1", api_key_env="OPENAI_API_KEY"
+    ),
+    "anthropic": ProviderSpec(
+        protocol="anthropic", base_url="https://api.anthropic.com", api_key_env="ANTHROPIC_API_KEY"
+    ),
+}
 
 
 class Price(BaseModel):
-    """USD per million tokens."""
+    """USD per million tokens. Cached input has its own rate; unset, it is billed as input."""
+
+    model_config = ConfigDict(extra="forbid")
 
     input: float = Field(ge=0)
     output: float = Field(ge=0)
     cached_input: float | None = Field(default=None, ge=0)
+    cache_write: float | None = Field(default=None, ge=0)
 
-    def cost(self, tokens_in: int, tokens_out: int, cached: int = 0) -> float:
+    def cost(self, tokens_in: int, tokens_out: int, cached: int = 0, cache_write: int = 0) -> float:
+        """`tokens_in` counts every input token, cached and cache-written ones included."""
         cached_rate = self.input if self.cached_input is None else self.cached_input
-        fresh = max(tokens_in - cached, 0)
-        return (fresh * self.input + cached * cached_rate + tokens_out * self.output) / 1_000_000
+        write_rate = self.input if self.cache_write is None else self.cache_write
+        fresh = max(tokens_in - cached - cache_write, 0)
+        return (
+            fresh * self.input + cached * cached_rate + cache_write * write_rate + tokens_out * self.output
+        ) / 1_000_000
+
+    def worst_case(self, tokens_in: int, max_tokens_out: int) -> float:
+        """The most a call can cost: every input token fresh, every output token used."""
+        return (tokens_in * max(self.input, self.cache_write or 0) + max_tokens_out * self.output) / 1_000_000
 
 
 class ModelSpec(BaseModel):
-    """One callable model: the provider protocol, the provider's model name, its price."""
+    """One callable model: which provider serves it, the provider's model name, its price."""
+
+    model_config = ConfigDict(extra="forbid")
 
     provider: str
     name: str
     price: Price
-
-    @model_validator(mode="after")
-    def _known_provider(self) -> Self:
-        if self.provider not in KNOWN_PROVIDERS:
-            raise ValueError(
-                f"unknown provider {self.provider!r} (known: {', '.join(KNOWN_PROVIDERS)})"
-            )
-        return self
 
 
 def _offline(name: str, price_in: float, price_out: float) -> ModelSpec:
@@ -47,8 +86,9 @@ def _offline(name: str, price_in: float, price_out: float) -> ModelSpec:
 
 
 class Catalog(BaseModel):
-    """Models by label and the ordered candidates of each tier."""
+    """Providers, models by label, and the ordered candidates of each tier."""
 
+    providers: dict[str, ProviderSpec] = Field(default_factory=dict)
     models: dict[str, ModelSpec] = Field(
         default_factory=lambda: {
             "offline-fast": _offline("offline-fast", 0.15, 0.60),
@@ -60,14 +100,33 @@ class Catalog(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _tiers_resolve(self) -> Self:
+    def _resolves(self) -> Self:
+        self.providers = {**BUILT_IN_PROVIDERS, **self.providers}
+        for label, spec in self.models.items():
+            if spec.provider not in self.providers:
+                raise ValueError(
+                    f"models.{label}.provider: unknown provider {spec.provider!r} "
+                    f"(known: {', '.join(sorted(self.providers))}; add a [providers.{spec.provider}] table)"
+                )
+        for name, spec in self.providers.items():
+            if spec.protocol != "offline" and not spec.base_url:
+                raise ValueError(f"providers.{name}.base_url: required for protocol {spec.protocol!r}")
         for tier, labels in self.tiers.items():
             if not labels:
-                raise ValueError(f"tier {tier!r} has no candidate models")
+                raise ValueError(f"tiers.{tier}: tier {tier!r} has no candidate models")
             for label in labels:
                 if label not in self.models:
-                    raise ValueError(f"tier {tier!r} names unknown model {label!r}")
+                    raise ValueError(f"tiers.{tier}: tier {tier!r} names unknown model {label!r}")
         return self
+
+    def missing_keys(self) -> list[str]:
+        """Env vars that models in use need but the environment lacks (checked at worker start)."""
+        used = {spec.provider for spec in self.models.values()}
+        return sorted(
+            f"providers.{name}.api_key_env: {spec.api_key_env} is not set"
+            for name, spec in self.providers.items()
+            if name in used and spec.api_key_env and not os.environ.get(spec.api_key_env)
+        )
 
     def candidates(self, tier: str, model: str | None = None) -> list[tuple[str, ModelSpec]]:
         """The models to try, in order, for a step asking for `tier` (or one `model`)."""

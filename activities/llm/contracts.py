@@ -1,13 +1,18 @@
 """The wire contract between a workflow's `llm` step and the model activity.
 
-Only plain data crosses: the output is described by its JSON schema, so the
-activity never needs the workflow's pydantic class and the workflow validates
-the answer itself (deterministically, on replay too).
+Only plain data crosses. The output type travels as its import path, so the
+activity validates answers (and asks for repairs) with the very pydantic model
+the workflow will validate against again, deterministically, on replay too.
+Prompts and answers stay in history; keys, URLs and prices never enter it.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
+
+from activities.llm.conversation import ToolSchema, ToolUse
 
 
 class LlmRequest(BaseModel):
@@ -18,23 +23,40 @@ class LlmRequest(BaseModel):
     model: str | None = Field(default=None, description="Explicit model label; overrides the tier")
     system: str = ""
     prompt: str
-    output_name: str
-    output_schema: dict
+    output_type: str = Field(description="'module:QualName' of the step's pydantic output model")
+    tools: list[ToolSchema] = []
     max_output_tokens: int = Field(default=1024, gt=0)
+    budget_remaining_usd: float | None = Field(
+        default=None, description="what the run may still spend; a call whose worst case exceeds it is not sent"
+    )
 
 
-class FailedAttempt(BaseModel):
-    """A candidate model that did not answer, kept for the ledger."""
+CallOutcome = Literal["ok", "tool_use", "invalid", "unavailable", "rejected", "over_budget"]
+
+
+class ModelCall(BaseModel):
+    """One request to one model (or one that was refused before sending), for the ledger."""
 
     model: str
     provider: str
-    error: str
+    attempt: int = Field(description="Temporal's attempt number of the step")
+    turn: int = Field(default=0, description="0 = the first ask, 1.. = repair turns")
+    outcome: CallOutcome
+    status: int | None = None
+    error: str = ""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_ms: float = 0.0
 
 
 class LlmResult(BaseModel):
-    """What the model said, who said it, and what it cost."""
+    """What the model said, who said it, every call it took, and what they cost in all."""
 
-    output: dict
+    output: dict | None = None
+    tool_uses: list[ToolUse] = []
     tier: str
     model: str
     provider: str
@@ -44,4 +66,8 @@ class LlmResult(BaseModel):
     cost_usd: float
     latency_ms: float
     attempt: int
-    failed: list[FailedAttempt] = []
+    calls: list[ModelCall] = []
+
+    @property
+    def failed(self) -> list[ModelCall]:
+        return [c for c in self.calls if c.outcome not in ("ok", "tool_use")]

@@ -10,33 +10,27 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from typing import Any
 
 from activities.llm.catalog import ModelSpec
-from activities.llm.contracts import LlmRequest
-from activities.llm.provider import Completion
-
-CHARS_PER_TOKEN = 4
-
-
-def estimate_tokens(text: str) -> int:
-    return max(1, math.ceil(len(text) / CHARS_PER_TOKEN))
+from activities.llm.conversation import Conversation, Message, estimate_tokens
+from activities.llm.provider import Completion, ProviderRejected, Usage
 
 
 class OfflineProvider:
-    async def complete(self, request: LlmRequest, model: ModelSpec) -> Completion:
-        filler = SchemaFiller(request.output_schema, request.prompt)
-        output = filler.value(request.output_schema, request.output_name)
-        sent = request.system + request.prompt + json.dumps(request.output_schema)
+    async def complete(self, conversation: Conversation, model: ModelSpec) -> Completion:
+        prompt = next((m.content for m in conversation.messages if m.role == "user"), "")
+        filler = SchemaFiller(conversation.output_schema, prompt)
+        output = filler.value(conversation.output_schema, conversation.output_name)
+        text = json.dumps(output)
         return Completion(
+            message=Message(role="assistant", content=text),
             output=output,
-            tokens_in=estimate_tokens(sent),
-            tokens_out=estimate_tokens(json.dumps(output)),
+            usage=Usage(input=conversation.estimated_input_tokens(), output=estimate_tokens(text)),
         )
 
 
-class OfflineCannotAnswer(ValueError):
+class OfflineCannotAnswer(ProviderRejected):
     """The schema asks for something the stand-in cannot invent (a regex pattern, say)."""
 
 

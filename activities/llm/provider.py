@@ -1,7 +1,8 @@
-"""The seam every model provider implements.
+"""The seam every model provider implements, and the two ways a call can fail.
 
-A provider speaks one wire protocol. It returns the parsed JSON output and the
-token usage it was billed for; pricing, fallbacks and the ledger live above it.
+A provider speaks one wire protocol. It returns the model's answer in neutral
+form and the usage it was billed for; pricing, fallbacks, repairs and the
+ledger live above it. It never retries: Temporal's retry policy owns that.
 """
 
 from __future__ import annotations
@@ -11,19 +12,42 @@ from typing import Protocol
 from pydantic import BaseModel
 
 from activities.llm.catalog import ModelSpec
-from activities.llm.contracts import LlmRequest
+from activities.llm.conversation import Conversation, Message
+
+
+class Usage(BaseModel):
+    """Tokens as the provider reported them. `input` includes cached and cache-written tokens."""
+
+    input: int = 0
+    output: int = 0
+    cached_input: int = 0
+    cache_write: int = 0
 
 
 class Completion(BaseModel):
-    output: dict
-    tokens_in: int
-    tokens_out: int
-    cached_tokens: int = 0
+    """One answer: the assistant message, its typed output if it gave one, and its usage."""
+
+    message: Message
+    output: dict | None = None
+    usage: Usage
 
 
 class ProviderUnavailable(Exception):
-    """The provider could not answer now (outage, rate limit); the next candidate may."""
+    """Worth trying again (429, 5xx, reset, timeout, garbled body); the next candidate may answer."""
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class ProviderRejected(Exception):
+    """The request itself is wrong (bad key, unknown model, too long): retrying cannot help."""
+
+    def __init__(self, message: str, *, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 class Provider(Protocol):
-    async def complete(self, request: LlmRequest, model: ModelSpec) -> Completion: ...
+    async def complete(self, conversation: Conversation, model: ModelSpec) -> Completion: ...

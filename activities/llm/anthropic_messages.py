@@ -1,0 +1,103 @@
+"""Anthropic Messages: `x-api-key`, `anthropic-version`, `system`, `messages`, `max_tokens`.
+
+A typed answer comes through a forced tool named after the output model
+(`tool_choice: {type: tool}`); with agent tools offered, the model must call
+one of them or the answer tool (`tool_choice: {type: any}`). Usage counts
+`input_tokens` plus cache reads and cache writes, each priced on its own.
+"""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from activities.llm.catalog import ModelSpec, ProviderSpec
+from activities.llm.conversation import Conversation, Message, ToolUse
+from activities.llm.provider import Completion, ProviderUnavailable, Usage
+from activities.llm.transport import post_json
+
+
+class AnthropicMessages:
+    def __init__(self, spec: ProviderSpec, client: httpx.AsyncClient) -> None:
+        self._spec = spec
+        self._client = client
+        self._key = spec.api_key()
+        self._url = spec.base_url.rstrip("/") + "/v1/messages"
+
+    def headers(self) -> dict[str, str]:
+        headers = {**self._spec.headers, "anthropic-version": self._spec.anthropic_version}
+        if self._key:
+            headers[self._spec.api_key_header or "x-api-key"] = self._key
+        return headers
+
+    def body(self, conversation: Conversation, model: ModelSpec) -> dict:
+        answer_tool = {
+            "name": conversation.output_name,
+            "description": "Give your final answer by calling this tool with it.",
+            "input_schema": conversation.output_schema,
+        }
+        tools = [
+            {"name": t.name, "description": t.description, "input_schema": t.parameters}
+            for t in conversation.tools
+        ]
+        body: dict = {
+            "model": model.name,
+            "max_tokens": conversation.max_output_tokens,
+            "messages": _messages(conversation.messages),
+            "tools": [*tools, answer_tool],
+            "tool_choice": {"type": "any"} if tools else {"type": "tool", "name": conversation.output_name},
+        }
+        if conversation.system:
+            body["system"] = conversation.system
+        return body
+
+    async def complete(self, conversation: Conversation, model: ModelSpec) -> Completion:
+        data = await post_json(
+            self._client, self._url, headers=self.headers(), params=self._spec.query,
+            body=self.body(conversation, model), secret=self._key,
+        )
+        try:
+            blocks = data["content"]
+            text = "".join(b["text"] for b in blocks if b["type"] == "text")
+            uses = [
+                ToolUse(id=b["id"], name=b["name"], arguments=b.get("input") or {})
+                for b in blocks
+                if b["type"] == "tool_use"
+            ]
+            usage = data["usage"]
+            cached = usage.get("cache_read_input_tokens") or 0
+            written = usage.get("cache_creation_input_tokens") or 0
+            reported = Usage(
+                input=(usage.get("input_tokens") or 0) + cached + written,
+                output=usage.get("output_tokens") or 0,
+                cached_input=cached,
+                cache_write=written,
+            )
+        except (KeyError, TypeError, AttributeError) as err:
+            raise ProviderUnavailable(f"malformed response body: missing {err}: {json.dumps(data)[:300]}")
+        output = next((u.arguments for u in uses if u.name == conversation.output_name), None)
+        return Completion(
+            message=Message(role="assistant", content=text, tool_uses=uses), output=output, usage=reported
+        )
+
+
+def _messages(messages: list[Message]) -> list[dict]:
+    """Neutral turns as Anthropic blocks; consecutive tool results share one user turn."""
+    wire: list[dict] = []
+    for m in messages:
+        if m.role == "tool":
+            block = {"type": "tool_result", "tool_use_id": m.tool_use_id, "content": m.content}
+            if m.is_error:
+                block["is_error"] = True
+            if wire and wire[-1]["role"] == "user" and isinstance(wire[-1]["content"], list):
+                wire[-1]["content"].append(block)
+            else:
+                wire.append({"role": "user", "content": [block]})
+        elif m.role == "assistant":
+            blocks = [{"type": "text", "text": m.content}] if m.content else []
+            blocks += [{"type": "tool_use", "id": u.id, "name": u.name, "input": u.arguments} for u in m.tool_uses]
+            wire.append({"role": "assistant", "content": blocks})
+        else:
+            wire.append({"role": "user", "content": m.content})
+    return wire

@@ -1,0 +1,84 @@
+"""A model conversation in provider-neutral form.
+
+Each provider module translates this into its own wire format and back. Repair
+turns and agent turns are just more messages, so one shape serves a typed
+step, its repairs and a tool-using loop alike.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+CHARS_PER_TOKEN = 4
+
+
+def estimate_tokens(text: str) -> int:
+    """A rough, deliberately generous count: ~4 characters per token."""
+    return max(1, math.ceil(len(text) / CHARS_PER_TOKEN))
+
+
+class ToolSchema(BaseModel):
+    """A tool offered to the model: its name, what it is for, its JSON-schema arguments."""
+
+    name: str
+    description: str = ""
+    parameters: dict = Field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+class ToolUse(BaseModel):
+    """A call the model proposes (or, for Anthropic's forced tool, its typed answer)."""
+
+    id: str
+    name: str
+    arguments: dict
+
+
+class Message(BaseModel):
+    """One turn. `role="tool"` answers the assistant's `ToolUse` with the same id."""
+
+    role: Literal["user", "assistant", "tool"]
+    content: str = ""
+    tool_uses: list[ToolUse] = []
+    tool_use_id: str | None = None
+    is_error: bool = False
+
+
+class Conversation(BaseModel):
+    """Everything a provider needs for one call."""
+
+    system: str = ""
+    messages: list[Message]
+    output_name: str
+    output_schema: dict
+    tools: list[ToolSchema] = []
+    max_output_tokens: int = Field(default=1024, gt=0)
+
+    def estimated_input_tokens(self) -> int:
+        """What the call may be billed for on input, before it is sent."""
+        sent = self.model_dump_json(include={"system", "messages", "output_schema", "tools"})
+        return estimate_tokens(sent)
+
+    def answered(self, answer: Message, feedback: str) -> Conversation:
+        """The next turn: the model's answer and our reply to it (a repair or a tool result)."""
+        reply = (
+            Message(role="tool", tool_use_id=answer.tool_uses[0].id, content=feedback, is_error=True)
+            if answer.tool_uses
+            else Message(role="user", content=feedback)
+        )
+        return self.model_copy(update={"messages": [*self.messages, answer, reply]})
+
+
+def parse_json_object(text: str) -> dict | None:
+    """The JSON object in a model's text answer, tolerating a ```json fence around it."""
+    body = text.strip()
+    if body.startswith("```"):
+        body = body.split("\n", 1)[-1].rsplit("```", 1)[0]
+    try:
+        value = json.loads(body)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None

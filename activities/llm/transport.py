@@ -1,0 +1,119 @@
+"""HTTP for every provider: one pooled `httpx.AsyncClient` per worker, errors classified.
+
+The classification is what Temporal's retry policy acts on: 408/409/429, 5xx,
+connection errors, timeouts and garbled bodies are worth another try (with the
+server's `Retry-After` as the next delay); other 4xx and context-length errors
+are not. httpx never retries on its own here, so every attempt is one request
+that Temporal counted. Keys are scrubbed from every message this module raises.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from datetime import timezone
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from activities.llm.provider import ProviderRejected, ProviderUnavailable
+
+RETRYABLE_STATUS = {408, 409, 425, 429}
+CONTEXT_TOO_LONG = ("context length", "context_length", "maximum context", "prompt is too long", "too many tokens")
+MAX_ERROR_CHARS = 300
+
+
+class HttpSettings(BaseModel):
+    """`[http]` in baton.toml: timeouts and pool limits shared by every provider."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    timeout_s: float = Field(default=60.0, gt=0, description="read/write/pool timeout of one request")
+    max_connections: int = Field(default=20, gt=0)
+    max_keepalive: int = Field(default=10, ge=0)
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            timeout=httpx.Timeout(self.timeout_s, connect=self.connect_timeout_s),
+            limits=httpx.Limits(
+                max_connections=self.max_connections, max_keepalive_connections=self.max_keepalive
+            ),
+            follow_redirects=False,
+        )
+
+
+def redact(text: str, secret: str | None) -> str:
+    return text.replace(secret, "[redacted]") if secret else text
+
+
+async def post_json(
+    client: httpx.AsyncClient, url: str, *, headers: dict, params: dict, body: dict, secret: str | None
+) -> dict:
+    """One POST; returns the JSON body or raises ProviderUnavailable / ProviderRejected."""
+    try:
+        response = await client.post(url, headers=headers, params=params, json=body)
+    except httpx.TimeoutException as err:
+        raise ProviderUnavailable(redact(f"timed out ({type(err).__name__}) calling {url}", secret))
+    except httpx.TransportError as err:
+        raise ProviderUnavailable(redact(f"connection failed calling {url}: {type(err).__name__}: {err}", secret))
+    if response.status_code >= 300:
+        raise _http_error(response, secret)
+    try:
+        data = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ProviderUnavailable(
+            redact(f"malformed response body (not JSON): {response.text[:MAX_ERROR_CHARS]!r}", secret),
+            status=response.status_code,
+        )
+    if not isinstance(data, dict):
+        raise ProviderUnavailable(f"malformed response body: expected an object, got {type(data).__name__}")
+    return data
+
+
+def _http_error(response: httpx.Response, secret: str | None) -> Exception:
+    status = response.status_code
+    message = redact(f"HTTP {status}: {_provider_message(response)}", secret)
+    if any(marker in message.lower() for marker in CONTEXT_TOO_LONG):
+        return ProviderRejected(f"context too long: {message}", status=status)
+    if status in RETRYABLE_STATUS or status >= 500:
+        return ProviderUnavailable(message, status=status, retry_after=retry_after(response.headers))
+    return ProviderRejected(message, status=status)
+
+
+def _provider_message(response: httpx.Response) -> str:
+    """The provider's own words: `error.message` in both OpenAI's and Anthropic's shapes."""
+    try:
+        error = response.json().get("error")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        error = None
+    if isinstance(error, dict) and error.get("message"):
+        return str(error["message"])[:MAX_ERROR_CHARS]
+    if isinstance(error, str):
+        return error[:MAX_ERROR_CHARS]
+    return response.text[:MAX_ERROR_CHARS] or response.reason_phrase
+
+
+def retry_after(headers: httpx.Headers, now: float | None = None) -> float | None:
+    """Seconds to wait, from `retry-after-ms`, `Retry-After: <seconds>` or `Retry-After: <HTTP date>`."""
+    if (ms := headers.get("retry-after-ms")) is not None:
+        try:
+            return max(float(ms) / 1000, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    now = time.time() if now is None else now
+    return max(when.timestamp() - now, 0.0)
