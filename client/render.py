@@ -43,7 +43,23 @@ def ledger_table(entries: Sequence[LedgerEntry]) -> str:
         ]
         for e in entries
     ]
-    return table(["#", "step", "kind", "model / tool", "tokens in/out", "cost", "latency", "tries", "outcome"], rows)
+    headers = ["#", "step", "kind", "model / tool", "tokens in/out", "cost", "latency", "tries", "outcome"]
+    return "\n".join([table(headers, rows), *_model_call_notes(entries)])
+
+
+def _model_call_notes(entries: Sequence[LedgerEntry]) -> list[str]:
+    """Model requests that did not answer: the fallovers, repairs and retries behind a step."""
+    notes = [
+        f"  {e.step}: attempt {c.attempt}, {c.model}"
+        + (f" turn {c.turn}" if c.turn else "")
+        + f": {c.outcome}"
+        + (f" (${c.cost_usd:.6f})" if c.cost_usd else "")
+        + (f" — {c.error}" if c.error else "")
+        for e in entries
+        for c in e.calls
+        if c.outcome not in ("ok", "tool_use")
+    ]
+    return ["", "model calls that did not answer:", *notes] if notes else []
 
 
 def status_text(run_id: str, s: RunStatus) -> str:

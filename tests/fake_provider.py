@@ -35,6 +35,7 @@ class Recorded:
     query: dict[str, str]
     headers: dict[str, str]  # lower-cased names
     body: dict
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 class FakeProvider:

@@ -359,3 +359,86 @@ def test_validate_input_unknown_process() -> None:
         validate_input("payroll", valid_applicant())
     assert "payroll" in str(caught.value)
     assert "onboarding" in str(caught.value)
+
+
+# ------------------------------------------------------------------ providers
+
+OPENAI_MODEL = """
+[models.mini]
+provider = "openai"
+name = "gpt-4o-mini"
+price = { input = 0.15, output = 0.60, cached_input = 0.075 }
+
+[tiers]
+fast = ["mini"]
+"""
+
+
+def test_a_missing_key_env_var_stops_the_worker_naming_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(ConfigError) as caught:
+        load(write(tmp_path, OPENAI_MODEL))
+    message = str(caught.value)
+    assert "providers.openai.api_key_env" in message and "OPENAI_API_KEY" in message
+    assert "\n" not in message
+
+
+def test_the_built_in_openai_provider_needs_only_its_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-value")
+    config = load(write(tmp_path, OPENAI_MODEL))
+    provider = config.catalog().providers["openai"]
+    assert (provider.protocol, provider.base_url) == ("openai", "https://api.openai.com/v1")
+    assert config.models["mini"].price.cached_input == 0.075
+    assert "sk-secret-value" not in repr(config)  # the config holds the variable's name, not the key
+
+
+def test_a_key_env_var_of_an_unused_provider_is_not_required(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    load(write(tmp_path, GOOD_MODEL + '[tiers]\nfast = ["house"]\n'))
+
+
+def test_a_provider_without_a_base_url(tmp_path: Path) -> None:
+    text = '[providers.vllm]\nprotocol = "openai"\n\n' + GOOD_MODEL.replace('"offline"', '"vllm"')
+    with pytest.raises(ConfigError, match=r"providers\.vllm\.base_url"):
+        load(write(tmp_path, text + '[tiers]\nfast = ["house"]\n'))
+
+
+def test_an_unknown_protocol_names_the_choices(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(write(tmp_path, '[providers.x]\nprotocol = "grpc"\nbase_url = "http://x"\n'))
+    assert "providers.x.protocol" in str(caught.value) and "openai" in str(caught.value)
+
+
+def test_a_model_without_a_price(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"models\.cheap\.price"):
+        load(write(tmp_path, '[models.cheap]\nprovider = "offline"\nname = "c"\n'))
+
+
+def test_http_and_llm_settings(tmp_path: Path) -> None:
+    config = load(write(tmp_path, "[http]\ntimeout_s = 20\nmax_connections = 5\n\n[llm]\nrepair_turns = 1\n"))
+    assert (config.http.timeout_s, config.http.max_connections, config.llm.repair_turns) == (20, 5, 1)
+    # a model step may take every candidate and every repair turn, each up to the request timeout
+    assert config.llm_timeout_s() >= 2 * (20 + config.http.connect_timeout_s)
+    with pytest.raises(ConfigError, match=r"llm\.repair_turn"):
+        load(write(tmp_path, "[llm]\nrepair_turn = 1\n"))
+
+
+def readme_configs() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Models and providers", 1)[1].split("\n## ", 1)[0]
+    return section.split("```toml\n")[1:]
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_the_readme_examples_load(index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocks = readme_configs()
+    assert len(blocks) == 4
+    for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "VLLM_API_KEY", "AZURE_OPENAI_API_KEY"):
+        monkeypatch.setenv(var, "k")
+    config = load(write(tmp_path, blocks[index].split("```", 1)[0]))
+    catalog = config.catalog()
+    for tier in config.tiers:
+        assert catalog.candidates(tier)
+    assert {"fast", "strong"} <= set(config.tiers)

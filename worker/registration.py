@@ -41,10 +41,12 @@ async def baton_worker(
     queue: str | None = None,
     tools_class: type[ToolActivities] = ToolActivities,
     providers: dict[str, Provider] | None = None,
+    extra_workflows: tuple[type, ...] = (),
 ) -> AsyncIterator[Worker]:
     """A running worker and its one pooled HTTP client, both closed on the way out.
 
-    `tools_class` and `providers` let fault-injection tests wrap the real seams.
+    `tools_class` and `providers` let fault-injection tests wrap the real seams;
+    `extra_workflows` lets tests run processes of their own on the same engine.
     """
     systems = SystemsOfRecord(config.systems.db)
     systems.create(config.systems.seed)
@@ -61,7 +63,7 @@ async def baton_worker(
         worker = Worker(
             client,
             task_queue=queue or task_queue(),
-            workflows=[spec.workflow for spec in PROCESSES.values()],
+            workflows=[*(spec.workflow for spec in PROCESSES.values()), *extra_workflows],
             activities=[models.call_model, tools.run_tool, policy.run_policy],
             activity_executor=ThreadPoolExecutor(max_workers=16),
             workflow_runner=workflow_runner(),
