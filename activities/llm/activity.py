@@ -118,11 +118,13 @@ class ModelActivities:
             raise _failure(f"{label} refused the request: {err}", "ModelRejected", calls) from None
         finally:
             call.latency_ms = (time.perf_counter() - started) * 1000
-            activity.heartbeat(CALLS.dump_python(calls, mode="json"))
+            if call.outcome != "ok":
+                activity.heartbeat(CALLS.dump_python(calls, mode="json"))
         u = done.usage
         call.tokens_in, call.tokens_out = u.input, u.output
         call.cached_tokens, call.cache_write_tokens = u.cached_input, u.cache_write
         call.cost_usd = spec.price.cost(u.input, u.output, u.cached_input, u.cache_write)
+        activity.heartbeat(CALLS.dump_python(calls, mode="json"))  # priced, so a crash now still bills it
         self._health.up(label)
         return done
 

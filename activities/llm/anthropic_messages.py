@@ -15,7 +15,7 @@ import httpx
 from activities.llm.catalog import ModelSpec, ProviderSpec
 from activities.llm.conversation import Conversation, Message, ToolUse
 from activities.llm.provider import Completion, ProviderUnavailable, Usage
-from activities.llm.transport import post_json
+from activities.llm.transport import post_json, redact
 
 
 class AnthropicMessages:
@@ -75,7 +75,8 @@ class AnthropicMessages:
                 cache_write=written,
             )
         except (KeyError, TypeError, AttributeError) as err:
-            raise ProviderUnavailable(f"malformed response body: missing {err}: {json.dumps(data)[:300]}")
+            body = redact(json.dumps(data), self._key)[:300]
+            raise ProviderUnavailable(f"malformed response body: missing {err}: {body}")
         output = next((u.arguments for u in uses if u.name == conversation.output_name), None)
         return Completion(
             message=Message(role="assistant", content=text, tool_uses=uses), output=output, usage=reported
@@ -95,8 +96,10 @@ def _messages(messages: list[Message]) -> list[dict]:
             else:
                 wire.append({"role": "user", "content": [block]})
         elif m.role == "assistant":
-            blocks = [{"type": "text", "text": m.content}] if m.content else []
+            blocks = [{"type": "text", "text": m.content}] if m.content or not m.tool_uses else []
             blocks += [{"type": "tool_use", "id": u.id, "name": u.name, "input": u.arguments} for u in m.tool_uses]
+            if blocks[0].get("text") == "":
+                blocks[0]["text"] = "(no answer)"  # the API refuses empty text blocks
             wire.append({"role": "assistant", "content": blocks})
         else:
             wire.append({"role": "user", "content": m.content})

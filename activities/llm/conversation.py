@@ -64,12 +64,10 @@ class Conversation(BaseModel):
 
     def answered(self, answer: Message, feedback: str) -> Conversation:
         """The next turn: the model's answer and our reply to it (a repair or a tool result)."""
-        reply = (
-            Message(role="tool", tool_use_id=answer.tool_uses[0].id, content=feedback, is_error=True)
-            if answer.tool_uses
-            else Message(role="user", content=feedback)
-        )
-        return self.model_copy(update={"messages": [*self.messages, answer, reply]})
+        replies = [
+            Message(role="tool", tool_use_id=use.id, content=feedback, is_error=True) for use in answer.tool_uses
+        ] or [Message(role="user", content=feedback)]  # every tool use must be answered
+        return self.model_copy(update={"messages": [*self.messages, answer, *replies]})
 
 
 def parse_json_object(text: str) -> dict | None:

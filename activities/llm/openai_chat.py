@@ -15,7 +15,7 @@ from activities.llm.catalog import ModelSpec, ProviderSpec
 from activities.llm.conversation import Conversation, Message, ToolUse, parse_json_object
 from activities.llm.provider import Completion, ProviderUnavailable, Usage
 from activities.llm.strict_schema import strict_schema
-from activities.llm.transport import post_json
+from activities.llm.transport import post_json, redact
 
 
 class OpenAIChat:
@@ -78,7 +78,8 @@ class OpenAIChat:
                 cached_input=cached,
             )
         except (KeyError, IndexError, TypeError, AttributeError) as err:
-            raise ProviderUnavailable(f"malformed response body: missing {err}: {json.dumps(data)[:300]}")
+            body = redact(json.dumps(data), self._key)[:300]
+            raise ProviderUnavailable(f"malformed response body: missing {err}: {body}")
         answer = Message(role="assistant", content=content, tool_uses=uses)
         output = None if uses or not message.get("content") else parse_json_object(content)
         return Completion(message=answer, output=output, usage=reported)

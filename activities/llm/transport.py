@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 import time
 from datetime import timezone
 
@@ -64,7 +65,7 @@ async def post_json(
         data = response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise ProviderUnavailable(
-            redact(f"malformed response body (not JSON): {response.text[:MAX_ERROR_CHARS]!r}", secret),
+            f"malformed response body (not JSON): {redact(response.text, secret)[:MAX_ERROR_CHARS]!r}",
             status=response.status_code,
         )
     if not isinstance(data, dict):
@@ -74,7 +75,7 @@ async def post_json(
 
 def _http_error(response: httpx.Response, secret: str | None) -> Exception:
     status = response.status_code
-    message = redact(f"HTTP {status}: {_provider_message(response)}", secret)
+    message = f"HTTP {status}: {_provider_message(response, secret)}"
     if any(marker in message.lower() for marker in CONTEXT_TOO_LONG):
         return ProviderRejected(f"context too long: {message}", status=status)
     if status in RETRYABLE_STATUS or status >= 500:
@@ -82,33 +83,37 @@ def _http_error(response: httpx.Response, secret: str | None) -> Exception:
     return ProviderRejected(message, status=status)
 
 
-def _provider_message(response: httpx.Response) -> str:
+def _provider_message(response: httpx.Response, secret: str | None) -> str:
     """The provider's own words: `error.message` in both OpenAI's and Anthropic's shapes."""
     try:
         error = response.json().get("error")
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
         error = None
     if isinstance(error, dict) and error.get("message"):
-        return str(error["message"])[:MAX_ERROR_CHARS]
+        return redact(str(error["message"]), secret)[:MAX_ERROR_CHARS]
     if isinstance(error, str):
-        return error[:MAX_ERROR_CHARS]
-    return response.text[:MAX_ERROR_CHARS] or response.reason_phrase
+        return redact(error, secret)[:MAX_ERROR_CHARS]
+    return redact(response.text, secret)[:MAX_ERROR_CHARS] or response.reason_phrase
 
 
 def retry_after(headers: httpx.Headers, now: float | None = None) -> float | None:
     """Seconds to wait, from `retry-after-ms`, `Retry-After: <seconds>` or `Retry-After: <HTTP date>`."""
     if (ms := headers.get("retry-after-ms")) is not None:
         try:
-            return max(float(ms) / 1000, 0.0)
+            seconds = float(ms) / 1000
         except ValueError:
-            pass
+            seconds = math.nan
+        if math.isfinite(seconds):
+            return max(seconds, 0.0)
     value = headers.get("retry-after")
     if value is None:
         return None
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
