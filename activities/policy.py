@@ -39,6 +39,9 @@ class BudgetOverride(BaseModel):
 class RunPolicy(BaseModel):
     budget: Budget
     tiers: dict[str, list[str]] = Field(description="tier -> model labels, in fallback order")
+    roles: dict[str, list[str]] | None = Field(
+        default=None, description="role -> people who may decide; None in runs started before roles"
+    )
     llm_timeout_s: float = Field(
         default=60.0, description="start-to-close of one model step: every candidate and repair turn"
     )
@@ -46,8 +49,14 @@ class RunPolicy(BaseModel):
 
 class PolicyActivities:
     def __init__(
-        self, catalog: Catalog, budgets: dict[str, Budget], default: Budget, llm_timeout_s: float = 60.0
+        self,
+        catalog: Catalog,
+        budgets: dict[str, Budget],
+        default: Budget,
+        llm_timeout_s: float = 60.0,
+        roles: dict[str, list[str]] | None = None,
     ) -> None:
+        self._roles = roles or {}
         self._catalog = catalog
         self._budgets = budgets
         self._default = default
@@ -59,4 +68,5 @@ class PolicyActivities:
             budget=self._budgets.get(process, self._default),
             tiers=self._catalog.tiers,
             llm_timeout_s=self._llm_timeout_s,
+            roles=self._roles,
         )

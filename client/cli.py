@@ -82,6 +82,28 @@ async def cmd_decide(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_inbox(args: argparse.Namespace) -> int:
+    inbox = await (await Baton.connect()).inbox(role=args.role, process=args.process)
+    data = [
+        {"run_id": i.run_id, "process": i.process, **i.request.model_dump(mode="json")} for i in inbox.items
+    ]
+    text = render.inbox_table(inbox.items)
+    for run_id in inbox.unreadable:
+        text += f"\n{run_id}: waiting, but no worker answered for its details"
+    emit(args, {"requests": data, "unreadable": inbox.unreadable}, text)
+    return 0
+
+
+async def cmd_show(args: argparse.Namespace) -> int:
+    status = await (await Baton.connect()).status(args.run)
+    text = render.status_text(args.run, status)
+    for r in status.open_requests:
+        text += "\n\n" + render.request_text(r)
+        text += "\nanswer with:\n" + "\n".join(f"  {c}" for c in approval_commands(args.run, r.id))
+    emit(args, status.model_dump(mode="json"), text)
+    return 0
+
+
 async def cmd_runs(args: argparse.Namespace) -> int:
     runs = await (await Baton.connect()).runs(status=args.status, process=args.process, limit=args.limit)
     emit(args, [r.__dict__ for r in runs], render.runs_table(runs))
@@ -138,6 +160,12 @@ def parser() -> argparse.ArgumentParser:
         c.add_argument("--by", required=True, help="who decides")
         c.add_argument("--request", help="request id (needed when several are open)")
         c.add_argument("--comment", default="", help="why")
+
+    c = command("inbox", cmd_inbox, "every open approval request across runs, oldest first")
+    c.add_argument("--role", help="only requests this role is asked")
+    c.add_argument("--process", help="only this process")
+
+    command("show", cmd_show, "a run's open approval requests with their context").add_argument("run", help="run id")
 
     c = command("runs", cmd_runs, "list Baton runs, newest first")
     c.add_argument("--status", help="running, awaiting_approval, completed, rejected, ...")

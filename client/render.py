@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from client.sdk import RunSummary
+from client.sdk import InboxItem, RunSummary
+from workflows.approvals import ApprovalRequest
 from workflows.ledger import LedgerEntry, StepKind
 from workflows.outcome import RunOutcome
 from workflows.status import RunStatus
@@ -73,7 +74,10 @@ def status_text(run_id: str, s: RunStatus) -> str:
     ]
     for r in s.open_requests:
         lines += [
-            f"waiting  approval {r.id!r} from {', '.join(r.approvers)} until {r.deadline:%Y-%m-%d %H:%M} UTC",
+            f"waiting  approval {r.id!r} from {'/'.join(r.roles)}"
+            + (f" ({', '.join(r.people)})" if r.people else "")
+            + f" until {r.deadline:%Y-%m-%d %H:%M} UTC"
+            + (f", then {'/'.join(r.escalates_to)}" if r.escalates_to else ""),
             f"         {r.ask}",
         ]
     return "\n".join(lines)
@@ -96,3 +100,37 @@ def runs_table(runs: Sequence[RunSummary]) -> str:
         for r in runs
     ]
     return table(["run", "process", "status", "cost", "awaiting approval", "started (UTC)"], rows)
+
+
+def inbox_table(items: Sequence[InboxItem]) -> str:
+    if not items:
+        return "no open approval requests"
+    rows = [
+        [
+            f"{i.request.requested_at:%Y-%m-%d %H:%M}",
+            i.run_id,
+            i.process,
+            i.request.id,
+            "/".join(i.request.roles),
+            f"{i.request.deadline:%Y-%m-%d %H:%M}",
+            _short(i.request.ask, 60),
+        ]
+        for i in items
+    ]
+    return table(["asked (UTC)", "run", "process", "request", "roles", "deadline (UTC)", "ask"], rows)
+
+
+def request_text(r: ApprovalRequest) -> str:
+    """One request as a person reads it before deciding: the ask, the proposal, the context."""
+    lines = [f"request  {r.id} (step {r.step})", f"ask      {r.ask}"]
+    if r.proposed:
+        lines.append(f"proposed {r.proposed}")
+    lines.append(f"cost     ${r.cost_so_far_usd:.6f} so far")
+    lines.append("context")
+    lines += [f"  {key}: {_short(str(value), 100)}" for key, value in r.context.items()]
+    return "\n".join(lines)
+
+
+def _short(text: str, width: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"

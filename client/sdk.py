@@ -7,6 +7,7 @@ visibility queries over Baton's search attributes.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from client.connection import connect, task_queue
 from workflows import search_attributes as sa
-from workflows.approvals import Verdict
+from workflows.approvals import ApprovalRequest, Verdict
 from workflows.catalog import PROCESSES, ProcessSpec
 from workflows.ledger import LedgerEntry
 from workflows.outcome import RunOutcome
@@ -50,6 +51,21 @@ class RunSummary:
     awaiting_approval: bool | None
     started: datetime | None
     temporal_status: str
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    """One open approval request, with the run it belongs to."""
+
+    run_id: str
+    process: str
+    request: ApprovalRequest
+
+
+@dataclass(frozen=True)
+class Inbox:
+    items: list[InboxItem]
+    unreadable: list[str]  # runs visibility lists as waiting whose details no worker gave
 
 
 def read_input(path: Path) -> dict:
@@ -148,6 +164,34 @@ class Baton:
                 )
             )
         return found
+
+    async def inbox(self, role: str | None = None, process: str | None = None, limit: int = 500) -> Inbox:
+        """Every open request across this Baton's runs (its task queue), oldest first.
+
+        Runs are found by visibility search; each one's requests come from its status query.
+        """
+        clauses = [
+            f"{sa.AWAITING_APPROVAL.name} = true",
+            "ExecutionStatus = 'Running'",
+            f"TaskQueue = '{_quoted(self.queue)}'",
+        ]
+        if role:
+            clauses.append(f"{sa.APPROVAL_ROLES.name} = '{_quoted(role)}'")
+        if process:
+            clauses.append(f"{sa.PROCESS.name} = '{_quoted(process)}'")
+        ids = [wf.id async for wf in self.client.list_workflows(" AND ".join(clauses), limit=limit)]
+        statuses = await asyncio.gather(*(self.status(i) for i in ids), return_exceptions=True)
+        items, unreadable = [], []
+        for run_id, status in zip(ids, statuses):
+            if isinstance(status, BaseException):
+                unreadable.append(run_id)
+                continue
+            items += [
+                InboxItem(run_id, status.process, r)
+                for r in status.open_requests
+                if role is None or role in r.roles
+            ]
+        return Inbox(sorted(items, key=lambda i: (i.request.requested_at, i.run_id)), unreadable)
 
     async def _decide(self, run_id: str, verdict: Verdict) -> Verdict:
         handle = await self._handle(run_id)

@@ -20,7 +20,7 @@ from temporalio.worker import Worker
 from activities.tools.systems import SystemsOfRecord
 from worker.binaries import temporal_cli, temporal_test_server
 from worker.devserver import register_search_attributes
-from worker.config import BatonConfig, SystemsConfig
+from worker.config import BatonConfig, Role, SystemsConfig
 from worker.registration import baton_worker
 from workflows import search_attributes as sa
 
@@ -50,9 +50,17 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
         yield env
 
 
+# Who may decide in tests: compliance reviewers, and the lead that escalations go to.
+REVIEWERS = ["carol", "alice", "dana"]
+LEADS = ["erin"]
+
+
 @pytest.fixture
 def config(tmp_path: Path) -> BatonConfig:
-    return BatonConfig(systems=SystemsConfig(db=tmp_path / "systems.db", seed=SEED))
+    return BatonConfig(
+        systems=SystemsConfig(db=tmp_path / "systems.db", seed=SEED),
+        roles={"compliance": Role(people=REVIEWERS), "compliance-lead": Role(people=LEADS)},
+    )
 
 
 @pytest.fixture
@@ -62,6 +70,11 @@ def systems(config: BatonConfig) -> SystemsOfRecord:
 
 @asynccontextmanager
 async def running_worker(client: Client, config: BatonConfig, **extra) -> AsyncIterator[Worker]:
-    """A Baton worker on a fresh task queue, so tests never steal each other's tasks."""
+    """A Baton worker on a fresh task queue, so tests never steal each other's tasks.
+
+    A test must not leave a run waiting on the shared time-skipping server: once
+    its worker is gone, that run's next task blocks time skipping for every later
+    test. Terminate what you leave parked.
+    """
     async with baton_worker(client, config, queue=f"baton-test-{uuid.uuid4().hex[:8]}", **extra) as worker:
         yield worker

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
+from workflows.approvals import ApprovalStatus, AskPolicy, AtDeadline
 from workflows.engine import Process
 from workflows.outcome import ModelOutputInvalid, RunOutcome, RunState
+
+with workflow.unsafe.imports_passed_through():
+    from activities.tools.records import Email
 
 
 class Draft(BaseModel):
@@ -41,8 +46,57 @@ class Drafting(Process):
                 "write_by_hand",
                 ask=f"The model could not draft a valid headline ({bad.problem}). Write one?",
                 context=request,
-                approvers=["editors"],
-                timeout=timedelta(hours=1),
+                policy=AskPolicy(roles=["compliance"], timeout=timedelta(hours=1), at_deadline=AtDeadline.REJECT),
             )
-            return self.end(RunState.REJECTED, f"escalated to a person: {review.status.value}")
+            return self.end(RunState.REJECTED, f"escalated to a person: {review.status.value} by {review.by}")
         return self.end(RunState.COMPLETED, "drafted", draft)
+
+
+class Refund(BaseModel):
+    order_id: str
+    amount_usd: float
+    confidence: float
+
+
+@workflow.defn(name="test-signoff")
+class Signoff(Process):
+    """Two sign-offs asked at once (parallel branches), then a refund under a threshold rule."""
+
+    name = "test-signoff"
+    roles = ("compliance", "compliance-lead")
+
+    @workflow.run
+    async def run(self, refund: Refund) -> RunOutcome[dict]:
+        return await self.execute(lambda: self._sign(refund), None)
+
+    async def _sign(self, refund: Refund) -> RunOutcome[dict]:
+        hour = timedelta(hours=1)
+        legal, finance = await asyncio.gather(
+            self.approval("legal_signoff", ask="Legal sign-off?", context=refund,
+                          policy=AskPolicy(roles=["compliance"], timeout=hour)),
+            self.approval("finance_signoff", ask="Finance sign-off?", context=refund,
+                          policy=AskPolicy(roles=["compliance-lead"], timeout=hour)),
+        )
+        if ApprovalStatus.REJECTED in (legal.status, finance.status):
+            return self.end(RunState.REJECTED, f"legal {legal.status.value}, finance {finance.status.value}")
+        refund_ok = await self.approval(
+            "refund", ask=f"Refund ${refund.amount_usd} on {refund.order_id}?", context=refund,
+            policy=AskPolicy(roles=["compliance"], timeout=hour,
+                             auto_approve="confidence >= 0.9 and amount_usd <= 50"),
+        )
+        return self.end(RunState.COMPLETED, f"refund {refund_ok.status.value} by {refund_ok.by}")
+
+
+@workflow.defn(name="test-unguarded-send")
+class UnguardedSend(Process):
+    """Calls an irreversible tool without an approval policy: the engine must refuse."""
+
+    name = "test-unguarded-send"
+
+    @workflow.run
+    async def run(self, request: DraftRequest) -> RunOutcome[dict]:
+        return await self.execute(self._send, None)
+
+    async def _send(self) -> RunOutcome[dict]:
+        await self.tool("notify", "send_email", Email(to="x@example.com", subject="hi", body="hello"))
+        return self.end(RunState.COMPLETED, "sent")

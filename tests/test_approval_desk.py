@@ -16,7 +16,7 @@ def desk_with(*ids: str) -> ApprovalDesk:
     desk = ApprovalDesk()
     for i in ids:
         desk.open[i] = ApprovalRequest(
-            id=i, step=i, ask="?", approvers=["compliance"], context={}, cost_so_far_usd=0,
+            id=i, step=i, ask="?", roles=["compliance"], context={}, cost_so_far_usd=0,
             requested_at=NOW, deadline=NOW,
         )
     return desk

@@ -442,3 +442,22 @@ def test_the_readme_examples_load(index: int, tmp_path: Path, monkeypatch: pytes
     for tier in config.tiers:
         assert catalog.candidates(tier)
     assert {"fast", "strong"} <= set(config.tiers)
+
+
+# ------------------------------------------------------------------ roles
+
+
+def test_roles_name_their_people(tmp_path: Path) -> None:
+    config = load(write(tmp_path, '[roles.compliance]\npeople = ["ana"]\n\n[roles.compliance-lead]\npeople = ["kim"]\n'))
+    assert config.members() == {"compliance": ["ana"], "compliance-lead": ["kim"]}
+
+
+def test_a_role_a_process_asks_must_be_defined(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(write(tmp_path, '[roles.compliance]\npeople = ["ana"]\n'))
+    assert "roles.compliance-lead" in str(caught.value) and "onboarding" in str(caught.value)
+
+
+def test_a_role_without_people_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"roles\.compliance\.people"):
+        load(write(tmp_path, "[roles.compliance]\npeople = []\n"))

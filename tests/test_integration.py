@@ -36,7 +36,8 @@ from activities.tools.catalog import TOOLS
 from activities.tools.systems import SystemsOfRecord
 from client.connection import connect
 from client.sdk import Baton
-from tests.conftest import ROOT, running_worker
+from tests.conftest import LEADS, REVIEWERS, ROOT, running_worker
+from tests.processes import Refund, Signoff
 from worker.binaries import temporal_cli
 from worker.config import BatonConfig
 from worker.devserver import DevServer, DevServerError, port_in_use
@@ -219,7 +220,7 @@ class Stack:
 
 @pytest.fixture
 async def stack(dev_env: WorkflowEnvironment, config: BatonConfig) -> AsyncIterator[Stack]:
-    async with running_worker(dev_env.client, config) as worker:
+    async with running_worker(dev_env.client, config, extra_workflows=(Signoff,)) as worker:
         target = dev_env.client.service_client.config.target_host
         yield Stack(
             client=dev_env.client,
@@ -380,6 +381,74 @@ async def test_signal_for_an_unknown_request_is_recorded_as_refused_and_does_not
     assert [r["id"] for r in status["open_requests"]] == ["compliance_review"]
     assert status["steps"] == steps_before  # a refusal is recorded but spends no step
     assert systems.count("crm_records", applicant_id="A-1002") == 0
+
+
+async def test_an_approver_outside_the_role_is_refused_and_the_run_keeps_waiting(
+    stack: Stack, systems: SystemsOfRecord
+):
+    env = stack.env
+    run_id = await start_parked_run(env)
+    refused = await baton("approve", run_id, "--request", "compliance_review", "--by", "mallory", env=env)
+    message = expect_refusal(refused, "mallory")
+    assert "compliance" in message
+    status = (await baton("status", run_id, "--json", env=env)).json()
+    assert status["state"] == "awaiting_approval"
+    assert [r["id"] for r in status["open_requests"]] == ["compliance_review"]
+    assert systems.count("crm_records", applicant_id="A-1002") == 0
+
+
+async def test_a_garbage_signal_payload_is_recorded_and_the_run_keeps_waiting(stack: Stack):
+    env = stack.env
+    run_id = await start_parked_run(env)
+    signalled = await temporal(
+        "workflow", "signal", "--workflow-id", run_id, "--name", "approve", "--input", '"yes please"', env=env,
+    )
+    assert signalled.rc == 0, str(signalled)
+
+    async def refusals() -> list[dict]:
+        return [e for e in await ledger(run_id, env) if e["outcome"] == "refused"]
+
+    [refusal] = await eventually(refusals, "the garbage signal in the ledger")
+    assert refusal["detail"].startswith("approve signal refused:")
+    status = (await baton("status", run_id, "--json", env=env)).json()
+    assert status["state"] == "awaiting_approval"
+    # and the run still takes a proper decision afterwards
+    expect_exit(await baton("approve", run_id, "--by", REVIEWERS[0], env=env), 0)
+    assert (await outcome_of(stack, run_id)).state is RunState.COMPLETED
+
+
+async def test_the_inbox_lists_exactly_the_open_requests_across_processes(stack: Stack):
+    env = stack.env
+    onboarding = await start_parked_run(env)
+    signoff = await stack.client.start_workflow(
+        Signoff.run, Refund(order_id="O-9", amount_usd=20, confidence=0.95), id=f"signoff-{onboarding}",
+        task_queue=stack.queue,
+    )
+    expected = {(onboarding, "compliance_review"), (signoff.id, "legal_signoff"), (signoff.id, "finance_signoff")}
+
+    async def listed_requests() -> set[tuple[str, str]] | None:
+        found = (await baton("inbox", "--json", env=env)).json()["requests"]
+        pairs = {(r["run_id"], r["id"]) for r in found}
+        return pairs if pairs == expected else None
+
+    await eventually(listed_requests, "all three requests in the inbox")
+    table = await baton("inbox", env=env)
+    expect_exit(table, 0)
+    assert table.out.index("compliance_review") < table.out.index("legal_signoff")  # oldest first
+
+    leads = (await baton("inbox", "--role", "compliance-lead", "--json", env=env)).json()["requests"]
+    assert [(r["run_id"], r["id"]) for r in leads] == [(signoff.id, "finance_signoff")]
+    mine = (await baton("inbox", "--process", "onboarding", "--json", env=env)).json()["requests"]
+    assert [(r["run_id"], r["id"]) for r in mine] == [(onboarding, "compliance_review")]
+
+    shown = await baton("show", onboarding, env=env)
+    expect_exit(shown, 0)
+    assert "compliance_review" in shown.out and "verdict: review" in shown.out and "approve" in shown.out
+
+    expect_exit(await baton("approve", signoff.id, "--request", "finance_signoff", "--by", LEADS[0], env=env), 0)
+    expected.discard((signoff.id, "finance_signoff"))
+    await eventually(listed_requests, "the decided request gone from the inbox")
+    await signoff.terminate("test over")
 
 
 # ----- 4. bad input ---------------------------------------------------------------------

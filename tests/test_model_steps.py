@@ -171,7 +171,7 @@ async def test_a_never_valid_answer_can_be_routed_to_a_person(time_env, config):
             ledger = await Baton(time_env.client, w.task_queue).ledger(handle.id)
 
     assert len(fake.requests) == config.llm.repair_turns + 1
-    assert outcome.state is RunState.REJECTED and "timed_out" in outcome.reason
+    assert outcome.state is RunState.REJECTED and "rejected by deadline" in outcome.reason
     draft, escalation = ledger
     assert (draft.step, draft.outcome, len(draft.calls)) == ("draft", "invalid", len(fake.requests))
     assert "headline" in draft.detail and "words" in draft.detail

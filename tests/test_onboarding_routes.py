@@ -35,8 +35,12 @@ async def test_clear_applicant_is_onboarded_once(time_env, config, systems: Syst
 
     assert outcome.state is RunState.COMPLETED, outcome.reason
     assert [e.step for e in ledger] == [
-        "validate_identity", "pull_credit", "match_kyc", "welcome_email", "create_crm_record", "send_confirmation",
+        "validate_identity", "pull_credit", "match_kyc", "welcome_email", "create_crm_record",
+        "send_confirmation.approval", "send_confirmation",
     ]
+    allowed = ledger[5]
+    assert (allowed.outcome, allowed.by) == ("approved", "rule")
+    assert "verdict == 'clear'" in allowed.detail and "verdict='clear'" in allowed.detail
     assert ledger[2].decision["verdict"] == "clear"
     llm = ledger[3]
     assert (llm.provider, llm.model, llm.tier) == ("offline", "offline-fast", "fast")
@@ -102,8 +106,10 @@ async def test_review_times_out_after_deadline(time_env, config, systems):
         ledger = await baton.ledger(run_id)
 
     assert outcome.state is RunState.TIMED_OUT
-    review = next(e for e in ledger if e.step == "compliance_review")
-    assert review.outcome == "timed_out"
+    assert "compliance then compliance-lead" in outcome.reason
+    assert outcome.result["kyc"]["verdict"] == "review"  # the result so far survives the stop
+    escalated, review = [e for e in ledger if e.step == "compliance_review"]
+    assert (escalated.outcome, review.outcome) == ("escalated", "timed_out")
     assert review.latency_ms >= 48 * 3600 * 1000
     assert systems.count("outbox") == 0
 

@@ -2,10 +2,14 @@
 
 Two sources of histories: runs made now (proves the workflows are deterministic
 at all) and the recorded histories in tests/histories/ (proves a change does
-not break runs already in flight). To record them anew after an intended
-change, run `BATON_RECORD_HISTORIES=1 .venv/bin/python -m pytest tests/test_replay.py`
-and commit the files; a change that alters the command sequence of a process
-must instead be guarded with `workflow.patched(...)` so old histories still replay.
+not break runs already in flight). A change that alters the command sequence
+of a process must be guarded with `workflow.patched(...)` so that old histories
+still replay. After such a change, move the current files to
+tests/histories/archive/ (they keep proving that runs started on the old code
+still finish), then record the new ones with
+`BATON_RECORD_HISTORIES=1 .venv/bin/python -m pytest tests/test_replay.py` and
+commit both. Remove an archived history, and the `patched` branch it needs,
+only once no run of that version can still be open.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from client.sdk import Baton
-from tests.conftest import running_worker
+from tests.conftest import LEADS, REVIEWERS, running_worker
 from tests.test_onboarding_routes import CLEAR, PEP, SANCTIONED, wait_for_state
 from worker.registration import workflow_runner
 from workflows.catalog import PROCESSES
@@ -44,18 +48,27 @@ async def run_route(time_env, baton: Baton, route: str) -> str:
             run_id = await baton.start("onboarding", CLEAR, run_id=route)
         case "onboarding-reject":
             run_id = await baton.start("onboarding", SANCTIONED, run_id=route)
-        case "onboarding-review-approved" | "onboarding-review-timeout":
+        case "onboarding-review-approved" | "onboarding-review-escalated" | "onboarding-review-timeout":
             run_id = await baton.start("onboarding", PEP, run_id=route)
             await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
             if route.endswith("approved"):
-                await baton.approve(run_id, by="carol", comment="checked")
+                await baton.approve(run_id, by=REVIEWERS[0], comment="checked")
+            elif route.endswith("escalated"):
+                await time_env.sleep(timedelta(hours=24, minutes=1))
+                await baton.approve(run_id, by=LEADS[0], comment="checked on escalation")
             else:
                 await time_env.sleep(timedelta(hours=49))
     await baton.result(run_id)
     return run_id
 
 
-ROUTES = ["onboarding-clear", "onboarding-reject", "onboarding-review-approved", "onboarding-review-timeout"]
+ROUTES = [
+    "onboarding-clear",
+    "onboarding-reject",
+    "onboarding-review-approved",
+    "onboarding-review-escalated",
+    "onboarding-review-timeout",
+]
 
 
 @pytest.mark.parametrize("route", ROUTES)
@@ -74,7 +87,9 @@ def test_every_route_has_a_recorded_history():
     assert sorted(p.stem for p in HISTORIES.glob("*.json")) == sorted(ROUTES)
 
 
-@pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "path", sorted(HISTORIES.glob("**/*.json")), ids=lambda p: str(p.relative_to(HISTORIES).with_suffix(""))
+)
 async def test_recorded_history_replays(path: Path):
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     result = await replayer().replay_workflow(history, raise_on_replay_failure=False)

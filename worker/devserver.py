@@ -99,7 +99,8 @@ class DevServer:
             "--namespace", self.namespace,
         ]
         for key in sa.ALL:
-            command += ["--search-attribute", f"{key.name}={key.indexed_value_type.name.title()}"]
+            kind = key.indexed_value_type.name.title().replace("_", "")  # KEYWORD_LIST -> KeywordList
+            command += ["--search-attribute", f"{key.name}={kind}"]
         with log.open("ab") as out:
             self.process = subprocess.Popen(
                 command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -59,6 +59,7 @@ async def baton_worker(
             {k: v for k, v in config.budgets.items() if k != "default"},
             config.default_budget(),
             config.llm_timeout_s(),
+            config.members(),
         )
         worker = Worker(
             client,

@@ -28,8 +28,14 @@ class ApprovalDesk:
             if (earlier.approved, earlier.by) == (verdict.approved, verdict.by):
                 return request_id  # the same decision again: idempotent
             raise ValueError(f"request {request_id!r} was already decided by {earlier.by}")
-        if request_id not in self.open:
+        request = self.open.get(request_id)
+        if request is None:
             raise ValueError(f"no open approval request {request_id!r}")
+        if request.people is not None and verdict.by not in request.people:
+            raise ValueError(
+                f"{verdict.by!r} may not decide {request_id!r}: it is for role "
+                f"{' or '.join(request.roles)}"
+            )
         return request_id
 
     def take(self, verdict: Verdict) -> Verdict:

@@ -1,24 +1,74 @@
-"""Human approval as a designed step: the request, the decision, the result."""
+"""Human approval as a designed step: who is asked, what happens at the deadline, the decision."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+
+from workflows.outcome import RunState
+
+
+class AtDeadline(StrEnum):
+    """What the last deadline does when nobody has decided."""
+
+    REJECT = "reject"  # the step returns `rejected`, by "deadline"; the process goes on
+    END = "end"  # the run ends typed (`end_state`, timed_out by default)
+
+
+class Stage(BaseModel):
+    """Who is asked, and for how long, before the request moves on."""
+
+    roles: list[str] = Field(min_length=1)
+    timeout: timedelta
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("an approval deadline must be in the future")
+        return value
+
+
+class AskPolicy(BaseModel):
+    """How a step asks for a decision, declared where the step is written.
+
+    `roles` are asked first, for `timeout`; each `escalate` stage then takes
+    over in turn when the previous deadline passes; after the last one,
+    `at_deadline` applies. `auto_approve` is a threshold rule over the step's
+    subject (see workflows/thresholds.py): when it holds, nobody is asked.
+    """
+
+    roles: list[str] = Field(min_length=1)
+    timeout: timedelta
+    escalate: list[Stage] = []
+    at_deadline: AtDeadline = AtDeadline.END
+    end_state: RunState = RunState.TIMED_OUT
+    auto_approve: str | None = None
+
+    def stages(self) -> list[Stage]:
+        return [Stage(roles=self.roles, timeout=self.timeout), *self.escalate]
 
 
 class ApprovalRequest(BaseModel):
-    """One open question to a person: stable id, what is asked, by when."""
+    """One open question to people: stable id, what is asked, of whom, by when."""
 
     id: str
     step: str
     ask: str
-    approvers: list[str] = Field(description="roles that may decide")
+    proposed: str = Field(default="", description="the action that happens if approved")
+    roles: list[str] = Field(description="roles asked now (the current stage)")
+    people: list[str] | None = Field(
+        default=None, description="who may decide now; None = not enforced (runs started before roles)"
+    )
+    stage: int = Field(default=0, description="0 = first ask, 1.. = escalations")
+    escalates_to: list[str] = Field(default=[], description="roles of the next stage, if any")
     context: dict
     cost_so_far_usd: float
     requested_at: datetime
-    deadline: datetime
+    deadline: datetime = Field(description="when the current stage ends")
+    at_deadline: AtDeadline = AtDeadline.END
 
 
 class Decision(BaseModel):
@@ -49,3 +99,4 @@ class ApprovalResult(BaseModel):
     by: str | None = None
     comment: str = ""
     decided_at: datetime
+    rule: str | None = Field(default=None, description="the threshold rule that decided, if no person did")

@@ -20,14 +20,9 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 
 from workflows import search_attributes as sa
-from workflows.approvals import (
-    ApprovalRequest,
-    ApprovalResult,
-    ApprovalStatus,
-    Decision,
-    Verdict,
-)
 from workflows.approval_desk import ApprovalDesk
+from workflows.approvals import ApprovalStatus, AskPolicy
+from workflows.human_steps import HumanSteps, NotApproved
 from workflows.ledger import LedgerEntry, StepKind
 from workflows.outcome import ModelOutputInvalid, RunOutcome, RunState, StopRun
 from workflows.status import RunStatus
@@ -40,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.llm.output_type import type_path
     from activities.policy import Budget, BudgetOverride, PolicyActivities, RunPolicy
     from activities.tools.activity import ToolActivities
-    from activities.tools.catalog import TOOLS
+    from activities.tools.catalog import TOOLS, Effect
     from activities.tools.contracts import ToolCall
 
 M = TypeVar("M", bound=BaseModel)
@@ -68,10 +63,11 @@ def _bounded(step: str, retry: RetryPolicy) -> None:
         )
 
 
-class Process:
+class Process(HumanSteps):
     """Base of every Baton process. Subclasses set `name` and define `@workflow.run`."""
 
     name: ClassVar[str]
+    roles: ClassVar[tuple[str, ...]] = ()  # roles the process may ask; the worker checks baton.toml has them
 
     def __init__(self) -> None:
         self._ledger: list[LedgerEntry] = []
@@ -82,6 +78,7 @@ class Process:
         self._cost = 0.0
         self._current_step: str | None = None
         self._desk = ApprovalDesk()
+        self._kept: BaseModel | None = None
         self._mirror = SearchAttributeMirror()
 
     # ----- the run -------------------------------------------------------------------
@@ -101,10 +98,15 @@ class Process:
         try:
             outcome = await body()
         except StopRun as stop:
-            outcome = self.end(stop.state, stop.reason)
+            outcome = self.end(stop.state, stop.reason, self._kept)
         self._state, self._reason, self._current_step = outcome.state, outcome.reason, None
         self._publish()
         return outcome
+
+    def keep(self, result: R) -> R:
+        """The process's result object, returned as it stands if the run is stopped early."""
+        self._kept = result
+        return result
 
     def end(self, state: RunState, reason: str, result: BaseModel | None = None) -> RunOutcome:
         """The typed outcome a process returns to finish its run."""
@@ -211,11 +213,19 @@ class Process:
         name: str,
         args: BaseModel,
         *,
+        approval: AskPolicy | None = None,
+        facts: BaseModel | None = None,
         retry: RetryPolicy = TOOL_RETRY,
         timeout: timedelta = timedelta(seconds=30),
     ) -> Any:
-        """One tool call; writes carry an idempotency key from the workflow id and step."""
+        """One tool call; writes carry an idempotency key from the workflow id and step.
+
+        An irreversible tool always asks first, under `approval` (whose threshold
+        rule sees `facts`, or the arguments); NotApproved ends or reroutes the run.
+        """
         spec = TOOLS[name]
+        if spec.effect is Effect.IRREVERSIBLE:
+            await self._approve_irreversible(step, name, args, approval, facts)
         started = self._before_step(step)
         _bounded(step, retry)
         key = f"{workflow.info().workflow_id}/{step}" if spec.needs_idempotency_key else None
@@ -237,6 +247,24 @@ class Process:
         self._record(**entry, attempts=res.attempt, outcome="ok", decision=res.output)
         return value
 
+    async def _approve_irreversible(
+        self, step: str, name: str, args: BaseModel, policy: AskPolicy | None, facts: BaseModel | None
+    ) -> None:
+        if policy is None:
+            raise StopRun(
+                RunState.FAILED,
+                f"step {step}: {name} is irreversible and may only run under an approval policy (approval=...)",
+            )
+        result = await self.approval(
+            f"{step}.approval",
+            ask=f"Allow {name} for step {step}?",
+            proposed=f"{name} {args.model_dump_json()}",
+            context=facts or args,
+            policy=policy,
+        )
+        if result.status is not ApprovalStatus.APPROVED:
+            raise NotApproved(step, result)
+
     def rule(self, step: str, decide: Callable[..., R], *inputs: BaseModel) -> R:
         """A deterministic decision in code (no model); its typed result is recorded."""
         started = self._before_step(step)
@@ -246,75 +274,6 @@ class Process:
             outcome="ok", decision=result.model_dump(mode="json"),
         )
         return result
-
-    async def approval(
-        self,
-        step: str,
-        *,
-        ask: str,
-        context: BaseModel,
-        approvers: list[str],
-        timeout: timedelta,
-    ) -> ApprovalResult:
-        """Park the run until a person decides or the deadline passes."""
-        started = self._before_step(step)
-        request = ApprovalRequest(
-            id=step, step=step, ask=ask, approvers=approvers,
-            context=context.model_dump(mode="json"), cost_so_far_usd=round(self._cost, 6),
-            requested_at=started, deadline=started + timeout,
-        )
-        self._desk.open[request.id] = request
-        self._state = RunState.AWAITING_APPROVAL
-        self._publish()
-        try:
-            await workflow.wait_condition(lambda: request.id in self._desk.verdicts, timeout=timeout)
-            verdict = self._desk.verdicts[request.id]
-            result = ApprovalResult(
-                request_id=request.id,
-                status=ApprovalStatus.APPROVED if verdict.approved else ApprovalStatus.REJECTED,
-                by=verdict.by, comment=verdict.comment, decided_at=workflow.now(),
-            )
-        except TimeoutError:
-            result = ApprovalResult(
-                request_id=request.id, status=ApprovalStatus.TIMED_OUT, decided_at=workflow.now()
-            )
-        del self._desk.open[request.id]
-        self._state = RunState.AWAITING_APPROVAL if self._desk.open else RunState.RUNNING
-        self._record(
-            step=step, kind=StepKind.APPROVAL, name=",".join(approvers), started_at=started,
-            outcome=result.status.value, by=result.by, comment=result.comment,
-            decision=result.model_dump(mode="json"),
-        )
-        return result
-
-    # ----- approvals by signal and update -------------------------------------------
-
-    @workflow.signal
-    def approve(self, decision: Decision) -> None:
-        self._decide_by_signal(Verdict(**decision.model_dump(), approved=True))
-
-    @workflow.signal
-    def reject(self, decision: Decision) -> None:
-        self._decide_by_signal(Verdict(**decision.model_dump(), approved=False))
-
-    @workflow.update
-    def decide(self, verdict: Verdict) -> Verdict:
-        """Decide synchronously: refused decisions never reach history (see the validator)."""
-        return self._desk.take(verdict)
-
-    @decide.validator
-    def _validate_decide(self, verdict: Verdict) -> None:
-        self._desk.resolve(verdict)
-
-    def _decide_by_signal(self, verdict: Verdict) -> None:
-        """A signal cannot be refused to its sender: a bad one is recorded and ignored."""
-        try:
-            self._desk.take(verdict)
-        except ValueError as refused:
-            self._record(
-                step=verdict.request_id or "?", kind=StepKind.APPROVAL, name="signal",
-                started_at=workflow.now(), outcome="refused", by=verdict.by, detail=str(refused),
-            )
 
     # ----- queries -------------------------------------------------------------------
 
@@ -387,6 +346,7 @@ class Process:
                 (sa.STATUS, self._state.value),
                 (sa.COST_USD, round(self._cost, 6)),
                 (sa.AWAITING_APPROVAL, bool(self._desk.open)),
+                (sa.APPROVAL_ROLES, sorted({role for r in self._desk.open.values() for role in r.roles})),
             ]
         )
         workflow.set_current_details(self._details())

@@ -46,5 +46,5 @@ class LedgerEntry(BaseModel):
 
     @property
     def counts_as_step(self) -> bool:
-        """Refused approval attempts are recorded but do not spend the step budget."""
-        return self.outcome != "refused"
+        """Refused decisions and escalations are recorded but do not spend the step budget."""
+        return self.outcome not in ("refused", "escalated")

@@ -13,7 +13,7 @@ from datetime import timedelta
 from pydantic import BaseModel, EmailStr, Field
 from temporalio import workflow
 
-from workflows.approvals import ApprovalStatus
+from workflows.approvals import ApprovalStatus, AskPolicy, Stage
 from workflows.engine import Process
 from workflows.kyc import KycResult, KycVerdict, match_kyc
 from workflows.outcome import RunOutcome, RunState
@@ -27,7 +27,15 @@ with workflow.unsafe.imports_passed_through():
         NewCustomer,
     )
 
-REVIEW_TIMEOUT = timedelta(hours=48)
+REVIEW_TIMEOUT = timedelta(hours=48)  # compliance first, then its lead; nothing is sent meanwhile
+
+# The confirmation is irreversible: it goes out only when KYC cleared or a person reviewed.
+# The rule always holds on today's routes; it is there so that no future route can send unasked.
+SEND_POLICY = AskPolicy(
+    roles=["compliance"],
+    timeout=timedelta(hours=24),
+    auto_approve="verdict == 'clear' or reviewed_by != null",
+)
 
 
 class Applicant(BaseModel):
@@ -48,6 +56,13 @@ class WelcomeEmail(BaseModel):
     body: str = Field(min_length=1, max_length=4000)
 
 
+class SendFacts(BaseModel):
+    """What the confirmation's approval rule looks at."""
+
+    verdict: KycVerdict
+    reviewed_by: str | None
+
+
 class Onboarded(BaseModel):
     """The process's own result, whatever the end state."""
 
@@ -61,13 +76,22 @@ class Onboarded(BaseModel):
 @workflow.defn(name="onboarding")
 class Onboarding(Process):
     name = "onboarding"
+    roles = ("compliance", "compliance-lead")
 
     @workflow.run
     async def run(self, applicant: Applicant) -> RunOutcome[Onboarded]:
         return await self.execute(lambda: self._onboard(applicant), applicant.budget)
 
+    def _review_policy(self) -> AskPolicy:
+        if workflow.patched("review-escalates-to-lead"):
+            half = REVIEW_TIMEOUT / 2
+            return AskPolicy(
+                roles=["compliance"], timeout=half, escalate=[Stage(roles=["compliance-lead"], timeout=half)]
+            )
+        return AskPolicy(roles=["compliance"], timeout=REVIEW_TIMEOUT)  # runs started before escalation
+
     async def _onboard(self, a: Applicant) -> RunOutcome[Onboarded]:
-        result = Onboarded(applicant_id=a.applicant_id)
+        result = self.keep(Onboarded(applicant_id=a.applicant_id))
         identity = await self.tool(
             "validate_identity",
             "verify_identity",
@@ -84,16 +108,10 @@ class Onboarding(Process):
                     "compliance_review",
                     ask=f"Onboard {a.name} ({a.applicant_id})? KYC asks for review: "
                     + "; ".join(kyc.reasons),
+                    proposed=f"open a {kyc.segment} account and send the welcome e-mail to {a.email}",
                     context=kyc,
-                    approvers=["compliance"],
-                    timeout=REVIEW_TIMEOUT,
+                    policy=self._review_policy(),
                 )
-                if review.status is ApprovalStatus.TIMED_OUT:
-                    return self.end(
-                        RunState.TIMED_OUT,
-                        f"no compliance decision within {REVIEW_TIMEOUT}; nothing was sent",
-                        result,
-                    )
                 if review.status is ApprovalStatus.REJECTED:
                     return self.end(
                         RunState.REJECTED,
@@ -121,6 +139,8 @@ class Onboarding(Process):
             "send_confirmation",
             "send_email",
             Email(to=a.email, subject=email.subject, body=email.body),
+            approval=SEND_POLICY,
+            facts=SendFacts(verdict=kyc.verdict, reviewed_by=result.reviewed_by),
         )
         result.confirmation_id = sent.message_id
         return self.end(RunState.COMPLETED, f"onboarded as {crm.customer_id}", result)

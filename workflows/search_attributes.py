@@ -6,5 +6,6 @@ PROCESS = SearchAttributeKey.for_keyword("BatonProcess")
 STATUS = SearchAttributeKey.for_keyword("BatonStatus")
 COST_USD = SearchAttributeKey.for_float("BatonCostUsd")
 AWAITING_APPROVAL = SearchAttributeKey.for_bool("BatonAwaitingApproval")
+APPROVAL_ROLES = SearchAttributeKey.for_keyword_list("BatonApprovalRoles")  # roles asked by open requests
 
-ALL = (PROCESS, STATUS, COST_USD, AWAITING_APPROVAL)
+ALL = (PROCESS, STATUS, COST_USD, AWAITING_APPROVAL, APPROVAL_ROLES)

@@ -25,12 +25,20 @@ class SearchAttributeMirror:
 
 
 def approval_markdown(run_id: str, r: ApprovalRequest) -> str:
-    """What is asked, of whom, by when, and the exact commands to answer."""
+    """What is asked, of whom, by when, what happens then, and the exact commands to answer."""
     payload = f'{{"request_id": "{r.id}", "by": "NAME"}}'
-    return (
-        f"### Waiting for approval `{r.id}`\n{r.ask}\n\n"
-        f"Who: {', '.join(r.approvers)} · deadline {r.deadline.isoformat()}\n\n"
+    who = "/".join(r.roles) + (f" ({', '.join(r.people)})" if r.people else "")
+    then = (
+        f"escalates to {'/'.join(r.escalates_to)}" if r.escalates_to
+        else "the request is rejected" if r.at_deadline == "reject" else "the run ends"
+    )
+    lines = [
+        f"### Waiting for approval `{r.id}`" + (f" (escalated, stage {r.stage + 1})" if r.stage else ""),
+        r.ask,
+        *([f"Proposed: {r.proposed}"] if r.proposed else []),
+        f"Who: {who} · deadline {r.deadline:%Y-%m-%d %H:%M} UTC, then {then}",
         f"Approve: `baton approve {run_id} --request {r.id} --by NAME`  \n"
         f"Reject: `baton reject {run_id} --request {r.id} --by NAME --comment WHY`  \n"
-        f"Or: `temporal workflow signal --workflow-id {run_id} --name approve --input '{payload}'`"
-    )
+        f"Or: `temporal workflow signal --workflow-id {run_id} --name approve --input '{payload}'`",
+    ]
+    return "\n\n".join(lines)

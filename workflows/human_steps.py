@@ -1,0 +1,195 @@
+"""People as designed steps: approvals with roles, escalation and deadlines, decided by signal or update.
+
+A mixin of the engine's `Process`: it shares the run's ledger, desk and
+publishing, and holds everything about asking people, so the engine module
+stays about steps and budgets.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from temporalio import workflow
+from temporalio.common import RawValue
+
+from workflows.approval_desk import ApprovalDesk
+from workflows.approvals import (
+    ApprovalRequest,
+    ApprovalResult,
+    ApprovalStatus,
+    AskPolicy,
+    AtDeadline,
+    Decision,
+    Verdict,
+)
+from workflows.ledger import StepKind
+from workflows.outcome import RunState, StopRun
+from workflows.thresholds import Rule, RuleError
+
+
+class NotApproved(StopRun):
+    """An irreversible action was not approved; a process may catch it, else the run ends rejected."""
+
+    def __init__(self, step: str, result: ApprovalResult) -> None:
+        who = f" by {result.by}" if result.by else ""
+        super().__init__(RunState.REJECTED, f"{step} was not approved ({result.status.value}{who})")
+        self.result = result
+
+
+class HumanSteps:
+    """Approval steps and the handlers people answer them through."""
+
+    name: str
+    _desk: ApprovalDesk
+    _state: RunState
+    _cost: float
+
+    async def approval(
+        self, step: str, *, ask: str, context: BaseModel, policy: AskPolicy, proposed: str = ""
+    ) -> ApprovalResult:
+        """Ask people (or let a threshold rule decide); park until a decision or the last deadline."""
+        started = self._before_step(step)
+        if policy.auto_approve:
+            allowed = self._approved_by_rule(step, started, policy.auto_approve, context)
+            if allowed:
+                return allowed
+        request = ApprovalRequest(
+            id=step, step=step, ask=ask, proposed=proposed, roles=policy.roles,
+            context=context.model_dump(mode="json"), cost_so_far_usd=round(self._cost, 6),
+            requested_at=started, deadline=started + policy.timeout, at_deadline=policy.at_deadline,
+        )
+        self._desk.open[request.id] = request
+        result = await self._wait_through_stages(request, policy)
+        del self._desk.open[request.id]
+        self._state = RunState.AWAITING_APPROVAL if self._desk.open else RunState.RUNNING
+        self._record(
+            step=step, kind=StepKind.APPROVAL, name=",".join(request.roles), started_at=started,
+            outcome=result.status.value, by=result.by, comment=result.comment,
+            decision=result.model_dump(mode="json"),
+        )
+        if result.status is ApprovalStatus.TIMED_OUT:
+            raise StopRun(
+                policy.end_state,
+                f"{step}: no decision from {' then '.join('/'.join(s.roles) for s in policy.stages())} "
+                f"by {request.deadline:%Y-%m-%d %H:%M} UTC",
+            )
+        return result
+
+    async def _wait_through_stages(self, request: ApprovalRequest, policy: AskPolicy) -> ApprovalResult:
+        stages = policy.stages()
+        for index, stage in enumerate(stages):
+            stage_started = workflow.now()
+            request.roles, request.stage = stage.roles, index
+            request.people = self._people(stage.roles)
+            request.deadline = stage_started + stage.timeout
+            request.escalates_to = stages[index + 1].roles if index + 1 < len(stages) else []
+            self._state = RunState.AWAITING_APPROVAL
+            self._publish()
+            try:
+                await workflow.wait_condition(lambda: request.id in self._desk.verdicts, timeout=stage.timeout)
+            except TimeoutError:
+                if request.escalates_to:
+                    self._record(
+                        step=request.step, kind=StepKind.APPROVAL, name=",".join(stage.roles),
+                        started_at=stage_started, outcome="escalated",
+                        detail=f"no decision from {'/'.join(stage.roles)} within {stage.timeout}; "
+                        f"escalated to {'/'.join(request.escalates_to)}",
+                    )
+                continue
+            verdict = self._desk.verdicts[request.id]
+            return ApprovalResult(
+                request_id=request.id,
+                status=ApprovalStatus.APPROVED if verdict.approved else ApprovalStatus.REJECTED,
+                by=verdict.by, comment=verdict.comment, decided_at=workflow.now(),
+            )
+        if policy.at_deadline is AtDeadline.REJECT:
+            return ApprovalResult(
+                request_id=request.id, status=ApprovalStatus.REJECTED, by="deadline",
+                comment=f"nobody decided by {request.deadline:%Y-%m-%d %H:%M} UTC", decided_at=workflow.now(),
+            )
+        return ApprovalResult(request_id=request.id, status=ApprovalStatus.TIMED_OUT, decided_at=workflow.now())
+
+    def _approved_by_rule(
+        self, step: str, started: datetime, text: str, subject: BaseModel
+    ) -> ApprovalResult | None:
+        """Evaluate the step's threshold rule; when it holds, record why and skip the person."""
+        try:
+            allowed, seen = Rule.parse(text).evaluate(subject)
+        except RuleError as err:
+            raise StopRun(RunState.FAILED, f"step {step}: {err}") from None
+        if not allowed:
+            return None
+        result = ApprovalResult(
+            request_id=step, status=ApprovalStatus.APPROVED, by="rule", rule=text, decided_at=workflow.now()
+        )
+        shown = ", ".join(f"{k}={v!r}" for k, v in seen.items())
+        self._record(
+            step=step, kind=StepKind.APPROVAL, name="rule", started_at=started, outcome="approved",
+            by="rule", detail=f"approved by rule `{text}` with {shown}", decision=seen,
+        )
+        return result
+
+    def _people(self, roles: list[str]) -> list[str] | None:
+        """Who may decide for these roles, as the run's policy said at its start."""
+        members = self._policy.roles
+        if members is None:
+            return None  # a run started before roles were enforced
+        return list(dict.fromkeys(p for role in roles for p in members.get(role, [])))
+
+    # ----- decisions by signal and update ---------------------------------------------
+
+    # The payload is taken raw (a Decision as JSON, normally), so that a malformed one
+    # reaches the handler and the ledger instead of being dropped by the SDK unseen.
+    @workflow.signal
+    def approve(self, payload: RawValue = None) -> None:  # type: ignore[assignment]  # no payload at all
+        self._decide_by_signal(payload, approved=True)
+
+    @workflow.signal
+    def reject(self, payload: RawValue = None) -> None:  # type: ignore[assignment]
+        self._decide_by_signal(payload, approved=False)
+
+    @workflow.update
+    def decide(self, verdict: Verdict) -> Verdict:
+        """Decide synchronously: refused decisions never reach history (see the validator)."""
+        return self._desk.take(verdict)
+
+    @decide.validator
+    def _validate_decide(self, verdict: Verdict) -> None:
+        self._desk.resolve(verdict)
+
+    def _decide_by_signal(self, payload: RawValue | None, approved: bool) -> None:
+        """A signal cannot be refused to its sender: a bad one is recorded in the ledger and ignored."""
+        raw = _payload_text(payload)
+        try:
+            if payload is None:
+                raise ValueError("the signal carried no payload")
+            decision = workflow.payload_converter().from_payload(payload.payload, Decision)
+            self._desk.take(Verdict(**decision.model_dump(), approved=approved))
+        except (ValueError, ValidationError, TypeError) as refused:
+            self._record(
+                step=_field(raw, "request_id") or "?", kind=StepKind.APPROVAL, name="signal",
+                started_at=workflow.now(), outcome="refused", by=_field(raw, "by"),
+                detail=f"{'approve' if approved else 'reject'} signal refused: {_first_line(refused)}",
+            )
+
+
+def _payload_text(payload: RawValue | None) -> Any:
+    if payload is None:
+        return None
+    try:
+        return workflow.payload_converter().from_payload(payload.payload, Any)
+    except Exception:  # noqa: BLE001 (whatever arrived, the ledger only wants a readable hint)
+        return None
+
+
+def _field(raw: Any, key: str) -> str | None:
+    value = raw.get(key) if isinstance(raw, dict) else None
+    return str(value)[:80] if value is not None else None
+
+
+def _first_line(err: Exception) -> str:
+    if isinstance(err, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}" for e in err.errors())
+    return str(err).splitlines()[0][:300]
