@@ -31,4 +31,4 @@ def approval_commands(run_id: str, request_id: str, by: str = "NAME") -> list[st
 
 
 def awaiting_list_command() -> str:
-    return f"{_shown(temporal_cli())} workflow list --query \"BatonStatus='awaiting_approval'\""
+    return f"{_shown(temporal_cli().with_name('baton'))} inbox"

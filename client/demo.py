@@ -78,7 +78,7 @@ async def give_approval(baton: Baton, run_id: str, approval: DemoApproval) -> No
         return
     request = status.open_requests[0]
     print(f"\n{run_id} is parked: {request.ask}")
-    print(f"  find every parked run:  {awaiting_list_command()}")
+    print(f"  every open request:  {awaiting_list_command()}")
     print("  a person would answer with either of:")
     for command in approval_commands(run_id, request.id):
         print(f"    {command}")

@@ -24,7 +24,7 @@ def _what(e: LedgerEntry) -> str:
         case StepKind.TOOL:
             return f"{e.name} ({e.effect})"
         case StepKind.APPROVAL:
-            return f"{e.name}: {e.by or '-'}"
+            return "threshold rule" if e.by == "rule" else f"{e.name}: {e.by or '-'}"
         case _:
             return e.name
 
