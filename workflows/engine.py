@@ -14,25 +14,23 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, RetryState
+from temporalio.exceptions import ActivityError, RetryState
 
 from workflows import search_attributes as sa
 from workflows.approval_desk import ApprovalDesk
 from workflows.approvals import ApprovalStatus, AskPolicy
 from workflows.human_steps import HumanSteps, NotApproved
 from workflows.ledger import LedgerEntry, StepKind
-from workflows.outcome import ModelOutputInvalid, RunOutcome, RunState, StopRun
+from workflows.model_steps import ModelSteps
+from workflows.outcome import RunOutcome, RunState, StopRun
+from workflows.retry_policies import TOOL_RETRY, bounded
 from workflows.status import RunStatus
 from workflows.visibility import SearchAttributeMirror, approval_markdown
 
 with workflow.unsafe.imports_passed_through():
-    from activities.llm.activity import CALLS as MODEL_CALLS
-    from activities.llm.activity import ModelActivities
-    from activities.llm.contracts import LlmRequest
-    from activities.llm.output_type import type_path
     from activities.policy import Budget, BudgetOverride, PolicyActivities, RunPolicy
     from activities.tools.activity import ToolActivities
     from activities.tools.catalog import TOOLS, Effect
@@ -41,29 +39,8 @@ with workflow.unsafe.imports_passed_through():
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R", bound=BaseModel)
 
-LLM_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=4,
-)
-TOOL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=5,
-)
 
-
-def _bounded(step: str, retry: RetryPolicy) -> None:
-    """Every step's attempts are bounded: Temporal's default (0) would retry forever."""
-    if retry.maximum_attempts < 1:
-        raise StopRun(
-            RunState.FAILED, f"step {step}: its retry policy must set maximum_attempts (>= 1), not unlimited"
-        )
-
-
-class Process(HumanSteps):
+class Process(ModelSteps, HumanSteps):
     """Base of every Baton process. Subclasses set `name` and define `@workflow.run`."""
 
     name: ClassVar[str]
@@ -119,93 +96,7 @@ class Process(HumanSteps):
             steps=self._steps_taken(),
         )
 
-    # ----- steps ---------------------------------------------------------------------
-
-    async def llm(
-        self,
-        step: str,
-        prompt: str,
-        output: type[M],
-        *,
-        tier: str = "fast",
-        system: str = "",
-        model: str | None = None,
-        max_output_tokens: int = 1024,
-        retry: RetryPolicy = LLM_RETRY,
-        timeout: timedelta | None = None,
-    ) -> M:
-        """One model call; returns the validated `output` model.
-
-        Raises ModelOutputInvalid (a StopRun a process may catch) when the model
-        never gave a valid answer; a budget the call could overrun ends the run.
-        """
-        started = self._before_step(step)
-        _bounded(step, retry)
-        planned = model or " | ".join(self._policy.tiers.get(tier, ["?"]))
-        request = LlmRequest(
-            step=step,
-            tier=tier,
-            model=model,
-            system=system,
-            prompt=prompt,
-            output_type=type_path(output),
-            max_output_tokens=max_output_tokens,
-            budget_remaining_usd=round(self._budget.max_cost_usd - self._cost, 9),
-        )
-        entry = dict(step=step, kind=StepKind.LLM, name=output.__name__, tier=tier, started_at=started)
-        try:
-            res = await workflow.execute_activity_method(
-                ModelActivities.call_model,
-                request,
-                start_to_close_timeout=timeout or timedelta(seconds=self._policy.llm_timeout_s),
-                retry_policy=retry,
-                summary=f"{step} · {tier}→{planned}",
-            )
-        except ActivityError as err:
-            self._model_failure(entry, retry, err)
-        self._cost += res.cost_usd
-        fields = dict(
-            provider=res.provider,
-            model=res.model,
-            tokens_in=res.tokens_in,
-            tokens_out=res.tokens_out,
-            cached_tokens=res.cached_tokens,
-            cost_usd=res.cost_usd,
-            calls=res.calls,
-        )
-        try:
-            value = output.model_validate(res.output)
-        except ValidationError as err:
-            self._fail({**entry, **fields}, res.attempt, err)
-        self._record(**entry, **fields, attempts=res.attempt, outcome="ok")
-        return value
-
-    def _model_failure(self, entry: dict, retry: RetryPolicy, err: ActivityError) -> None:
-        """Bill the calls a failed model step made, then end or route the run by the failure's type."""
-        cause = err.cause if isinstance(err.cause, ApplicationError) else None
-        calls = MODEL_CALLS.validate_python(cause.details[0]) if cause and cause.details else []
-        if not calls:
-            self._fail(entry, retry.maximum_attempts, err)
-        cost = sum(c.cost_usd for c in calls)
-        self._cost += cost
-        entry = {
-            **entry,
-            "provider": calls[-1].provider,
-            "model": calls[-1].model,
-            "tokens_in": sum(c.tokens_in for c in calls),
-            "tokens_out": sum(c.tokens_out for c in calls),
-            "cached_tokens": sum(c.cached_tokens for c in calls),
-            "cost_usd": cost,
-            "calls": calls,
-        }
-        attempts = max(c.attempt for c in calls)
-        if cause.type == "BudgetWouldOverrun":
-            self._record(**entry, attempts=attempts, outcome="over_budget", detail=cause.message)
-            raise StopRun(RunState.BUDGET_EXCEEDED, f"{cause.message}; stopped at {entry['step']}")
-        if cause.type == "InvalidModelOutput":
-            self._record(**entry, attempts=attempts, outcome="invalid", detail=cause.message)
-            raise ModelOutputInvalid(entry["step"], cause.message)
-        self._fail(entry, attempts, err, counted=True)
+    # ----- steps (model steps: workflows/model_steps.py; people: workflows/human_steps.py) --
 
     async def tool(
         self,
@@ -227,7 +118,7 @@ class Process(HumanSteps):
         if spec.effect is Effect.IRREVERSIBLE:
             await self._approve_irreversible(step, name, args, approval, facts)
         started = self._before_step(step)
-        _bounded(step, retry)
+        bounded(step, retry)
         key = f"{workflow.info().workflow_id}/{step}" if spec.needs_idempotency_key else None
         entry = dict(
             step=step, kind=StepKind.TOOL, name=name, effect=spec.effect.value,

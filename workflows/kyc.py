@@ -9,7 +9,6 @@ from __future__ import annotations
 from enum import StrEnum
 
 from pydantic import BaseModel
-
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():

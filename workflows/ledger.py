@@ -6,7 +6,6 @@ from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel
-
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pydantic import BaseModel
-
 from temporalio import workflow
 
 from workflows.approvals import ApprovalRequest

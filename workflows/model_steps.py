@@ -1,0 +1,115 @@
+"""Model steps: one `llm` call per step, its answer validated, its failures billed and typed.
+
+A mixin of the engine's `Process`, sharing the run's budget, ledger and
+bookkeeping; the model activity does the calling, fallover and repairs.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows.ledger import StepKind
+from workflows.outcome import ModelOutputInvalid, RunState, StopRun
+from workflows.retry_policies import LLM_RETRY, bounded
+
+with workflow.unsafe.imports_passed_through():
+    from activities.llm.activity import CALLS as MODEL_CALLS
+    from activities.llm.activity import ModelActivities
+    from activities.llm.contracts import LlmRequest
+    from activities.llm.output_type import type_path
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ModelSteps:
+    async def llm(
+        self,
+        step: str,
+        prompt: str,
+        output: type[M],
+        *,
+        tier: str = "fast",
+        system: str = "",
+        model: str | None = None,
+        max_output_tokens: int = 1024,
+        retry: RetryPolicy = LLM_RETRY,
+        timeout: timedelta | None = None,
+    ) -> M:
+        """One model call; returns the validated `output` model.
+
+        Raises ModelOutputInvalid (a StopRun a process may catch) when the model
+        never gave a valid answer; a budget the call could overrun ends the run.
+        """
+        started = self._before_step(step)
+        bounded(step, retry)
+        planned = model or " | ".join(self._policy.tiers.get(tier, ["?"]))
+        request = LlmRequest(
+            step=step,
+            tier=tier,
+            model=model,
+            system=system,
+            prompt=prompt,
+            output_type=type_path(output),
+            max_output_tokens=max_output_tokens,
+            budget_remaining_usd=round(self._budget.max_cost_usd - self._cost, 9),
+        )
+        entry = dict(step=step, kind=StepKind.LLM, name=output.__name__, tier=tier, started_at=started)
+        try:
+            res = await workflow.execute_activity_method(
+                ModelActivities.call_model,
+                request,
+                start_to_close_timeout=timeout or timedelta(seconds=self._policy.llm_timeout_s),
+                retry_policy=retry,
+                summary=f"{step} · {tier}→{planned}",
+            )
+        except ActivityError as err:
+            self._model_failure(entry, retry, err)
+        self._cost += res.cost_usd
+        fields = dict(
+            provider=res.provider,
+            model=res.model,
+            tokens_in=res.tokens_in,
+            tokens_out=res.tokens_out,
+            cached_tokens=res.cached_tokens,
+            cost_usd=res.cost_usd,
+            calls=res.calls,
+        )
+        try:
+            value = output.model_validate(res.output)
+        except ValidationError as err:
+            self._fail({**entry, **fields}, res.attempt, err)
+        self._record(**entry, **fields, attempts=res.attempt, outcome="ok")
+        return value
+
+    def _model_failure(self, entry: dict, retry: RetryPolicy, err: ActivityError) -> None:
+        """Bill the calls a failed model step made, then end or route the run by the failure's type."""
+        cause = err.cause if isinstance(err.cause, ApplicationError) else None
+        calls = MODEL_CALLS.validate_python(cause.details[0]) if cause and cause.details else []
+        if not calls:
+            self._fail(entry, retry.maximum_attempts, err)
+        cost = sum(c.cost_usd for c in calls)
+        self._cost += cost
+        entry = {
+            **entry,
+            "provider": calls[-1].provider,
+            "model": calls[-1].model,
+            "tokens_in": sum(c.tokens_in for c in calls),
+            "tokens_out": sum(c.tokens_out for c in calls),
+            "cached_tokens": sum(c.cached_tokens for c in calls),
+            "cost_usd": cost,
+            "calls": calls,
+        }
+        attempts = max(c.attempt for c in calls)
+        if cause.type == "BudgetWouldOverrun":
+            self._record(**entry, attempts=attempts, outcome="over_budget", detail=cause.message)
+            raise StopRun(RunState.BUDGET_EXCEEDED, f"{cause.message}; stopped at {entry['step']}")
+        if cause.type == "InvalidModelOutput":
+            self._record(**entry, attempts=attempts, outcome="invalid", detail=cause.message)
+            raise ModelOutputInvalid(entry["step"], cause.message)
+        self._fail(entry, attempts, err, counted=True)
