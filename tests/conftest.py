@@ -7,20 +7,23 @@ passes in milliseconds; integration tests use the real dev server.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.llm.transport import HttpSettings
 from activities.tools.systems import SystemsOfRecord
+from tests.fake_provider import FakeProvider
 from worker.binaries import temporal_cli, temporal_test_server
-from worker.devserver import register_search_attributes
 from worker.config import BatonConfig, Role, SystemsConfig
+from worker.devserver import register_search_attributes
 from worker.registration import baton_worker
 from workflows import search_attributes as sa
 
@@ -78,3 +81,27 @@ async def running_worker(client: Client, config: BatonConfig, **extra) -> AsyncI
     """
     async with baton_worker(client, config, queue=f"baton-test-{uuid.uuid4().hex[:8]}", **extra) as worker:
         yield worker
+
+
+# ----- a fake model provider over real HTTP (tests/fake_provider.py) -------------------
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    """The worker's kind of HTTP client, with a short timeout."""
+    async with HttpSettings(timeout_s=5).client() as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[FakeProvider]:
+    with FakeProvider() as f:  # one server per module: stopping one takes half a second
+        yield f
+
+
+@pytest.fixture
+def fake(server: FakeProvider) -> Iterator[FakeProvider]:
+    """The module's server with nothing recorded and no reply left over from another test."""
+    server.reset()
+    yield server
+    server.reset()

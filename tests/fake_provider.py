@@ -59,6 +59,12 @@ class FakeProvider:
         with self._lock:
             self._script.extend(replies)
 
+    def reset(self) -> None:
+        """Forget what was recorded and any reply still scripted (between tests sharing a server)."""
+        with self._lock:
+            self.requests.clear()
+            self._script.clear()
+
     def __enter__(self) -> FakeProvider:
         self._thread.start()
         return self

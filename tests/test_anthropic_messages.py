@@ -12,16 +12,12 @@ previous answer as an assistant `tool_use`, the error as a `tool_result` with
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-
 import httpx
-import pytest
 from pydantic import BaseModel, Field
 
 from activities.llm.anthropic_messages import AnthropicMessages
 from activities.llm.catalog import ModelSpec, Price, ProviderSpec
 from activities.llm.conversation import Conversation, Message, ToolSchema, ToolUse
-from activities.llm.transport import HttpSettings
 from tests.fake_provider import FakeProvider, Reply, anthropic_answer
 
 KEY = "sk-ant-test-0123456789"
@@ -49,26 +45,6 @@ def conversation(**extra) -> Conversation:
         output_schema=Verdict.model_json_schema(),
         **extra,
     )
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with HttpSettings(timeout_s=5).client() as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeProvider]:
-    with FakeProvider() as f:  # one server per module: stopping one takes half a second
-        yield f
-
-
-@pytest.fixture
-def fake(server: FakeProvider) -> Iterator[FakeProvider]:
-    """The module's server with nothing recorded and no reply left over from another test."""
-    server.requests.clear()
-    yield server
-    server._script.clear()
 
 
 def provider(fake: FakeProvider, client: httpx.AsyncClient, monkeypatch, **spec) -> AnthropicMessages:

@@ -31,7 +31,13 @@ from activities.llm.contracts import LlmRequest, LlmResult, ModelCall
 from activities.llm.output_type import problems, type_path
 from activities.llm.providers import build_providers
 from activities.llm.transport import HttpSettings
-from tests.fake_provider import FakeProvider, Reply, anthropic_answer, error_reply, openai_answer
+from tests.fake_provider import (
+    FakeProvider,
+    Reply,
+    anthropic_answer,
+    error_reply,
+    openai_answer,
+)
 
 KEY = "sk-activity-test-key"
 GPT_PRICE = Price(input=2.5, output=10.0, cached_input=1.25)
@@ -63,9 +69,9 @@ def backup_server() -> Iterator[FakeProvider]:
 
 
 def _fresh(server: FakeProvider) -> Iterator[FakeProvider]:
-    server.requests.clear()
+    server.reset()
     yield server
-    server._script.clear()
+    server.reset()
 
 
 @pytest.fixture

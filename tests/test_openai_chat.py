@@ -10,7 +10,6 @@ content, and a tool-result / repair conversation on the wire.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -20,7 +19,6 @@ from activities.llm.catalog import ModelSpec, Price, ProviderSpec
 from activities.llm.conversation import Conversation, Message, ToolSchema, ToolUse
 from activities.llm.openai_chat import OpenAIChat
 from activities.llm.strict_schema import strict_schema
-from activities.llm.transport import HttpSettings
 from tests.fake_provider import FakeProvider, openai_answer
 
 KEY = "sk-test-openai-0123456789"
@@ -56,26 +54,6 @@ def conversation(**extra) -> Conversation:
         output_schema=Verdict.model_json_schema(),
         **extra,
     )
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with HttpSettings(timeout_s=5).client() as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeProvider]:
-    with FakeProvider() as f:  # one server per module: stopping one takes half a second
-        yield f
-
-
-@pytest.fixture
-def fake(server: FakeProvider) -> Iterator[FakeProvider]:
-    """The module's server with nothing recorded and no reply left over from another test."""
-    server.requests.clear()
-    yield server
-    server._script.clear()
 
 
 def provider(fake: FakeProvider, client: httpx.AsyncClient, monkeypatch, **spec) -> OpenAIChat:

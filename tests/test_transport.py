@@ -16,7 +16,6 @@ import email.utils
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta, timezone
 
 import httpx
@@ -37,26 +36,6 @@ CONVERSATION = Conversation(
     output_name="Answer",
     output_schema={"type": "object", "properties": {"x": {"type": "string"}}},
 )
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with HttpSettings(timeout_s=5).client() as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeProvider]:
-    with FakeProvider() as f:  # one server per module: stopping one takes half a second
-        yield f
-
-
-@pytest.fixture
-def fake(server: FakeProvider) -> Iterator[FakeProvider]:
-    """The module's server with nothing recorded and no reply left over from another test."""
-    server.requests.clear()
-    yield server
-    server._script.clear()
 
 
 async def post(client: httpx.AsyncClient, fake: FakeProvider, secret: str | None = None) -> dict:

@@ -8,22 +8,20 @@ one of them or the answer tool (`tool_choice: {type: any}`). Usage counts
 
 from __future__ import annotations
 
-import json
 
 import httpx
 
 from activities.llm.catalog import ModelSpec, ProviderSpec
 from activities.llm.conversation import Conversation, Message, ToolUse
-from activities.llm.provider import Completion, ProviderUnavailable, Usage
-from activities.llm.transport import post_json, redact
+from activities.llm.provider import Completion, Usage
+from activities.llm.transport import Endpoint
 
 
 class AnthropicMessages:
     def __init__(self, spec: ProviderSpec, client: httpx.AsyncClient) -> None:
         self._spec = spec
-        self._client = client
-        self._key = spec.api_key()
-        self._url = spec.base_url.rstrip("/") + "/v1/messages"
+        self._endpoint = Endpoint(spec, client, "/v1/messages")
+        self._key = self._endpoint.key
 
     def headers(self) -> dict[str, str]:
         headers = {**self._spec.headers, "anthropic-version": self._spec.anthropic_version}
@@ -53,10 +51,7 @@ class AnthropicMessages:
         return body
 
     async def complete(self, conversation: Conversation, model: ModelSpec) -> Completion:
-        data = await post_json(
-            self._client, self._url, headers=self.headers(), params=self._spec.query,
-            body=self.body(conversation, model), secret=self._key,
-        )
+        data = await self._endpoint.post(self.headers(), self.body(conversation, model))
         try:
             blocks = data["content"]
             text = "".join(b["text"] for b in blocks if b["type"] == "text")
@@ -75,8 +70,7 @@ class AnthropicMessages:
                 cache_write=written,
             )
         except (KeyError, TypeError, AttributeError) as err:
-            body = redact(json.dumps(data), self._key)[:300]
-            raise ProviderUnavailable(f"malformed response body: missing {err}: {body}")
+            raise self._endpoint.malformed(err, data) from None
         output = next((u.arguments for u in uses if u.name == conversation.output_name), None)
         return Completion(
             message=Message(role="assistant", content=text, tool_uses=uses), output=output, usage=reported

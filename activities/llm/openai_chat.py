@@ -13,17 +13,16 @@ import httpx
 
 from activities.llm.catalog import ModelSpec, ProviderSpec
 from activities.llm.conversation import Conversation, Message, ToolUse, parse_json_object
-from activities.llm.provider import Completion, ProviderUnavailable, Usage
+from activities.llm.provider import Completion, Usage
 from activities.llm.strict_schema import strict_schema
-from activities.llm.transport import post_json, redact
+from activities.llm.transport import Endpoint
 
 
 class OpenAIChat:
     def __init__(self, spec: ProviderSpec, client: httpx.AsyncClient) -> None:
         self._spec = spec
-        self._client = client
-        self._key = spec.api_key()
-        self._url = spec.base_url.rstrip("/") + "/chat/completions"
+        self._endpoint = Endpoint(spec, client, "/chat/completions")
+        self._key = self._endpoint.key
 
     def headers(self) -> dict[str, str]:
         headers = dict(self._spec.headers)
@@ -56,10 +55,7 @@ class OpenAIChat:
         return body
 
     async def complete(self, conversation: Conversation, model: ModelSpec) -> Completion:
-        data = await post_json(
-            self._client, self._url, headers=self.headers(), params=self._spec.query,
-            body=self.body(conversation, model), secret=self._key,
-        )
+        data = await self._endpoint.post(self.headers(), self.body(conversation, model))
         try:
             message = data["choices"][0]["message"]
             usage = data.get("usage") or {}
@@ -78,8 +74,7 @@ class OpenAIChat:
                 cached_input=cached,
             )
         except (KeyError, IndexError, TypeError, AttributeError) as err:
-            body = redact(json.dumps(data), self._key)[:300]
-            raise ProviderUnavailable(f"malformed response body: missing {err}: {body}")
+            raise self._endpoint.malformed(err, data) from None
         answer = Message(role="assistant", content=content, tool_uses=uses)
         output = None if uses or not message.get("content") else parse_json_object(content)
         return Completion(message=answer, output=output, usage=reported)

@@ -18,6 +18,7 @@ from datetime import timezone
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
+from activities.llm.catalog import ProviderSpec
 from activities.llm.provider import ProviderRejected, ProviderUnavailable
 
 RETRYABLE_STATUS = {408, 409, 425, 429}
@@ -43,6 +44,26 @@ class HttpSettings(BaseModel):
             ),
             follow_redirects=False,
         )
+
+
+class Endpoint:
+    """One provider URL and its key: posts JSON, and words every error without the key."""
+
+    def __init__(self, spec: ProviderSpec, client: httpx.AsyncClient, path: str) -> None:
+        self.spec = spec
+        self.key = spec.api_key()
+        self.url = spec.base_url.rstrip("/") + path
+        self._client = client
+
+    async def post(self, headers: dict[str, str], body: dict) -> dict:
+        return await post_json(
+            self._client, self.url, headers=headers, params=self.spec.query, body=body, secret=self.key
+        )
+
+    def malformed(self, err: Exception, data: dict) -> ProviderUnavailable:
+        """A 200 whose body lacks what the protocol promises."""
+        body = redact(json.dumps(data), self.key)[:MAX_ERROR_CHARS]
+        return ProviderUnavailable(f"malformed response body: missing {err}: {body}")
 
 
 def redact(text: str, secret: str | None) -> str:
