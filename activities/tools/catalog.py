@@ -4,6 +4,11 @@ Workflows import this to know, before scheduling, what a tool may do: `read`
 tools only look; `write` tools change a system of record and must carry an
 idempotency key; `irreversible` tools reach the outside world (an e-mail
 cannot be unsent) and carry one too.
+
+A write's key is normally per run step (`run_step_key`: workflow id and step),
+which makes a retry safe. Some effects must happen once per business object
+whatever run asks (an order is refunded once, not once per run): such a tool
+names that object's argument in `key_field`, and its key is built from it.
 """
 
 from __future__ import annotations
@@ -29,10 +34,23 @@ class ToolSpec:
     args: type[BaseModel]
     result: type[BaseModel]
     description: str
+    key_field: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.key_field is not None and self.key_field not in self.args.model_fields:
+            raise ValueError(f"{self.name}: key_field {self.key_field!r} is not an argument")
 
     @property
     def needs_idempotency_key(self) -> bool:
         return self.effect is not Effect.READ
+
+    def idempotency_key(self, args: BaseModel, run_step_key: str) -> str | None:
+        """The key a call with `args` carries: none to read, per object if key_field, else per step."""
+        if not self.needs_idempotency_key:
+            return None
+        if self.key_field is not None:
+            return f"{self.name}/{getattr(args, self.key_field)}"
+        return run_step_key
 
 
 TOOLS: dict[str, ToolSpec] = {
@@ -65,6 +83,56 @@ TOOLS: dict[str, ToolSpec] = {
             records.Email,
             records.OutboxMessage,
             "Queue an e-mail in the outbox for delivery.",
+        ),
+        ToolSpec(
+            "lookup_order",
+            Effect.READ,
+            records.OrderQuery,
+            records.Order,
+            "Read an order's customer, items, total, delivery status, refunds so far and the customer's note.",
+        ),
+        ToolSpec(
+            "issue_refund",
+            Effect.IRREVERSIBLE,
+            records.RefundRequest,
+            records.RefundReceipt,
+            "Pay a refund on an order, at most once per order and never above the order's total.",
+            key_field="order_id",
+        ),
+        ToolSpec(
+            "search_kb",
+            Effect.READ,
+            records.KbQuery,
+            records.KbResults,
+            "Search the help-center knowledge base and return up to three matching articles.",
+        ),
+        ToolSpec(
+            "open_ticket",
+            Effect.WRITE,
+            records.NewTicket,
+            records.TicketRef,
+            "Open a support ticket for a customer so a person follows up.",
+        ),
+        ToolSpec(
+            "lookup_invoices",
+            Effect.READ,
+            records.InvoiceQuery,
+            records.Invoices,
+            "List a customer's invoices with their status and how many times each was charged.",
+        ),
+        ToolSpec(
+            "read_crm_notes",
+            Effect.READ,
+            records.DealQuery,
+            records.DealNotes,
+            "Read a sales deal's company, contact, rep, demo date, stage and the rep's notes.",
+        ),
+        ToolSpec(
+            "update_crm_deal",
+            Effect.WRITE,
+            records.DealUpdate,
+            records.DealActivity,
+            "Log the agreed next step, meeting time and follow-up e-mail on a sales deal.",
         ),
     )
 }

@@ -1,140 +1,49 @@
-"""The example systems of record (KYC register, credit bureau, CRM, outbox) in SQLite.
+"""The example systems of record, one SQLite file behind every tool the processes call.
 
 They stand in for the systems a real deployment calls, and they behave like
 good ones: every write is keyed by the caller's idempotency key, and a second
 call with the same key changes nothing and returns what the first one did.
 Tests read the same file to see what really happened.
+
+Each domain lives in its own module (onboarding, support_desk, sales_crm);
+`SystemsOfRecord` combines them so the tool activity can dispatch any tool by
+name: `getattr(systems, spec.name)(args, idempotency_key)`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from activities.tools import records
+from activities.tools import onboarding, sales_crm, support_desk
+from activities.tools.records import RecordRefused
+from activities.tools.store import key_digest
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS applicants (
-    applicant_id TEXT PRIMARY KEY, name TEXT NOT NULL, document_number TEXT NOT NULL,
-    country TEXT NOT NULL, pep INTEGER NOT NULL DEFAULT 0, sanctioned INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS credit (
-    applicant_id TEXT PRIMARY KEY, score INTEGER NOT NULL, open_defaults INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS crm_records (
-    customer_id TEXT PRIMARY KEY, idempotency_key TEXT NOT NULL UNIQUE, applicant_id TEXT NOT NULL,
-    name TEXT NOT NULL, email TEXT NOT NULL, segment TEXT NOT NULL,
-    created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);
-CREATE TABLE IF NOT EXISTS outbox (
-    message_id TEXT PRIMARY KEY, idempotency_key TEXT NOT NULL UNIQUE, recipient TEXT NOT NULL,
-    subject TEXT NOT NULL, body TEXT NOT NULL, queued_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);
-"""
+__all__ = ["RecordRefused", "SystemsOfRecord", "key_digest"]
+
+DOMAINS = (onboarding, support_desk, sales_crm)
+TABLES = frozenset().union(*(d.TABLES for d in DOMAINS))
 
 
-class SystemsOfRecord:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.row_factory = sqlite3.Row
-            yield conn
-        finally:
-            conn.close()
-
+class SystemsOfRecord(onboarding.OnboardingSystems, support_desk.SupportDesk, sales_crm.SalesCrm):
     def create(self, seed: Path | None = None) -> None:
-        """Create the tables and load the example register (existing rows are kept)."""
+        """Create the tables and load the example records (existing rows are kept)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._db() as db:
-            db.executescript(SCHEMA)
+            db.executescript("".join(d.SCHEMA for d in DOMAINS))
             if seed is None:
                 return
             data = json.loads(seed.read_text())
             with db:
-                for a in data["applicants"]:
-                    db.execute(
-                        "INSERT OR IGNORE INTO applicants VALUES (?,?,?,?,?,?)",
-                        (a["applicant_id"], a["name"], a["document_number"], a["country"],
-                         a.get("pep", False), a.get("sanctioned", False)),
-                    )
-                    if "credit" in a:
-                        db.execute(
-                            "INSERT OR IGNORE INTO credit VALUES (?,?,?)",
-                            (a["applicant_id"], a["credit"]["score"], a["credit"]["open_defaults"]),
-                        )
-
-    def verify_identity(self, q: records.IdentityQuery, key: str | None) -> records.IdentityCheck:
-        with self._db() as db:
-            row = db.execute(
-                "SELECT * FROM applicants WHERE applicant_id = ?", (q.applicant_id,)
-            ).fetchone()
-        if row is None:
-            return records.IdentityCheck(verified=False, reason="applicant not in the register")
-        if row["document_number"] != q.document_number or row["name"] != q.name:
-            return records.IdentityCheck(
-                verified=False, country=row["country"], reason="name or document does not match"
-            )
-        return records.IdentityCheck(
-            verified=True,
-            country=row["country"],
-            pep=bool(row["pep"]),
-            sanctions_hit=bool(row["sanctioned"]),
-        )
-
-    def pull_credit(self, q: records.CreditQuery, key: str | None) -> records.CreditReport:
-        with self._db() as db:
-            row = db.execute(
-                "SELECT * FROM credit WHERE applicant_id = ?", (q.applicant_id,)
-            ).fetchone()
-        if row is None:
-            return records.CreditReport(found=False)
-        return records.CreditReport(
-            found=True, score=row["score"], open_defaults=row["open_defaults"]
-        )
-
-    def create_crm_record(self, c: records.NewCustomer, key: str) -> records.CrmRecord:
-        customer_id = "C-" + key_digest(key)
-        with self._db() as db:
-            inserted = db.execute(
-                "INSERT OR IGNORE INTO crm_records"
-                " (customer_id, idempotency_key, applicant_id, name, email, segment)"
-                " VALUES (?,?,?,?,?,?)",
-                (customer_id, key, c.applicant_id, c.name, c.email, c.segment),
-            ).rowcount
-            row = db.execute(
-                "SELECT customer_id, applicant_id FROM crm_records WHERE idempotency_key = ?",
-                (key,),
-            ).fetchone()
-        return records.CrmRecord(
-            customer_id=row["customer_id"], applicant_id=row["applicant_id"], created=inserted == 1
-        )
-
-    def send_email(self, e: records.Email, key: str) -> records.OutboxMessage:
-        message_id = "M-" + key_digest(key)
-        with self._db() as db:
-            inserted = db.execute(
-                "INSERT OR IGNORE INTO outbox (message_id, idempotency_key, recipient, subject, body)"
-                " VALUES (?,?,?,?,?)",
-                (message_id, key, e.to, e.subject, e.body),
-            ).rowcount
-        return records.OutboxMessage(message_id=message_id, queued=inserted == 1)
+                for domain in DOMAINS:
+                    domain.seed(db, data)
 
     def count(self, table: str, **where: str) -> int:
         """Rows in `table` matching `where`: how tests and the demo check effects."""
-        if table not in {"crm_records", "outbox", "applicants", "credit"}:
+        if table not in TABLES:
             raise ValueError(f"unknown table {table!r}")
         clause = " AND ".join(f"{col} = ?" for col in where) or "1"
         with self._db() as db:
             return db.execute(
                 f"SELECT COUNT(*) FROM {table} WHERE {clause}", tuple(where.values())
             ).fetchone()[0]
-
-
-def key_digest(key: str) -> str:
-    """A short stable id derived from an idempotency key."""
-    return hashlib.sha256(key.encode()).hexdigest()[:12].upper()

@@ -1,0 +1,162 @@
+"""The support desk's systems of record: orders, refunds, knowledge base, tickets, invoices.
+
+Refunds are idempotent per order, not per call: `refunds` is UNIQUE on
+order_id as well as on the idempotency key, so however many runs or retries
+ask, an order is paid back at most once. A refund the shop would never pay (an
+unknown order, more than the order's total) is refused, not attempted.
+
+Order notes and article bodies are customer- and author-written text; some
+seeded ones carry prompt injections on purpose, to test that processes treat
+tool output as data.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+
+from activities.tools import records
+from activities.tools.records import RecordRefused
+from activities.tools.store import Store, key_digest
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS orders (
+    order_id TEXT PRIMARY KEY, customer_email TEXT NOT NULL, items TEXT NOT NULL,
+    total_usd REAL NOT NULL, status TEXT NOT NULL, delivered_on TEXT, note TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS refunds (
+    refund_id TEXT PRIMARY KEY, idempotency_key TEXT NOT NULL UNIQUE, order_id TEXT NOT NULL UNIQUE,
+    amount_usd REAL NOT NULL, reason TEXT NOT NULL, refunded_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);
+CREATE TABLE IF NOT EXISTS kb_articles (
+    article_id TEXT PRIMARY KEY, title TEXT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tickets (
+    ticket_id TEXT PRIMARY KEY, idempotency_key TEXT NOT NULL UNIQUE, customer_email TEXT NOT NULL,
+    summary TEXT NOT NULL, severity TEXT NOT NULL, opened_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);
+CREATE TABLE IF NOT EXISTS invoices (
+    invoice_id TEXT PRIMARY KEY, customer_email TEXT NOT NULL, period TEXT NOT NULL,
+    amount_usd REAL NOT NULL, status TEXT NOT NULL, charges INTEGER NOT NULL);
+"""
+
+TABLES = frozenset({"orders", "refunds", "kb_articles", "tickets", "invoices"})
+
+KB_LIMIT = 3
+# Words too common to say what an article is about; "the" alone would match every article.
+STOP_WORDS = frozenset(
+    ["the", "and", "for", "with", "how", "what", "why", "when", "does", "not", "you", "your", "are", "was", "can", "after", "from", "this", "that"]
+)
+
+
+def seed(db: sqlite3.Connection, data: dict) -> None:
+    """Load the example orders, articles and invoices; existing rows are kept."""
+    for o in data.get("orders", []):
+        db.execute(
+            "INSERT OR IGNORE INTO orders VALUES (?,?,?,?,?,?,?)",
+            (o["order_id"], o["customer_email"], json.dumps(o["items"]), o["total_usd"],
+             o["status"], o.get("delivered_on"), o.get("note", "")),
+        )
+    for a in data.get("kb_articles", []):
+        db.execute(
+            "INSERT OR IGNORE INTO kb_articles VALUES (?,?,?)", (a["article_id"], a["title"], a["body"])
+        )
+    for i in data.get("invoices", []):
+        db.execute(
+            "INSERT OR IGNORE INTO invoices VALUES (?,?,?,?,?,?)",
+            (i["invoice_id"], i["customer_email"], i["period"], i["amount_usd"], i["status"],
+             i["charges"]),
+        )
+
+
+def search_words(query: str) -> list[str]:
+    """The words of a query worth matching: lower-case, hyphens dropped ("Wi-Fi" finds "wifi")."""
+    words = re.findall(r"[a-z0-9]+", query.lower().replace("-", ""))
+    return sorted({w for w in words if len(w) >= 3 and w not in STOP_WORDS})
+
+
+class SupportDesk(Store):
+    def lookup_order(self, q: records.OrderQuery, key: str | None) -> records.Order:
+        with self._db() as db:
+            row = db.execute("SELECT * FROM orders WHERE order_id = ?", (q.order_id,)).fetchone()
+            refunded = db.execute(
+                "SELECT COALESCE(SUM(amount_usd), 0) FROM refunds WHERE order_id = ?", (q.order_id,)
+            ).fetchone()[0]
+        if row is None:
+            return records.Order(found=False, order_id=q.order_id)
+        return records.Order(
+            found=True,
+            order_id=row["order_id"],
+            customer_email=row["customer_email"],
+            items=json.loads(row["items"]),
+            total_usd=row["total_usd"],
+            status=row["status"],
+            delivered_on=row["delivered_on"],
+            refunded_usd=refunded,
+            note=row["note"],
+        )
+
+    def issue_refund(self, r: records.RefundRequest, key: str) -> records.RefundReceipt:
+        """Pay a refund once per order; a repeat (same key, or any key for that order) pays nothing."""
+        with self._transaction() as db:
+            prior = db.execute(
+                "SELECT * FROM refunds WHERE idempotency_key = ?", (key,)
+            ).fetchone() or db.execute(
+                "SELECT * FROM refunds WHERE order_id = ?", (r.order_id,)
+            ).fetchone()
+            if prior is not None:
+                return receipt(prior, created=False)
+            order = db.execute(
+                "SELECT total_usd FROM orders WHERE order_id = ?", (r.order_id,)
+            ).fetchone()
+            if order is None:
+                raise RecordRefused(f"order {r.order_id} does not exist; nothing was refunded")
+            if r.amount_usd > order["total_usd"]:
+                raise RecordRefused(
+                    f"refund of {r.amount_usd:.2f} USD exceeds order {r.order_id}'s total of"
+                    f" {order['total_usd']:.2f} USD; nothing was refunded"
+                )
+            db.execute(
+                "INSERT INTO refunds (refund_id, idempotency_key, order_id, amount_usd, reason)"
+                " VALUES (?,?,?,?,?)",
+                ("R-" + key_digest(key), key, r.order_id, r.amount_usd, r.reason),
+            )
+            row = db.execute("SELECT * FROM refunds WHERE idempotency_key = ?", (key,)).fetchone()
+        return receipt(row, created=True)
+
+    def search_kb(self, q: records.KbQuery, key: str | None) -> records.KbResults:
+        """Articles whose title or body contains any word of the query, first few by id."""
+        words = search_words(q.query)
+        if not words:
+            return records.KbResults(articles=[])
+        text = "replace(lower(title || ' ' || body), '-', '')"
+        clause = " OR ".join(f"instr({text}, ?) > 0" for _ in words)
+        with self._db() as db:
+            rows = db.execute(
+                f"SELECT article_id, title, body FROM kb_articles WHERE {clause}"
+                " ORDER BY article_id LIMIT ?",
+                (*words, KB_LIMIT),
+            ).fetchall()
+        return records.KbResults(articles=[records.KbArticle(**dict(row)) for row in rows])
+
+    def open_ticket(self, t: records.NewTicket, key: str) -> records.TicketRef:
+        with self._db() as db:
+            inserted = db.execute(
+                "INSERT OR IGNORE INTO tickets (ticket_id, idempotency_key, customer_email, summary, severity)"
+                " VALUES (?,?,?,?,?)",
+                ("TK-" + key_digest(key), key, t.customer_email, t.summary, t.severity),
+            ).rowcount
+            row = db.execute("SELECT ticket_id FROM tickets WHERE idempotency_key = ?", (key,)).fetchone()
+        return records.TicketRef(ticket_id=row["ticket_id"], created=inserted == 1)
+
+    def lookup_invoices(self, q: records.InvoiceQuery, key: str | None) -> records.Invoices:
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT invoice_id, period, amount_usd, status, charges FROM invoices"
+                " WHERE lower(customer_email) = lower(?) ORDER BY period, invoice_id",
+                (q.customer_email,),
+            ).fetchall()
+        return records.Invoices(invoices=[records.Invoice(**dict(row)) for row in rows])
+
+
+def receipt(row: sqlite3.Row, *, created: bool) -> records.RefundReceipt:
+    return records.RefundReceipt(
+        refund_id=row["refund_id"], order_id=row["order_id"], amount_usd=row["amount_usd"], created=created
+    )
