@@ -4,6 +4,12 @@ It is a stand-in for demos and tests, not a model: every answer is derived
 deterministically from the output schema (its `examples` first) and the prompt,
 and the ledger says `provider=offline`. Token counts are estimated at four
 characters per token so that budgets and cost reports have numbers to work on.
+
+Given `OfflineScripts`, a conversation whose first user message matches a
+script is answered from that script instead, turn by turn, so that answers can
+differ per case and tests can drive misbehaving tool-using agents through the
+real engine (see `offline_scripts`). Once a script's turns run out (and it does
+not repeat its last one), the schema filler answers as before.
 """
 
 from __future__ import annotations
@@ -13,13 +19,22 @@ import json
 from typing import Any
 
 from activities.llm.catalog import ModelSpec
-from activities.llm.conversation import Conversation, Message, estimate_tokens
+from activities.llm.conversation import Conversation, Message, ToolUse, estimate_tokens
+from activities.llm.offline_scripts import OfflineScripts, Turn
 from activities.llm.provider import Completion, ProviderRejected, Usage
 
 
 class OfflineProvider:
+    """Answers from a matching script when it has one, otherwise from the output schema."""
+
+    def __init__(self, scripts: OfflineScripts | None = None) -> None:
+        self._scripts = scripts
+
     async def complete(self, conversation: Conversation, model: ModelSpec) -> Completion:
         prompt = next((m.content for m in conversation.messages if m.role == "user"), "")
+        turn, index = self._scripted(conversation, prompt)
+        if turn is not None:
+            return _play(turn, index, conversation)
         filler = SchemaFiller(conversation.output_schema, prompt)
         output = filler.value(conversation.output_schema, conversation.output_name)
         text = json.dumps(output)
@@ -28,6 +43,39 @@ class OfflineProvider:
             output=output,
             usage=Usage(input=conversation.estimated_input_tokens(), output=estimate_tokens(text)),
         )
+
+    def _scripted(self, conversation: Conversation, prompt: str) -> tuple[Turn | None, int]:
+        """The script's turn for this conversation, if a script matches and has one left.
+
+        The turn index is the number of assistant messages so far: the first ask
+        is turn 0, and each tool proposal or repaired answer moves it on by one.
+        """
+        script = self._scripts.find(prompt, conversation.output_name) if self._scripts else None
+        if script is None:
+            return None, 0
+        index = sum(1 for m in conversation.messages if m.role == "assistant")
+        return script.turn(index), index
+
+
+def _play(turn: Turn, index: int, conversation: Conversation) -> Completion:
+    """A scripted turn as a completion, exactly as written: no filtering, no validation.
+
+    Copies, so that whoever holds the completion cannot change the script for the next call.
+    """
+    turn = turn.model_copy(deep=True)
+    if turn.tool is not None:
+        text = json.dumps({"name": turn.tool, "arguments": turn.arguments})
+        message = Message(
+            role="assistant", content="",
+            tool_uses=[ToolUse(id=f"offline-call-{index}", name=turn.tool, arguments=turn.arguments)],
+        )
+        output = None
+    else:
+        text = json.dumps(turn.answer)
+        message = Message(role="assistant", content=text)
+        output = turn.answer
+    usage = Usage(input=conversation.estimated_input_tokens(), output=estimate_tokens(text))
+    return Completion(message=message, output=output, usage=usage)
 
 
 class OfflineCannotAnswer(ProviderRejected):
