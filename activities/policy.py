@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from temporalio import activity
 
 from activities.llm.catalog import Catalog
+from activities.tools.grants import Grant
 
 
 class Budget(BaseModel):
@@ -45,6 +46,9 @@ class RunPolicy(BaseModel):
     llm_timeout_s: float = Field(
         default=60.0, description="start-to-close of one model step: every candidate and repair turn"
     )
+    grants: dict[str, Grant] | None = Field(
+        default=None, description="the process's and its agents' tool grants; None in runs started before grants"
+    )
 
 
 class PolicyActivities:
@@ -55,8 +59,10 @@ class PolicyActivities:
         default: Budget,
         llm_timeout_s: float = 60.0,
         roles: dict[str, list[str]] | None = None,
+        grants: dict[str, Grant] | None = None,
     ) -> None:
         self._roles = roles or {}
+        self._grants = grants or {}
         self._catalog = catalog
         self._budgets = budgets
         self._default = default
@@ -69,4 +75,5 @@ class PolicyActivities:
             tiers=self._catalog.tiers,
             llm_timeout_s=self._llm_timeout_s,
             roles=self._roles,
+            grants={k: g for k, g in self._grants.items() if k == process or k.startswith(process + "/")},
         )

@@ -22,7 +22,9 @@ from activities.llm.transport import HttpSettings
 from activities.tools.systems import SystemsOfRecord
 from tests.fake_provider import FakeProvider
 from worker.binaries import temporal_cli, temporal_test_server
-from worker.config import BatonConfig, Role, SystemsConfig
+from activities.payloads import PayloadSettings
+from activities.tools.grants import Grant
+from worker.config import BatonConfig, OfflineSettings, Role, SystemsConfig, shipped_grants
 from worker.devserver import register_search_attributes
 from worker.registration import baton_worker
 from workflows import search_attributes as sa
@@ -53,16 +55,28 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
         yield env
 
 
-# Who may decide in tests: compliance reviewers, and the lead that escalations go to.
+# Who may decide in tests: compliance reviewers, and the lead that escalations go to;
+# a support lead (refunds above the rule, agent takeovers) and a sales manager.
 REVIEWERS = ["carol", "alice", "dana"]
 LEADS = ["erin"]
+SUPPORT_LEADS = ["sam-support"]
+SALES_MANAGERS = ["mia-sales"]
+SCRIPTS = ROOT / "examples" / "offline-scripts.json"
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> BatonConfig:
     return BatonConfig(
         systems=SystemsConfig(db=tmp_path / "systems.db", seed=SEED),
-        roles={"compliance": Role(people=REVIEWERS), "compliance-lead": Role(people=LEADS)},
+        payloads=PayloadSettings(db=tmp_path / "payloads.db"),
+        offline=OfflineSettings(scripts=SCRIPTS),
+        roles={
+            "compliance": Role(people=REVIEWERS),
+            "compliance-lead": Role(people=LEADS),
+            "support-lead": Role(people=SUPPORT_LEADS),
+            "sales-manager": Role(people=SALES_MANAGERS),
+        },
+        grants={**shipped_grants(), "test-unguarded-send": Grant(tools=["send_email"])},
     )
 
 

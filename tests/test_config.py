@@ -447,9 +447,15 @@ def test_the_readme_examples_load(index: int, tmp_path: Path, monkeypatch: pytes
 # ------------------------------------------------------------------ roles
 
 
+ALL_ROLES = (
+    '[roles.compliance]\npeople = ["ana"]\n\n[roles.compliance-lead]\npeople = ["kim"]\n'
+    '[roles.support-lead]\npeople = ["sol"]\n\n[roles.sales-manager]\npeople = ["max"]\n'
+)
+
+
 def test_roles_name_their_people(tmp_path: Path) -> None:
-    config = load(write(tmp_path, '[roles.compliance]\npeople = ["ana"]\n\n[roles.compliance-lead]\npeople = ["kim"]\n'))
-    assert config.members() == {"compliance": ["ana"], "compliance-lead": ["kim"]}
+    config = load(write(tmp_path, ALL_ROLES))
+    assert config.members() == {"compliance": ["ana"], "compliance-lead": ["kim"], "support-lead": ["sol"], "sales-manager": ["max"]}
 
 
 def test_a_role_a_process_asks_must_be_defined(tmp_path: Path) -> None:

@@ -15,8 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from activities.llm.activity import LlmSettings
 from activities.llm.catalog import Catalog, ModelSpec, ProviderSpec
+from activities.llm.offline_scripts import OfflineScripts
 from activities.llm.transport import HttpSettings
+from activities.payloads import PayloadSettings
 from activities.policy import Budget
+from activities.tools.catalog import TOOLS, Effect
+from activities.tools.grants import Bound, Grant
 from workflows.catalog import PROCESSES
 
 
@@ -41,7 +45,32 @@ def _demo_roles() -> dict[str, Role]:
     return {
         "compliance": Role(people=["compliance-officer"]),
         "compliance-lead": Role(people=["head-of-compliance"]),
+        "support-lead": Role(people=["support-lead"]),
+        "sales-manager": Role(people=["sales-manager"]),
     }
+
+
+def shipped_grants() -> dict[str, Grant]:
+    """What the shipped processes and agents need, and no more (the same as the shipped baton.toml)."""
+    return {
+        "onboarding": Grant(tools=["verify_identity", "pull_credit", "create_crm_record", "send_email"]),
+        "support-triage/returns": Grant(
+            tools=["lookup_order", "issue_refund"], bounds={"issue_refund": {"amount_usd": Bound(max=500)}}
+        ),
+        "support-triage/technical": Grant(tools=["search_kb", "open_ticket"]),
+        "support-triage/billing": Grant(tools=["lookup_invoices", "open_ticket"]),
+        "sales-followup": Grant(
+            tools=["read_crm_notes", "send_email", "update_crm_deal"],
+            bounds={"send_email": {"to": Bound(domains=["northwind.example", "globex.example"])}},
+        ),
+    }
+
+
+class OfflineSettings(BaseModel):
+    """`[offline]`: scripted answers for the offline stand-in (activities/llm/offline_scripts.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+    scripts: Path | None = None
 
 
 class BatonConfig(BaseModel):
@@ -55,6 +84,9 @@ class BatonConfig(BaseModel):
     tiers: dict[str, list[str]] = Field(default_factory=lambda: Catalog().tiers)
     budgets: dict[str, Budget] = Field(default_factory=lambda: {"default": Budget()})
     roles: dict[str, Role] = Field(default_factory=_demo_roles)
+    grants: dict[str, Grant] = Field(default_factory=shipped_grants)
+    payloads: PayloadSettings = PayloadSettings()
+    offline: OfflineSettings = OfflineSettings()
 
     def catalog(self) -> Catalog:
         return Catalog(providers=self.providers, models=self.models, tiers=self.tiers)
@@ -76,6 +108,41 @@ class BatonConfig(BaseModel):
             for role in getattr(spec.workflow, "roles", ())
             if role not in self.roles
         ]
+
+    def offline_scripts(self) -> OfflineScripts | None:
+        """The offline stand-in's scripts; a bad file raises ConfigError naming it."""
+        if self.offline.scripts is None:
+            return None
+        try:
+            return OfflineScripts.load(self.offline.scripts)
+        except ValueError as err:
+            raise ConfigError(f"offline.scripts: {err}") from None
+
+    def bad_grants(self) -> list[str]:
+        """Grants naming a process, agent, tool or argument that does not exist, or an unapprovable tool."""
+        problems = []
+        for grantee, grant in self.grants.items():
+            process, _, agent_name = grantee.partition("/")
+            spec = PROCESSES.get(process)
+            agents = {a.name: a for a in getattr(spec.workflow, "agents", ())} if spec else {}
+            if spec is None or (agent_name and agent_name not in agents):
+                known = sorted([*PROCESSES, *(f"{p}/{a.name}" for p, s in PROCESSES.items() for a in s.workflow.agents)])
+                problems.append(f"grants.{grantee}: no such process or agent (known: {', '.join(known)})")
+                continue
+            for tool in grant.tools:
+                if tool not in TOOLS:
+                    problems.append(f"grants.{grantee}.tools: no tool {tool!r} (known: {', '.join(sorted(TOOLS))})")
+                elif agent_name and TOOLS[tool].effect is Effect.IRREVERSIBLE and tool not in agents[agent_name].approvals:
+                    problems.append(f"grants.{grantee}.tools: {tool} is irreversible and the agent declares no approval for it")
+            for tool, fields in grant.bounds.items():
+                if tool not in grant.tools:
+                    problems.append(f"grants.{grantee}.bounds.{tool}: bounds a tool that is not granted")
+                    continue
+                problems += [
+                    f"grants.{grantee}.bounds.{tool}.{f}: {tool} has no argument {f!r}"
+                    for f in fields if f not in TOOLS[tool].args.model_fields
+                ]
+        return problems
 
     def default_budget(self) -> Budget:
         return self.budgets.get("default", Budget())
@@ -108,6 +175,12 @@ def load(path: Path | None = None) -> BatonConfig:
         raise ConfigError(f"{path}: {where + ': ' if where else ''}{message}") from err
     if config.missing_roles():
         raise ConfigError(f"{path}: {config.missing_roles()[0]}")
+    if config.bad_grants():
+        raise ConfigError(f"{path}: {config.bad_grants()[0]}")
+    try:
+        config.offline_scripts()
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
     if missing:
         raise ConfigError(f"{path}: {missing[0]} (export it, or point api_key_env at the variable that holds the key)")
     return config

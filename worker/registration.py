@@ -14,12 +14,13 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.llm.activity import ModelActivities
 from activities.llm.provider import Provider
 from activities.llm.providers import build_providers
+from activities.payloads import PayloadStore
 from activities.policy import PolicyActivities
 from activities.tools.activity import ToolActivities
 from activities.tools.systems import SystemsOfRecord
 from client.connection import task_queue
 from worker.config import BatonConfig
-from workflows.catalog import PROCESSES
+from workflows.catalog import WORKFLOWS
 
 # Pure data libraries: loading them once outside the sandbox keeps every
 # workflow run from re-importing them.
@@ -50,21 +51,24 @@ async def baton_worker(
     """
     systems = SystemsOfRecord(config.systems.db)
     systems.create(config.systems.seed)
+    payloads = PayloadStore(config.payloads.db)
     catalog = config.catalog()
     async with config.http.client() as http:
-        models = ModelActivities(catalog, {**build_providers(catalog, http), **(providers or {})}, config.llm)
-        tools = tools_class(systems)
+        built = build_providers(catalog, http, config.offline_scripts())
+        models = ModelActivities(catalog, {**built, **(providers or {})}, config.llm, payloads)
+        tools = tools_class(systems, payloads, config.payloads.inline_max_bytes)
         policy = PolicyActivities(
             catalog,
             {k: v for k, v in config.budgets.items() if k != "default"},
             config.default_budget(),
             config.llm_timeout_s(),
             config.members(),
+            config.grants,
         )
         worker = Worker(
             client,
             task_queue=queue or task_queue(),
-            workflows=[*(spec.workflow for spec in PROCESSES.values()), *extra_workflows],
+            workflows=[*WORKFLOWS, *extra_workflows],
             activities=[models.call_model, tools.run_tool, policy.run_policy],
             activity_executor=ThreadPoolExecutor(max_workers=16),
             workflow_runner=workflow_runner(),

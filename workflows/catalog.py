@@ -10,7 +10,10 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
+from workflows.bounded_agent import BoundedAgent
 from workflows.onboarding import Applicant, Onboarding
+from workflows.sales_followup import FollowUpRequest, SalesFollowUp
+from workflows.support_triage import SupportRequest, SupportTriage
 
 
 @dataclass(frozen=True)
@@ -21,5 +24,13 @@ class ProcessSpec:
 
 
 PROCESSES: dict[str, ProcessSpec] = {
-    spec.name: spec for spec in (ProcessSpec("onboarding", Onboarding, Applicant),)
+    spec.name: spec
+    for spec in (
+        ProcessSpec("onboarding", Onboarding, Applicant),
+        ProcessSpec("support-triage", SupportTriage, SupportRequest),
+        ProcessSpec("sales-followup", SalesFollowUp, FollowUpRequest),
+    )
 }
+
+# What a worker (and the replayer) registers: the processes, and the agent loop they delegate to.
+WORKFLOWS: list[type] = [*(spec.workflow for spec in PROCESSES.values()), BoundedAgent]

@@ -20,12 +20,14 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, RetryState
 
 from workflows import search_attributes as sa
+from workflows.agent_steps import AgentSteps
 from workflows.approval_desk import ApprovalDesk
+from workflows.agents import Agent
 from workflows.approvals import ApprovalStatus, AskPolicy
 from workflows.human_steps import HumanSteps, NotApproved
 from workflows.ledger import LedgerEntry, StepKind
 from workflows.model_steps import ModelSteps
-from workflows.outcome import RunOutcome, RunState, StopRun
+from workflows.outcome import RunOutcome, RunState, StopRun, ToolRefused
 from workflows.retry_policies import TOOL_RETRY, bounded
 from workflows.status import RunStatus
 from workflows.visibility import SearchAttributeMirror, approval_markdown
@@ -33,18 +35,20 @@ from workflows.visibility import SearchAttributeMirror, approval_markdown
 with workflow.unsafe.imports_passed_through():
     from activities.policy import Budget, BudgetOverride, PolicyActivities, RunPolicy
     from activities.tools.activity import ToolActivities
-    from activities.tools.catalog import TOOLS, Effect
-    from activities.tools.contracts import ToolCall
+    from activities.tools.catalog import TOOLS, Effect, ToolSpec
+    from activities.tools.contracts import ToolCall, ToolResult
+    from activities.tools.grants import Grant
 
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R", bound=BaseModel)
 
 
-class Process(ModelSteps, HumanSteps):
+class Process(ModelSteps, HumanSteps, AgentSteps):
     """Base of every Baton process. Subclasses set `name` and define `@workflow.run`."""
 
     name: ClassVar[str]
     roles: ClassVar[tuple[str, ...]] = ()  # roles the process may ask; the worker checks baton.toml has them
+    agents: ClassVar[tuple[Agent, ...]] = ()  # agents it delegates to; baton.toml grants them tools
 
     def __init__(self) -> None:
         self._ledger: list[LedgerEntry] = []
@@ -61,11 +65,12 @@ class Process(ModelSteps, HumanSteps):
     # ----- the run -------------------------------------------------------------------
 
     async def execute(
-        self, body: Callable[[], Awaitable[RunOutcome]], budget: BudgetOverride | None
+        self, body: Callable[[], Awaitable[RunOutcome]], budget: BudgetOverride | None,
+        policy: RunPolicy | None = None,
     ) -> RunOutcome:
-        """Run `body` under the worker's policy; budget breaches and failed steps end typed."""
+        """Run `body` under the worker's policy (or one handed down); breaches and failed steps end typed."""
         self._publish()
-        self._policy = await workflow.execute_local_activity_method(
+        self._policy = policy or await workflow.execute_local_activity_method(
             PolicyActivities.run_policy,
             self.name,
             start_to_close_timeout=timedelta(seconds=10),
@@ -109,34 +114,64 @@ class Process(ModelSteps, HumanSteps):
         retry: RetryPolicy = TOOL_RETRY,
         timeout: timedelta = timedelta(seconds=30),
     ) -> Any:
-        """One tool call; writes carry an idempotency key from the workflow id and step.
+        """One tool call, if granted; writes carry an idempotency key (per step, or per business object).
 
         An irreversible tool always asks first, under `approval` (whose threshold
         rule sees `facts`, or the arguments); NotApproved ends or reroutes the run.
+        A tool not granted to the process, or an argument out of its bounds, is
+        recorded as refused and raises ToolRefused before anything is sent.
         """
         spec = TOOLS[name]
+        problem = self._grant_refusal(name, args.model_dump(mode="json"))
+        if problem:
+            self._record(step=step, kind=StepKind.TOOL, name=name, effect=spec.effect.value,
+                         started_at=workflow.now(), outcome="refused", detail=problem)
+            raise ToolRefused(step, problem)
         if spec.effect is Effect.IRREVERSIBLE:
             await self._approve_irreversible(step, name, args, approval, facts)
         started = self._before_step(step)
         bounded(step, retry)
-        key = f"{workflow.info().workflow_id}/{step}" if spec.needs_idempotency_key else None
-        entry = dict(
-            step=step, kind=StepKind.TOOL, name=name, effect=spec.effect.value,
-            idempotency_key=key, started_at=started,
-        )
+        entry = self._tool_entry(step, spec, args, started)
         try:
-            res = await workflow.execute_activity_method(
-                ToolActivities.run_tool,
-                ToolCall(step=step, tool=name, args=args.model_dump(mode="json"), idempotency_key=key),
-                start_to_close_timeout=timeout,
-                retry_policy=retry,
-                summary=f"{step} · {name} ({spec.effect.value})",
-            )
+            res = await self._run_tool(step, spec, args, retry=retry, timeout=timeout)
         except ActivityError as err:
             self._fail(entry, retry.maximum_attempts, err)
         value = spec.result.model_validate(res.output)
         self._record(**entry, attempts=res.attempt, outcome="ok", decision=res.output)
         return value
+
+    def _grant_refusal(self, name: str, args: dict) -> str | None:
+        grant = self._grant()
+        return None if grant is None else grant.refusal(self.name, name, args)
+
+    def _grant(self) -> Grant | None:
+        """This process's (or agent's) grant; None for runs started before grants existed."""
+        grants = self._policy.grants
+        return None if grants is None else grants.get(self.name, Grant())
+
+    def _tool_entry(self, step: str, spec: ToolSpec, args: BaseModel, started: datetime) -> dict:
+        return dict(
+            step=step, kind=StepKind.TOOL, name=spec.name, effect=spec.effect.value,
+            idempotency_key=self._idempotency_key(step, spec, args), started_at=started,
+        )
+
+    def _idempotency_key(self, step: str, spec: ToolSpec, args: BaseModel) -> str | None:
+        return spec.idempotency_key(args, f"{workflow.info().workflow_id}/{step}")
+
+    async def _run_tool(
+        self, step: str, spec: ToolSpec, args: BaseModel, *, retry: RetryPolicy, timeout: timedelta,
+        offload: bool = False,
+    ) -> ToolResult:
+        """Schedule the tool activity, handing it the grant it must re-check."""
+        call = ToolCall(
+            step=step, tool=spec.name, args=args.model_dump(mode="json"),
+            idempotency_key=self._idempotency_key(step, spec, args),
+            grantee=self.name, grant=self._grant(), offload=offload,
+        )
+        return await workflow.execute_activity_method(
+            ToolActivities.run_tool, call, start_to_close_timeout=timeout, retry_policy=retry,
+            summary=f"{step} · {spec.name} ({spec.effect.value})",
+        )
 
     async def _approve_irreversible(
         self, step: str, name: str, args: BaseModel, policy: AskPolicy | None, facts: BaseModel | None

@@ -17,6 +17,7 @@ class StepKind(StrEnum):
     TOOL = "tool"
     RULE = "rule"
     APPROVAL = "approval"
+    AGENT = "agent"
 
 
 class LedgerEntry(BaseModel):
@@ -45,5 +46,7 @@ class LedgerEntry(BaseModel):
 
     @property
     def counts_as_step(self) -> bool:
-        """Refused decisions and escalations are recorded but do not spend the step budget."""
-        return self.outcome not in ("refused", "escalated")
+        """Refusals (of decisions or tool proposals) and escalations are recorded but spend no step."""
+        if self.outcome == "refused":
+            return False
+        return not (self.kind is StepKind.APPROVAL and self.outcome == "escalated")

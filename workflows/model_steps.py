@@ -21,7 +21,7 @@ from workflows.retry_policies import LLM_RETRY, bounded
 with workflow.unsafe.imports_passed_through():
     from activities.llm.activity import CALLS as MODEL_CALLS
     from activities.llm.activity import ModelActivities
-    from activities.llm.contracts import LlmRequest
+    from activities.llm.contracts import LlmRequest, LlmResult
     from activities.llm.output_type import type_path
 
 M = TypeVar("M", bound=BaseModel)
@@ -46,9 +46,6 @@ class ModelSteps:
         Raises ModelOutputInvalid (a StopRun a process may catch) when the model
         never gave a valid answer; a budget the call could overrun ends the run.
         """
-        started = self._before_step(step)
-        bounded(step, retry)
-        planned = model or " | ".join(self._policy.tiers.get(tier, ["?"]))
         request = LlmRequest(
             step=step,
             tier=tier,
@@ -57,21 +54,36 @@ class ModelSteps:
             prompt=prompt,
             output_type=type_path(output),
             max_output_tokens=max_output_tokens,
-            budget_remaining_usd=round(self._budget.max_cost_usd - self._cost, 9),
         )
-        entry = dict(step=step, kind=StepKind.LLM, name=output.__name__, tier=tier, started_at=started)
+        res, entry = await self._ask_model(request, output.__name__, retry, timeout)
+        try:
+            value = output.model_validate(res.output)
+        except ValidationError as err:
+            self._fail(entry, res.attempt, err)
+        self._record(**entry, attempts=res.attempt, outcome="ok", decision=value.model_dump(mode="json"))
+        return value
+
+    async def _ask_model(
+        self, request: LlmRequest, name: str, retry: RetryPolicy, timeout: timedelta | None
+    ) -> tuple[LlmResult, dict]:
+        """Check the caps, call the model activity, bill what it cost; returns it and its ledger fields."""
+        started = self._before_step(request.step)
+        bounded(request.step, retry)
+        planned = request.model or " | ".join(self._policy.tiers.get(request.tier, ["?"]))
+        request = request.model_copy(update={"budget_remaining_usd": round(self._budget.max_cost_usd - self._cost, 9)})
+        entry = dict(step=request.step, kind=StepKind.LLM, name=name, tier=request.tier, started_at=started)
         try:
             res = await workflow.execute_activity_method(
                 ModelActivities.call_model,
                 request,
                 start_to_close_timeout=timeout or timedelta(seconds=self._policy.llm_timeout_s),
                 retry_policy=retry,
-                summary=f"{step} · {tier}→{planned}",
+                summary=f"{request.step} · {request.tier}→{planned}",
             )
         except ActivityError as err:
             self._model_failure(entry, retry, err)
         self._cost += res.cost_usd
-        fields = dict(
+        entry.update(
             provider=res.provider,
             model=res.model,
             tokens_in=res.tokens_in,
@@ -80,12 +92,7 @@ class ModelSteps:
             cost_usd=res.cost_usd,
             calls=res.calls,
         )
-        try:
-            value = output.model_validate(res.output)
-        except ValidationError as err:
-            self._fail({**entry, **fields}, res.attempt, err)
-        self._record(**entry, **fields, attempts=res.attempt, outcome="ok")
-        return value
+        return res, entry
 
     def _model_failure(self, entry: dict, retry: RetryPolicy, err: ActivityError) -> None:
         """Bill the calls a failed model step made, then end or route the run by the failure's type."""

@@ -14,6 +14,7 @@ class RunState(StrEnum):
     COMPLETED = "completed"
     REJECTED = "rejected"
     TIMED_OUT = "timed_out"
+    ESCALATED = "escalated"
     BUDGET_EXCEEDED = "budget_exceeded"
     FAILED = "failed"
 
@@ -54,5 +55,14 @@ class ModelOutputInvalid(StopRun):
 
     def __init__(self, step: str, problem: str) -> None:
         super().__init__(RunState.FAILED, f"step {step} failed: {problem}")
+        self.step = step
+        self.problem = problem
+
+
+class ToolRefused(StopRun):
+    """The engine refused a tool call (not granted, or an argument out of bounds) before sending it."""
+
+    def __init__(self, step: str, problem: str) -> None:
+        super().__init__(RunState.FAILED, f"step {step} refused: {problem}")
         self.step = step
         self.problem = problem

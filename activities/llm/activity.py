@@ -19,11 +19,12 @@ from temporalio.exceptions import ApplicationError
 
 from activities.llm.catalog import Catalog, ModelSpec
 from activities.llm.contracts import LlmRequest, LlmResult, ModelCall
-from activities.llm.conversation import Conversation, Message
+from activities.llm.conversation import PAYLOAD_SLOT, Conversation, Message
 from activities.llm.health import HealthBoard
 from activities.llm.offline import OfflineProvider
 from activities.llm.output_type import UnknownOutputType, problems, repair_request, resolve
 from activities.llm.provider import Completion, Provider, ProviderRejected, ProviderUnavailable
+from activities.payloads import PayloadStore
 
 CALLS = TypeAdapter(list[ModelCall])
 
@@ -44,7 +45,9 @@ class ModelActivities:
         catalog: Catalog,
         providers: dict[str, Provider] | None = None,
         settings: LlmSettings | None = None,
+        payloads: PayloadStore | None = None,
     ) -> None:
+        self._payloads = payloads
         self._catalog = catalog
         self._providers: dict[str, Provider] = providers or {"offline": OfflineProvider()}
         self._settings = settings or LlmSettings()
@@ -55,7 +58,7 @@ class ModelActivities:
         output_type = _output_type(request)
         conversation = Conversation(
             system=request.system,
-            messages=[Message(role="user", content=request.prompt)],
+            messages=[Message(role="user", content=request.prompt), *map(self._filled, request.history)],
             output_name=output_type.__name__,
             output_schema=output_type.model_json_schema(),
             tools=request.tools,
@@ -149,6 +152,18 @@ class ModelActivities:
             outcome="over_budget", error=reason,
         ))
         raise _failure(reason, "BudgetWouldOverrun", calls)
+
+    def _filled(self, message: Message) -> Message:
+        """A message whose content was kept out of history, with its content back."""
+        if message.payload_ref is None:
+            return message
+        if self._payloads is None:
+            raise ApplicationError("this worker has no payload store", type="PayloadMissing", non_retryable=True)
+        try:
+            body = self._payloads.get(message.payload_ref)
+        except KeyError as err:
+            raise ApplicationError(str(err.args[0]), type="PayloadMissing", non_retryable=True) from None
+        return message.model_copy(update={"content": message.content.replace(PAYLOAD_SLOT, body), "payload_ref": None})
 
     def _candidates(self, request: LlmRequest) -> list[tuple[str, ModelSpec]]:
         try:

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from activities.llm.conversation import ToolSchema, ToolUse
+from activities.llm.conversation import Message, ToolSchema, ToolUse
 
 
 class LlmRequest(BaseModel):
@@ -25,6 +25,9 @@ class LlmRequest(BaseModel):
     prompt: str
     output_type: str = Field(description="'module:QualName' of the step's pydantic output model")
     tools: list[ToolSchema] = []
+    history: list[Message] = Field(
+        default=[], description="an agent's turns after the prompt: its proposals and the tool results"
+    )
     max_output_tokens: int = Field(default=1024, gt=0)
     budget_remaining_usd: float | None = Field(
         default=None, description="what the run may still spend; a call whose worst case exceeds it is not sent"

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 CHARS_PER_TOKEN = 4
+PAYLOAD_SLOT = "{payload}"  # where a message's out-of-history content goes back in
 
 
 def estimate_tokens(text: str) -> int:
@@ -45,6 +46,9 @@ class Message(BaseModel):
     tool_uses: list[ToolUse] = []
     tool_use_id: str | None = None
     is_error: bool = False
+    payload_ref: str | None = Field(
+        default=None, description="content kept out of history (activities/payloads.py); put back at PAYLOAD_SLOT before sending"
+    )
 
 
 class Conversation(BaseModel):

@@ -1,48 +1,66 @@
 """The one activity through which every tool call passes.
 
-It re-validates the arguments against the tool's declared type, refuses a
-write without an idempotency key, and dispatches to the system of record.
-Bad arguments are not retried: no retry turns an invalid call into a valid one.
+It re-checks the grant the engine handed it, re-validates the arguments
+against the tool's declared type, refuses a write without an idempotency key,
+and dispatches to the system of record. None of these refusals is retried: no
+retry turns an ungranted or invalid call into an allowed one. A large output
+of an agent's tool is kept out of history (activities/payloads.py).
 """
 
 from __future__ import annotations
 
+import json
 import time
 
 from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.payloads import PayloadStore
 from activities.tools.catalog import TOOLS
 from activities.tools.contracts import ToolCall, ToolResult
-from activities.tools.systems import SystemsOfRecord
+from activities.tools.systems import RecordRefused, SystemsOfRecord
 
 
 class ToolActivities:
-    def __init__(self, systems: SystemsOfRecord) -> None:
+    def __init__(
+        self, systems: SystemsOfRecord, payloads: PayloadStore | None = None, inline_max_bytes: int = 4096
+    ) -> None:
         self._systems = systems
+        self._payloads = payloads
+        self._inline_max_bytes = inline_max_bytes
 
     @activity.defn(name="run_tool")
     def run_tool(self, call: ToolCall) -> ToolResult:
         spec = TOOLS.get(call.tool)
         if spec is None:
-            raise ApplicationError(f"unknown tool {call.tool!r}", type="UnknownTool", non_retryable=True)
+            raise _refused(f"unknown tool {call.tool!r}", "UnknownTool")
+        if call.grant is not None:
+            problem = call.grant.refusal(call.grantee or "?", call.tool, call.args)
+            if problem:
+                raise _refused(problem, "ToolNotGranted")
         if spec.needs_idempotency_key and not call.idempotency_key:
-            raise ApplicationError(
-                f"{spec.effect} tool {call.tool!r} called without an idempotency key",
-                type="MissingIdempotencyKey",
-                non_retryable=True,
-            )
+            raise _refused(f"{spec.effect} tool {call.tool!r} called without an idempotency key", "MissingIdempotencyKey")
         try:
             args = spec.args.model_validate(call.args)
         except ValidationError as err:
-            raise ApplicationError(
-                f"invalid arguments for {call.tool!r}: {err}", type="InvalidToolArgs", non_retryable=True
-            )
+            raise _refused(f"invalid arguments for {call.tool!r}: {err}", "InvalidToolArgs") from None
         started = time.perf_counter()
-        output = getattr(self._systems, spec.name)(args, call.idempotency_key)
-        return ToolResult(
-            output=output.model_dump(mode="json"),
-            latency_ms=(time.perf_counter() - started) * 1000,
-            attempt=activity.info().attempt,
-        )
+        try:
+            output = getattr(self._systems, spec.name)(args, call.idempotency_key).model_dump(mode="json")
+        except RecordRefused as err:
+            raise _refused(f"{call.tool}: {err}", "RecordRefused") from None
+        result = ToolResult(output=output, latency_ms=(time.perf_counter() - started) * 1000, attempt=activity.info().attempt)
+        return self._offloaded(result) if call.offload else result
+
+    def _offloaded(self, result: ToolResult) -> ToolResult:
+        body = json.dumps(result.output)
+        if self._payloads is None or len(body.encode()) <= self._inline_max_bytes:
+            return result
+        return result.model_copy(update={
+            "output": {"preview": body[:400]}, "payload_ref": self._payloads.put(body), "payload_bytes": len(body.encode()),
+        })
+
+
+def _refused(message: str, kind: str) -> ApplicationError:
+    return ApplicationError(message, type=kind, non_retryable=True)

@@ -1,0 +1,141 @@
+"""Sales follow-up after a demo: the workflow the decision scenario chose over a five-agent crew.
+
+read CRM notes (read) → summarise buyer signals (LLM, fast) → draft the e-mail
+(LLM, strong) → suggest a meeting slot (code) → a sales manager approves the
+draft → send (irreversible) → log it on the deal (write).
+The model is used at the two judgment steps only; everything else is code,
+so the e-mail never proposes a meeting the code did not compute.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta, timezone
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from temporalio import workflow
+
+from workflows.approvals import AskPolicy
+from workflows.engine import Process
+from workflows.outcome import RunOutcome, RunState
+
+with workflow.unsafe.imports_passed_through():
+    from activities.policy import BudgetOverride
+    from activities.tools.records import DealNotes, DealQuery, DealUpdate, Email
+
+SEND_REVIEW = AskPolicy(roles=["sales-manager"], timeout=timedelta(hours=24))
+MEETING_TIME = time(15, 0, tzinfo=timezone.utc)  # 10:00 New York, 16:00 Berlin
+BUSINESS_DAYS_AFTER_DEMO = 2
+
+
+class FollowUpRequest(BaseModel):
+    """The input of a follow-up run."""
+
+    deal_id: str = Field(min_length=1, max_length=40)
+    budget: BudgetOverride | None = None
+
+    def business_key(self) -> str:
+        return self.deal_id
+
+
+class BuyerSignals(BaseModel):
+    interest: Literal["high", "medium", "low"]
+    signals: list[str] = Field(min_length=1, max_length=6, examples=[["Asked about the next steps"]])
+    objections: list[str] = Field(default=[], max_length=6)
+    next_step: str = Field(min_length=1, max_length=200, examples=["A follow-up call"])
+
+
+class FollowUpDraft(BaseModel):
+    subject: str = Field(min_length=1, max_length=150, examples=["Following up on our demo"])
+    body: str = Field(min_length=1, max_length=3000)
+
+
+class MeetingSlot(BaseModel):
+    starts_at: datetime
+    why: str
+
+
+class DraftForReview(BaseModel):
+    """What the sales manager sees before anything is sent."""
+
+    to: str
+    subject: str
+    body: str
+    meeting: datetime
+    interest: str
+
+
+class FollowedUp(BaseModel):
+    """The process's own result, whatever the end state."""
+
+    deal_id: str
+    signals: BuyerSignals | None = None
+    meeting: MeetingSlot | None = None
+    message_id: str | None = None
+    activity_id: str | None = None
+
+
+def suggest_slot(notes: DealNotes) -> MeetingSlot:
+    """Two business days after the demo, at the team's fixed slot: code, so it is never invented."""
+    day = notes.demo_on
+    added = 0
+    while added < BUSINESS_DAYS_AFTER_DEMO:
+        day += timedelta(days=1)
+        added += day.weekday() < 5
+    return MeetingSlot(
+        starts_at=datetime.combine(day, MEETING_TIME),
+        why=f"{BUSINESS_DAYS_AFTER_DEMO} business days after the demo on {notes.demo_on}",
+    )
+
+
+@workflow.defn(name="sales-followup")
+class SalesFollowUp(Process):
+    name = "sales-followup"
+    roles = ("sales-manager",)
+
+    @workflow.run
+    async def run(self, request: FollowUpRequest) -> RunOutcome[FollowedUp]:
+        return await self.execute(lambda: self._follow_up(request), request.budget)
+
+    async def _follow_up(self, r: FollowUpRequest) -> RunOutcome[FollowedUp]:
+        result = self.keep(FollowedUp(deal_id=r.deal_id))
+        notes = await self.tool("read_crm_notes", "read_crm_notes", DealQuery(deal_id=r.deal_id))
+        if not notes.found or not notes.contact_email or not notes.demo_on:
+            return self.end(RunState.REJECTED, f"deal {r.deal_id}: no contact or demo date in the CRM", result)
+        about = f"Deal {notes.deal_id} with {notes.company}; contact {notes.contact_name}; demo on {notes.demo_on}."
+        result.signals = signals = await self.llm(
+            "summarise_signals",
+            f"{about}\nSummarise the buyer signals in the rep's notes.\n<notes>\n" + "\n".join(notes.notes) + "\n</notes>",
+            BuyerSignals,
+            tier="fast",
+        )
+        result.meeting = slot = self.rule("suggest_slot", suggest_slot, notes)
+        draft = await self.llm(
+            "draft_email",
+            f"{about}\nWrite the follow-up e-mail from {notes.rep} to {notes.contact_name}. Address what they "
+            f"care about and propose exactly this meeting time: {slot.starts_at:%A %d %B, %H:%M} UTC.\n"
+            f"Signals: {signals.model_dump_json()}",
+            FollowUpDraft,
+            tier="strong",
+        )
+        sent = await self.tool(
+            "send_followup",
+            "send_email",
+            Email(to=notes.contact_email, subject=draft.subject, body=draft.body),
+            approval=SEND_REVIEW,
+            facts=DraftForReview(
+                to=notes.contact_email, subject=draft.subject, body=draft.body,
+                meeting=slot.starts_at, interest=signals.interest,
+            ),
+        )
+        result.message_id = sent.message_id
+        logged = await self.tool(
+            "update_crm",
+            "update_crm_deal",
+            DealUpdate(deal_id=r.deal_id, next_step=signals.next_step, meeting_at=slot.starts_at,
+                       follow_up_message_id=sent.message_id),
+        )
+        result.activity_id = logged.activity_id
+        return self.end(
+            RunState.COMPLETED, f"follow-up sent to {notes.contact_email}; meeting proposed {slot.starts_at:%Y-%m-%d %H:%M} UTC", result
+        )

@@ -1,0 +1,187 @@
+"""Support triage: a deterministic backbone that hands each request to one bounded agent.
+
+classify (LLM, fast tier) → route on the typed category →
+  returns:   lookup_order, issue_refund (≤ $500 by grant; a strong-tier supervisor
+             reviews each refund; ≤ $50 a rule approves, above it a support lead)
+  technical: search_kb, open_ticket
+  billing:   lookup_invoices, open_ticket
+each with a five-minute time to live and caps → done: resolved ·
+escalated (a cap was reached): a support lead takes over, with the agent's trail.
+The agents' tools are granted in baton.toml, never here.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, EmailStr, Field
+from temporalio import workflow
+
+from workflows.agents import Agent, AgentCaps, AgentReport
+from workflows.approvals import ApprovalStatus, AskPolicy, AtDeadline
+from workflows.engine import Process
+from workflows.outcome import RunOutcome, RunState
+
+with workflow.unsafe.imports_passed_through():
+    from activities.policy import BudgetOverride
+
+TTL = timedelta(minutes=5)
+RESOLVE = (
+    "Answer with a Resolution when you are done: whether the request is resolved, what you did, "
+    "and a short reply to the customer. If you cannot resolve it, answer with resolved=false and say why."
+)
+
+REFUND_APPROVAL = AskPolicy(
+    roles=["support-lead"],
+    timeout=timedelta(hours=4),
+    at_deadline=AtDeadline.REJECT,
+    auto_approve="amount_usd <= 50",
+)
+
+
+class Category(StrEnum):
+    RETURNS = "returns"
+    TECHNICAL = "technical"
+    BILLING = "billing"
+
+
+class TriageDecision(BaseModel):
+    category: Category
+    urgency: Literal["low", "normal", "high"]
+    summary: str = Field(min_length=1, max_length=300, examples=["The customer asks for help."])
+
+
+class Resolution(BaseModel):
+    """What every support agent answers with."""
+
+    resolved: bool
+    action: str = Field(min_length=1, max_length=300, examples=["Looked into the request."])
+    reply: str = Field(min_length=1, max_length=2000, examples=["Thank you for writing to us; we are on it."])
+
+
+class Ticket(BaseModel):
+    """A customer's request, as the agents see it."""
+
+    ticket_id: str = Field(min_length=1, max_length=40)
+    customer_email: EmailStr
+    subject: str = Field(min_length=1, max_length=200)
+    body: str = Field(min_length=1, max_length=5000)
+    order_id: str | None = Field(default=None, max_length=40)
+
+
+class SupportRequest(Ticket):
+    """The input of a triage run."""
+
+    budget: BudgetOverride | None = None
+
+    def business_key(self) -> str:
+        return self.ticket_id
+
+
+class Escalation(BaseModel):
+    """What the support lead who takes over sees."""
+
+    ticket: Ticket
+    agent: str
+    cap: str | None
+    reason: str
+    trail: list[str]
+
+
+class Triaged(BaseModel):
+    """The process's own result, whatever the end state."""
+
+    ticket_id: str
+    category: Category | None = None
+    agent: str | None = None
+    agent_status: str | None = None
+    resolution: Resolution | None = None
+    escalation: Escalation | None = None
+    taken_over_by: str | None = None
+
+
+RETURNS = Agent(
+    name="returns",
+    instructions=(
+        "You are the returns agent of an online shop's support desk. Look the order up first. A refund is due "
+        "when an item arrived damaged, is defective, or is not as described. Refund at most what the customer "
+        f"paid, once per order. {RESOLVE}"
+    ),
+    output=Resolution,
+    caps=AgentCaps(max_turns=6, max_tool_calls=4, max_cost_usd=0.05, ttl=TTL),
+    approvals={"issue_refund": REFUND_APPROVAL},
+)
+TECHNICAL = Agent(
+    name="technical",
+    instructions=(
+        "You are the technical support agent. Search the knowledge base for the customer's problem and "
+        f"give them the steps; open a ticket for an engineer if the articles do not cover it. {RESOLVE}"
+    ),
+    output=Resolution,
+    caps=AgentCaps(max_turns=6, max_tool_calls=8, max_cost_usd=0.05, ttl=TTL),
+)
+BILLING = Agent(
+    name="billing",
+    instructions=(
+        "You are the billing agent. Read the customer's invoices; a charge made twice or an amount that does "
+        f"not match goes to a ticket for the billing team, with the invoice ids. {RESOLVE}"
+    ),
+    output=Resolution,
+    caps=AgentCaps(max_turns=6, max_tool_calls=4, max_cost_usd=0.05, ttl=TTL),
+)
+AGENTS = {Category.RETURNS: RETURNS, Category.TECHNICAL: TECHNICAL, Category.BILLING: BILLING}
+TAKEOVER = AskPolicy(roles=["support-lead"], timeout=timedelta(hours=8))
+
+
+@workflow.defn(name="support-triage")
+class SupportTriage(Process):
+    name = "support-triage"
+    roles = ("support-lead",)
+    agents = (RETURNS, TECHNICAL, BILLING)
+
+    @workflow.run
+    async def run(self, request: SupportRequest) -> RunOutcome[Triaged]:
+        return await self.execute(lambda: self._triage(request), request.budget)
+
+    async def _triage(self, r: SupportRequest) -> RunOutcome[Triaged]:
+        result = self.keep(Triaged(ticket_id=r.ticket_id))
+        ticket = Ticket.model_validate(r.model_dump(exclude={"budget"}))
+        decision = await self.llm(
+            "classify",
+            f"Classify support ticket {r.ticket_id} as returns, technical or billing, with its urgency.\n"
+            f"Subject: {r.subject}\n<ticket>\n{r.body}\n</ticket>",
+            TriageDecision,
+            tier="fast",
+        )
+        agent = AGENTS[decision.category]
+        result.category, result.agent = decision.category, agent.name
+        report = await self.agent(
+            f"{agent.name}_agent", agent, goal=f"Resolve support ticket {r.ticket_id}: {decision.summary}", context=ticket
+        )
+        result.agent_status = report.status
+        if report.status == "done":
+            result.resolution = resolution = report.answer_as(Resolution)
+            return self.end(RunState.COMPLETED, f"the {agent.name} agent: {resolution.action}", result)
+        return await self._take_over(ticket, report, result)
+
+    async def _take_over(self, ticket: Ticket, report: AgentReport, result: Triaged) -> RunOutcome[Triaged]:
+        """A cap stopped the agent: a support lead takes the ticket over, with the trail in front of them."""
+        result.escalation = escalation = Escalation(
+            ticket=ticket, agent=report.agent, cap=report.cap, reason=report.reason,
+            trail=[f"turn {e.turn} · {e.kind} {e.tool or ''} {e.detail}".strip() for e in report.trail],
+        )
+        decision = await self.approval(
+            "human_takeover",
+            ask=f"Agent {report.agent} stopped on ticket {ticket.ticket_id} ({report.reason}). "
+            "Take it over: approve with what you did, or reject to close it unresolved.",
+            proposed=f"a support lead handles {ticket.ticket_id} by hand",
+            context=escalation,
+            policy=TAKEOVER,
+        )
+        result.taken_over_by = decision.by
+        if decision.status is ApprovalStatus.REJECTED:
+            return self.end(RunState.REJECTED, f"escalated ({report.cap}); closed unresolved by {decision.by}", result)
+        comment = decision.comment or "no comment"
+        return self.end(RunState.COMPLETED, f"escalated ({report.cap}); resolved by {decision.by}: {comment}", result)
