@@ -124,6 +124,18 @@ async def cmd_dev(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_tools(args: argparse.Namespace) -> int:
+    """The inventory a governance review asks for first; reads code and baton.toml, never Temporal."""
+    from client.inventory import build
+    from worker.config import load
+
+    if args.process:
+        process_spec(args.process)
+    inventory = build(load(args.config), args.process)
+    emit(args, inventory.model_dump(mode="json"), render.inventory_table(inventory))
+    return 0
+
+
 async def cmd_demo(args: argparse.Namespace) -> int:
     from client.demo import demo
 
@@ -179,6 +191,10 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--config", type=Path, help="baton.toml (default: $BATON_CONFIG or ./baton.toml)")
 
     command("demo", cmd_demo, "run every shipped process on the example inputs")
+
+    c = command("tools", cmd_tools, "what each process may do: steps, models, tools, grants, people, budgets")
+    c.add_argument("--config", type=Path, help="baton.toml (default: $BATON_CONFIG or ./baton.toml)")
+    c.add_argument("--process", help="only this process (the tool catalog is always whole)")
     return p
 
 

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from client.sdk import InboxItem, RunSummary
 from workflows.approvals import ApprovalRequest
 from workflows.ledger import LedgerEntry, StepKind
 from workflows.outcome import RunOutcome
 from workflows.status import RunStatus
+
+if TYPE_CHECKING:  # only `baton tools` needs them, and they load worker.config
+    from activities.tools.grants import Bound
+    from client.inventory import HeldTool, Inventory, ProcessView, StepView
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -134,3 +139,112 @@ def request_text(r: ApprovalRequest) -> str:
 def _short(text: str, width: int) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+# ----- `baton tools`: the inventory (client/inventory.py builds it) ----------------------
+
+
+def inventory_table(inv: Inventory) -> str:
+    """Per process its budget, people, grant, steps and agents; then the tool catalog.
+
+    Whatever would refuse a run (a step's tool not granted, a tier with no
+    models, a role nobody is in) is spelt in capitals, so a review sees it.
+    """
+    parts = [_process_text(p) for p in inv.processes]
+    rows = [
+        [t.name, t.effect.value, t.idempotency, ", ".join(t.granted_to) or "granted to nobody", t.description]
+        for t in inv.tools
+    ]
+    headers = ["tool", "effect", "idempotency", "granted to", "description"]
+    parts.append("tool catalog\n" + _indent(table(headers, rows)))
+    return "\n\n".join(parts)
+
+
+def _process_text(p: ProcessView) -> str:
+    b = p.budget
+    lines = [
+        f"process {p.name}",
+        f"  budget  {_usd(b.max_cost_usd)} and {b.max_steps} steps per run ({p.budget_from})",
+        "  roles   " + ("; ".join(f"{r.role}: {', '.join(r.people) or 'NOBODY'}" for r in p.roles) or "-"),
+        "  grant   " + (", ".join(_held(t) for t in p.grant) or "no tools of its own"),
+        "",
+        _indent(table(["#", "step", "kind", "model / tool", "when / approval"],
+                      [[str(i), s.step, s.kind, _step_what(s), _step_note(s)] for i, s in enumerate(p.steps, 1)])),
+    ]
+    lines += [f"  !! NOT GRANTED: {where}, which [grants.{p.name}] does not hold: the run is refused there"
+              for where in p.not_granted]
+    for a in p.agents:
+        supervisor = f"{a.supervisor_tier} → {_models(a.supervisor_models)}" if a.supervisor_tier else "none"
+        c = a.caps
+        lines += [
+            "",
+            f"  agent {a.grantee}",
+            f"    model       {a.tier} → {_models(a.models)}; supervisor {supervisor}",
+            f"    caps        {c.max_turns} turns, {c.max_tool_calls} tool calls, {_usd(c.max_cost_usd)}, ttl {c.ttl}",
+        ]
+        rows = [[t.tool, t.effect.value, _bounds(t.bounds), _agent_approval(t)] for t in a.tools]
+        held = _indent(table(["tool", "effect", "bounds", "approval"], rows), 4)
+        lines.append(held if rows else "    tools       NONE GRANTED")
+    return "\n".join(lines)
+
+
+def _step_what(s: StepView) -> str:
+    match s.kind:
+        case "llm":
+            return f"{s.tier} → {_models(s.models)}"
+        case "agent":
+            return f"agent {s.agent}" + (f" ({s.tier} → {_models(s.models)})" if s.tier else " (NOT DECLARED)")
+        case "tool":
+            effect = s.effect.value if s.effect else "NOT IN CATALOG"
+            return f"{s.tool} ({effect})" + ("" if s.granted else " NOT GRANTED")
+        case "rule":
+            return "code"
+        case _:
+            return "-"
+
+
+def _step_note(s: StepView) -> str:
+    said = []
+    if s.roles:
+        said.append("asks " + " then ".join(s.roles))
+    if s.needs_approval:
+        said.append("irreversible: approved first")
+    return "; ".join([*said, s.note] if s.note else said)
+
+
+def _usd(amount: float) -> str:
+    return f"${amount:.2f}" if round(amount, 2) == amount else f"${amount:g}"
+
+
+def _models(models: Sequence[str]) -> str:
+    return ", ".join(models) or "NO MODELS CONFIGURED"
+
+
+def _held(t: HeldTool) -> str:
+    bounds = _bounds(t.bounds)
+    return f"{t.tool} ({t.effect.value}" + (f"; {bounds})" if bounds != "-" else ")")
+
+
+def _agent_approval(t: HeldTool) -> str:
+    if t.approval is None:
+        return "NO APPROVAL POLICY" if t.effect.value == "irreversible" else "-"
+    a = t.approval
+    return " then ".join([*a.roles, *a.escalate]) + (f"; auto if {a.auto_approve}" if a.auto_approve else "")
+
+
+def _bounds(bounds: dict[str, Bound]) -> str:
+    said = []
+    for field, b in bounds.items():
+        if b.min is not None:
+            said.append(f"{field} ≥ {b.min:g}")
+        if b.max is not None:
+            said.append(f"{field} ≤ {b.max:g}")
+        if b.one_of is not None:
+            said.append(f"{field} in {', '.join(b.one_of)}")
+        if b.domains is not None:
+            said.append(f"{field} at {', '.join(b.domains)}")
+    return "; ".join(said) or "-"
+
+
+def _indent(text: str, n: int = 2) -> str:
+    return "\n".join(" " * n + line for line in text.splitlines())

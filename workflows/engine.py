@@ -21,13 +21,14 @@ from temporalio.exceptions import ActivityError, RetryState
 
 from workflows import search_attributes as sa
 from workflows.agent_steps import AgentSteps
-from workflows.approval_desk import ApprovalDesk
 from workflows.agents import Agent
+from workflows.approval_desk import ApprovalDesk
 from workflows.approvals import ApprovalStatus, AskPolicy
 from workflows.human_steps import HumanSteps, NotApproved
 from workflows.ledger import LedgerEntry, StepKind
 from workflows.model_steps import ModelSteps
 from workflows.outcome import RunOutcome, RunState, StopRun, ToolRefused
+from workflows.plan import PlannedStep
 from workflows.retry_policies import TOOL_RETRY, bounded
 from workflows.status import RunStatus
 from workflows.visibility import SearchAttributeMirror, approval_markdown
@@ -49,6 +50,7 @@ class Process(ModelSteps, HumanSteps, AgentSteps):
     name: ClassVar[str]
     roles: ClassVar[tuple[str, ...]] = ()  # roles the process may ask; the worker checks baton.toml has them
     agents: ClassVar[tuple[Agent, ...]] = ()  # agents it delegates to; baton.toml grants them tools
+    plan: ClassVar[tuple[PlannedStep, ...]] = ()  # its steps, declared for `baton tools` (workflows/plan.py)
 
     def __init__(self) -> None:
         self._ledger: list[LedgerEntry] = []

@@ -17,6 +17,7 @@ from workflows.approvals import ApprovalStatus, AskPolicy, Stage
 from workflows.engine import Process
 from workflows.kyc import KycResult, KycVerdict, match_kyc
 from workflows.outcome import RunOutcome, RunState
+from workflows.plan import PlannedStep
 
 with workflow.unsafe.imports_passed_through():
     from activities.policy import BudgetOverride
@@ -77,6 +78,18 @@ class Onboarded(BaseModel):
 class Onboarding(Process):
     name = "onboarding"
     roles = ("compliance", "compliance-lead")
+    plan = (
+        PlannedStep("validate_identity", "tool", tool="verify_identity"),
+        PlannedStep("pull_credit", "tool", tool="pull_credit"),
+        PlannedStep("match_kyc", "rule", note="match_kyc: clear, review or reject (reject ends the run)"),
+        PlannedStep("compliance_review", "approval", roles=("compliance", "compliance-lead"),
+                    note="when KYC says review"),
+        PlannedStep("welcome_email", "llm", tier="fast"),
+        PlannedStep("create_crm_record", "tool", tool="create_crm_record"),
+        PlannedStep("send_confirmation.approval", "approval", roles=("compliance",),
+                    note="a rule approves when KYC cleared or a person reviewed"),
+        PlannedStep("send_confirmation", "tool", tool="send_email"),
+    )
 
     @workflow.run
     async def run(self, applicant: Applicant) -> RunOutcome[Onboarded]:

@@ -18,6 +18,7 @@ from temporalio import workflow
 from workflows.approvals import AskPolicy
 from workflows.engine import Process
 from workflows.outcome import RunOutcome, RunState
+from workflows.plan import PlannedStep
 
 with workflow.unsafe.imports_passed_through():
     from activities.policy import BudgetOverride
@@ -92,6 +93,15 @@ def suggest_slot(notes: DealNotes) -> MeetingSlot:
 class SalesFollowUp(Process):
     name = "sales-followup"
     roles = ("sales-manager",)
+    plan = (
+        PlannedStep("read_crm_notes", "tool", tool="read_crm_notes", note="no contact or demo date ends the run"),
+        PlannedStep("summarise_signals", "llm", tier="fast"),
+        PlannedStep("suggest_slot", "rule", note="suggest_slot: two business days after the demo"),
+        PlannedStep("draft_email", "llm", tier="strong"),
+        PlannedStep("send_followup.approval", "approval", roles=("sales-manager",), note="the manager reads the draft"),
+        PlannedStep("send_followup", "tool", tool="send_email"),
+        PlannedStep("update_crm", "tool", tool="update_crm_deal"),
+    )
 
     @workflow.run
     async def run(self, request: FollowUpRequest) -> RunOutcome[FollowedUp]:

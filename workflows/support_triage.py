@@ -23,6 +23,7 @@ from workflows.agents import Agent, AgentCaps, AgentReport
 from workflows.approvals import ApprovalStatus, AskPolicy, AtDeadline
 from workflows.engine import Process
 from workflows.outcome import RunOutcome, RunState
+from workflows.plan import PlannedStep
 
 with workflow.unsafe.imports_passed_through():
     from activities.policy import BudgetOverride
@@ -140,6 +141,13 @@ class SupportTriage(Process):
     name = "support-triage"
     roles = ("support-lead",)
     agents = (RETURNS, TECHNICAL, BILLING)
+    plan = (
+        PlannedStep("classify", "llm", tier="fast"),
+        PlannedStep("returns_agent", "agent", agent="returns", note="when classified returns"),
+        PlannedStep("technical_agent", "agent", agent="technical", note="when classified technical"),
+        PlannedStep("billing_agent", "agent", agent="billing", note="when classified billing"),
+        PlannedStep("human_takeover", "approval", roles=("support-lead",), note="when the agent escalates"),
+    )
 
     @workflow.run
     async def run(self, request: SupportRequest) -> RunOutcome[Triaged]:
