@@ -19,12 +19,18 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.llm.transport import HttpSettings
+from activities.payloads import PayloadSettings
+from activities.tools.grants import Grant
 from activities.tools.systems import SystemsOfRecord
 from tests.fake_provider import FakeProvider
 from worker.binaries import temporal_cli, temporal_test_server
-from activities.payloads import PayloadSettings
-from activities.tools.grants import Grant
-from worker.config import BatonConfig, OfflineSettings, Role, SystemsConfig, shipped_grants
+from worker.config import (
+    BatonConfig,
+    OfflineSettings,
+    Role,
+    SystemsConfig,
+    shipped_grants,
+)
 from worker.devserver import register_search_attributes
 from worker.registration import baton_worker
 from workflows import search_attributes as sa

@@ -14,6 +14,7 @@ only once no run of that version can still be open.
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -24,10 +25,17 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from client.sdk import Baton
-from tests.conftest import LEADS, REVIEWERS, running_worker
+from tests.conftest import (
+    LEADS,
+    REVIEWERS,
+    ROOT,
+    SALES_MANAGERS,
+    SUPPORT_LEADS,
+    running_worker,
+)
 from tests.test_onboarding_routes import CLEAR, PEP, SANCTIONED, wait_for_state
 from worker.registration import workflow_runner
-from workflows.catalog import PROCESSES
+from workflows.catalog import WORKFLOWS
 from workflows.outcome import RunState
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -36,13 +44,18 @@ RECORD = os.environ.get("BATON_RECORD_HISTORIES") == "1"
 
 def replayer() -> Replayer:
     return Replayer(
-        workflows=[spec.workflow for spec in PROCESSES.values()],
+        workflows=WORKFLOWS,
         data_converter=pydantic_data_converter,
         workflow_runner=workflow_runner(),
     )
 
 
-async def run_route(time_env, baton: Baton, route: str) -> str:
+def example(path: str) -> dict:
+    return json.loads((ROOT / "examples" / path).read_text())
+
+
+async def run_route(time_env, baton: Baton, route: str) -> list[str]:
+    """Drive one route to its end; returns the run id and its agents' child workflow ids."""
     match route:
         case "onboarding-clear":
             run_id = await baton.start("onboarding", CLEAR, run_id=route)
@@ -58,8 +71,30 @@ async def run_route(time_env, baton: Baton, route: str) -> str:
                 await baton.approve(run_id, by=LEADS[0], comment="checked on escalation")
             else:
                 await time_env.sleep(timedelta(hours=49))
+        case "support-triage-resolved":
+            run_id = await baton.start("support-triage", example("support-triage/refund.json"), run_id=route)
+            await baton.result(run_id)
+            return [run_id, f"{run_id}/returns_agent"]
+        case "support-triage-escalated":
+            run_id = await baton.start("support-triage", example("support-triage/looping-agent.json"), run_id=route)
+            await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
+            await baton.approve(run_id, by=SUPPORT_LEADS[0], comment="handled by phone")
+            await baton.result(run_id)
+            return [run_id, f"{run_id}/technical_agent"]
+        case "support-triage-refund-approved":
+            run_id = await baton.start("support-triage", example("support-triage/large-refund.json"), run_id=route)
+            agent = f"{run_id}/returns_agent"
+            await wait_for_state(baton, agent, RunState.AWAITING_APPROVAL)
+            await baton.approve(agent, by=SUPPORT_LEADS[0], comment="defective, refund in full")
+            await baton.result(run_id)
+            return [run_id, agent]
+        case "sales-followup-approved" | "sales-followup-rejected":
+            run_id = await baton.start("sales-followup", example("sales-followup/northwind.json"), run_id=route)
+            await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
+            decide = baton.approve if route.endswith("approved") else baton.reject
+            await decide(run_id, by=SALES_MANAGERS[0], comment="reviewed")
     await baton.result(run_id)
-    return run_id
+    return [run_id]
 
 
 ROUTES = [
@@ -68,23 +103,40 @@ ROUTES = [
     "onboarding-review-approved",
     "onboarding-review-escalated",
     "onboarding-review-timeout",
+    "support-triage-resolved",
+    "support-triage-escalated",
+    "support-triage-refund-approved",
+    "sales-followup-approved",
+    "sales-followup-rejected",
 ]
+AGENT_ROUTES = {
+    "support-triage-resolved": "returns_agent",
+    "support-triage-escalated": "technical_agent",
+    "support-triage-refund-approved": "returns_agent",
+}
+
+
+def history_files() -> list[str]:
+    """Each route's run, and the agent child it delegated to (an agent's loop must replay too)."""
+    return sorted([*ROUTES, *(f"{route}--{agent}" for route, agent in AGENT_ROUTES.items())])
 
 
 @pytest.mark.parametrize("route", ROUTES)
 async def test_fresh_history_replays(time_env, config, route):
     async with running_worker(time_env.client, config) as w:
         baton = Baton(time_env.client, w.task_queue)
-        run_id = await run_route(time_env, baton, route)
-        history = await time_env.client.get_workflow_handle(run_id).fetch_history()
-    if RECORD:
-        (HISTORIES / f"{route}.json").write_text(history.to_json())
-    result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
-    assert result.replay_failure is None, result.replay_failure
+        ids = await run_route(time_env, baton, route)
+        histories = [await time_env.client.get_workflow_handle(i).fetch_history() for i in ids]
+    for history in histories:
+        if RECORD:
+            name = history.workflow_id.replace(f"{route}/", f"{route}--")
+            (HISTORIES / f"{name}.json").write_text(history.to_json())
+        result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
+        assert result.replay_failure is None, (history.workflow_id, result.replay_failure)
 
 
 def test_every_route_has_a_recorded_history():
-    assert sorted(p.stem for p in HISTORIES.glob("*.json")) == sorted(ROUTES)
+    assert sorted(p.stem for p in HISTORIES.glob("*.json")) == history_files()
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,13 @@ from pydantic import BaseModel, ValidationError
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
-from workflows.agents import AgentProgress, AgentReport, AgentTask, SupervisorVerdict, TrailEntry
+from workflows.agents import (
+    AgentProgress,
+    AgentReport,
+    AgentTask,
+    SupervisorVerdict,
+    TrailEntry,
+)
 from workflows.approvals import ApprovalStatus
 from workflows.engine import Process
 from workflows.ledger import StepKind

@@ -22,8 +22,18 @@ from activities.llm.contracts import LlmRequest, LlmResult, ModelCall
 from activities.llm.conversation import PAYLOAD_SLOT, Conversation, Message
 from activities.llm.health import HealthBoard
 from activities.llm.offline import OfflineProvider
-from activities.llm.output_type import UnknownOutputType, problems, repair_request, resolve
-from activities.llm.provider import Completion, Provider, ProviderRejected, ProviderUnavailable
+from activities.llm.output_type import (
+    UnknownOutputType,
+    problems,
+    repair_request,
+    resolve,
+)
+from activities.llm.provider import (
+    Completion,
+    Provider,
+    ProviderRejected,
+    ProviderUnavailable,
+)
 from activities.payloads import PayloadStore
 
 CALLS = TypeAdapter(list[ModelCall])
