@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -27,9 +28,11 @@ def _what(e: LedgerEntry) -> str:
         case StepKind.LLM:
             return f"{e.tier}→{e.provider}/{e.model}"
         case StepKind.TOOL:
-            return f"{e.name} ({e.effect})"
+            return f"{e.name} ({e.effect})" if e.effect else e.name
         case StepKind.APPROVAL:
             return "threshold rule" if e.by == "rule" else f"{e.name}: {e.by or '-'}"
+        case StepKind.AGENT:
+            return f"agent {e.name} ({e.tier})"
         case _:
             return e.name
 
@@ -41,7 +44,7 @@ def ledger_table(entries: Sequence[LedgerEntry]) -> str:
             e.step,
             e.kind.value,
             _what(e),
-            f"{e.tokens_in}/{e.tokens_out}" if e.kind is StepKind.LLM else "-",
+            f"{e.tokens_in}/{e.tokens_out}" if e.kind in (StepKind.LLM, StepKind.AGENT) else "-",
             f"${e.cost_usd:.6f}",
             f"{e.latency_ms:,.0f} ms",
             str(e.attempts),
@@ -50,7 +53,25 @@ def ledger_table(entries: Sequence[LedgerEntry]) -> str:
         for e in entries
     ]
     headers = ["#", "step", "kind", "model / tool", "tokens in/out", "cost", "latency", "tries", "outcome"]
-    return "\n".join([table(headers, rows), *_model_call_notes(entries)])
+    return "\n".join([table(headers, rows), *_agent_trails(entries), *_model_call_notes(entries)])
+
+
+def _agent_trails(entries: Sequence[LedgerEntry]) -> list[str]:
+    """What each agent proposed, what was refused, reviewed, approved and seen: its trail."""
+    lines = []
+    for e in entries:
+        if e.kind is not StepKind.AGENT or not e.decision:
+            continue
+        lines += ["", f"{e.step} (agent {e.name}): {e.decision.get('turns', 0)} turns, "
+                  f"{e.decision.get('tool_calls', 0)} tool calls, {e.decision.get('refused', 0)} refused"]
+        for t in e.decision.get("trail", []):
+            what = t.get("detail") or json.dumps(t.get("data"), default=str)
+            lines.append(f"  turn {t['turn']}  {t['kind']:<12} {t.get('tool') or '':<14} {_clip(what)}")
+    return lines
+
+
+def _clip(text: str, width: int = 110) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _model_call_notes(entries: Sequence[LedgerEntry]) -> list[str]:

@@ -125,9 +125,8 @@ class BoundedAgent(Process):
             return self._refuse(turn, step, use, f"invalid arguments: {problems}", "invalid")
         key = self._idempotency_key(step, spec, args)
         if key in self._p.done_keys:
-            detail = f"{use.name} already ran for {key}; not run again"
-            self._trail(turn, "refused", use.name, detail)
-            return _observation(use, json.dumps({"already_done": True, "result": self._p.done_keys[key]}), False)
+            earlier = json.dumps({"already_done": True, "result": json.loads(self._p.done_keys[key])})
+            return self._refuse(turn, step, use, f"{use.name} already ran for {key}; not run again", "refused", earlier)
         if self._p.tool_calls >= self._task.caps.max_tool_calls:
             raise CapReached("max_tool_calls", f"max_tool_calls: {self._p.tool_calls} tool calls made, limit "
                              f"{self._task.caps.max_tool_calls}; stopped before {use.name}")
@@ -137,11 +136,13 @@ class BoundedAgent(Process):
                 return blocked
         return await self._run(turn, step, spec, args, use, key)
 
-    def _refuse(self, turn: int, step: str, use: ToolUse, problem: str, kind: str) -> Message:
-        self._record(step=step, kind=StepKind.TOOL, name=use.name, started_at=workflow.now(),
-                     outcome="refused", detail=problem, decision={"arguments": use.arguments})
+    def _refuse(self, turn: int, step: str, use: ToolUse, problem: str, kind: str, reply: str | None = None) -> Message:
+        """Record a proposal that will not run, and answer the model why (or with the earlier result)."""
+        spec = TOOLS.get(use.name)
+        self._record(step=step, kind=StepKind.TOOL, name=use.name, effect=spec.effect.value if spec else None,
+                     started_at=workflow.now(), outcome="refused", detail=problem, decision={"arguments": use.arguments})
         self._trail(turn, kind, use.name, problem, use.arguments)
-        return _observation(use, f"refused: {problem}", True)
+        return _observation(use, reply or f"refused: {problem}", reply is None)
 
     async def _guard(self, turn: int, step: str, spec: ToolSpec, args: BaseModel, use: ToolUse) -> Message | None:
         """An irreversible proposal passes the supervisor, then its approval policy; else it is answered no."""
@@ -194,16 +195,31 @@ class BoundedAgent(Process):
     # ----- caps, prompts, the report ---------------------------------------------------
 
     async def _within_ttl(self, work: Coroutine[Any, Any, Any], what: str) -> Any:
-        """Await `work` within the agent's remaining working time."""
+        """Await `work` within the agent's remaining working time; past it, cancel `work` and stop.
+
+        A cancelled activity surfaces inside `work` as a failed step; what `work`
+        recorded on its way out is relabelled `cancelled` rather than left as an error.
+        """
         ttl = self._task.caps.ttl
         left = ttl.total_seconds() - ((workflow.now() - self._p.started_at).total_seconds() - self._p.paused_s)
         if left <= 0:
             work.close()
             raise CapReached("ttl", f"ttl: {ttl} of working time used up before {what}")
+        ledger_mark, trail_mark = len(self._ledger), len(self._p.trail)
+        task = asyncio.ensure_future(work)
+        await workflow.wait([task], timeout=left)
+        if task.done():
+            return task.result()
+        task.cancel()
         try:
-            return await asyncio.wait_for(work, timeout=left)
-        except TimeoutError:
-            raise CapReached("ttl", f"ttl: {ttl} of working time used up during {what}") from None
+            await task
+        except (Exception, asyncio.CancelledError):  # noqa: BLE001 (the cancelled step's own failure)
+            pass
+        del self._p.trail[trail_mark:]
+        for entry in self._ledger[ledger_mark:]:
+            if entry.outcome == "error":
+                entry.outcome, entry.detail = "cancelled", f"the agent's ttl ({ttl}) ran out"
+        raise CapReached("ttl", f"ttl: {ttl} of working time used up during {what}")
 
     def _continue(self) -> None:
         self._p.cost_usd = self._cost

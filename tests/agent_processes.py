@@ -1,0 +1,56 @@
+"""Small processes that exist only to drive the bounded agent loop where the shipped ones do not go."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+from temporalio import workflow
+
+from workflows.agents import Agent, AgentCaps, AgentReport
+from workflows.engine import Process
+from workflows.outcome import RunOutcome, RunState
+
+PROCESS = "test-agent-loop"
+
+
+class LoopTask(BaseModel):
+    agent: str = Field(description="which of the process's agents runs")
+    order_id: str = "O-2001"
+
+
+class Summary(BaseModel):
+    """What the test agents answer with."""
+
+    summary: str = Field(min_length=1, max_length=300, examples=["The order was looked up."])
+
+
+LOOKUP = "Look the order up, as often as you need, then summarise it. "
+# Continues as new every two turns: a four-turn conversation spans two runs of the child.
+SHORT_RUNS = Agent(
+    name="short-runs", instructions=LOOKUP, output=Summary, supervisor_tier=None,
+    caps=AgentCaps(max_turns=8, max_tool_calls=6, turns_per_run=2),
+)
+# Two tool calls allowed: a third proposal ends it.
+TWO_CALLS = Agent(
+    name="two-calls", instructions=LOOKUP, output=Summary, supervisor_tier=None,
+    caps=AgentCaps(max_turns=8, max_tool_calls=2),
+)
+AGENTS = {a.name: a for a in (SHORT_RUNS, TWO_CALLS)}
+
+
+@workflow.defn(name=PROCESS)
+class AgentLoop(Process):
+    """Hands one goal to the named agent and returns its report as the run's result."""
+
+    name = PROCESS
+    agents = (SHORT_RUNS, TWO_CALLS)
+
+    @workflow.run
+    async def run(self, task: LoopTask) -> RunOutcome[AgentReport]:
+        return await self.execute(lambda: self._delegate(task), None)
+
+    async def _delegate(self, task: LoopTask) -> RunOutcome[AgentReport]:
+        agent = AGENTS[task.agent]
+        report = await self.agent(
+            f"{agent.name}_agent", agent, goal=f"Loop case {agent.name}: summarise order {task.order_id}", context=task
+        )
+        return self.end(RunState.COMPLETED, f"agent {report.status}: {report.reason}", report)
