@@ -134,7 +134,7 @@ class BoundedAgent(Process):
             blocked = await self._guard(turn, step, spec, args, use)
             if blocked:
                 return blocked
-        return await self._run(turn, step, spec, args, use, key)
+        return await self._run(turn, step, spec, args, use)
 
     def _refuse(self, turn: int, step: str, use: ToolUse, problem: str, kind: str, reply: str | None = None) -> Message:
         """Record a proposal that will not run, and answer the model why (or with the earlier result)."""
@@ -171,12 +171,12 @@ class BoundedAgent(Process):
         self._trail(turn, "approved", spec.name, f"by {result.by}" + (f" (rule `{result.rule}`)" if result.rule else ""))
         return None
 
-    async def _run(self, turn: int, step: str, spec: ToolSpec, args: BaseModel, use: ToolUse, key: str | None) -> Message:
+    async def _run(self, turn: int, step: str, spec: ToolSpec, args: BaseModel, use: ToolUse) -> Message:
         entry = self._tool_entry(step, spec, args, self._before_step(step))
         self._p.tool_calls += 1
         try:
             res = await self._within_ttl(
-                self._run_tool(step, spec, args, retry=TOOL_RETRY, timeout=TOOL_TIMEOUT, offload=True), spec.name
+                self._run_tool(entry, spec, args, retry=TOOL_RETRY, timeout=TOOL_TIMEOUT, offload=True), spec.name
             )
         except ActivityError as err:
             message = str(err.cause) if err.cause else str(err)
@@ -186,8 +186,8 @@ class BoundedAgent(Process):
         seen = {"payload_ref": res.payload_ref, "bytes": res.payload_bytes, **res.output} if res.payload_ref else res.output
         self._record(**entry, attempts=res.attempt, outcome="ok", decision=seen)
         self._trail(turn, "observed", spec.name, data=seen)
-        if key is not None:
-            self._p.done_keys[key] = json.dumps(seen)
+        if entry["idempotency_key"] is not None:
+            self._p.done_keys[entry["idempotency_key"]] = json.dumps(seen)
         if res.payload_ref:
             return _observation(use, PAYLOAD_SLOT, False, res.payload_ref)
         return _observation(use, json.dumps(res.output), False)

@@ -135,7 +135,7 @@ class Process(ModelSteps, HumanSteps, AgentSteps):
         bounded(step, retry)
         entry = self._tool_entry(step, spec, args, started)
         try:
-            res = await self._run_tool(step, spec, args, retry=retry, timeout=timeout)
+            res = await self._run_tool(entry, spec, args, retry=retry, timeout=timeout)
         except ActivityError as err:
             self._fail(entry, retry.maximum_attempts, err)
         value = spec.result.model_validate(res.output)
@@ -161,13 +161,13 @@ class Process(ModelSteps, HumanSteps, AgentSteps):
         return spec.idempotency_key(args, f"{workflow.info().workflow_id}/{step}")
 
     async def _run_tool(
-        self, step: str, spec: ToolSpec, args: BaseModel, *, retry: RetryPolicy, timeout: timedelta,
+        self, entry: dict, spec: ToolSpec, args: BaseModel, *, retry: RetryPolicy, timeout: timedelta,
         offload: bool = False,
     ) -> ToolResult:
-        """Schedule the tool activity, handing it the grant it must re-check."""
+        """Schedule the tool activity for the step `entry` (see `_tool_entry`), handing it the grant to re-check."""
+        step = entry["step"]
         call = ToolCall(
-            step=step, tool=spec.name, args=args.model_dump(mode="json"),
-            idempotency_key=self._idempotency_key(step, spec, args),
+            step=step, tool=spec.name, args=args.model_dump(mode="json"), idempotency_key=entry["idempotency_key"],
             grantee=self.name, grant=self._grant(), offload=offload,
         )
         return await workflow.execute_activity_method(
