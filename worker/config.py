@@ -73,6 +73,13 @@ class OfflineSettings(BaseModel):
     scripts: Path | None = None
 
 
+class Slo(BaseModel):
+    """`[slo.PROCESS]`: targets the report measures runs against (not kill switches: see budgets)."""
+
+    model_config = ConfigDict(extra="forbid")
+    latency_s: float = Field(gt=0, description="working time of a run, waits for people excluded")
+
+
 class BatonConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -87,6 +94,7 @@ class BatonConfig(BaseModel):
     grants: dict[str, Grant] = Field(default_factory=shipped_grants)
     payloads: PayloadSettings = PayloadSettings()
     offline: OfflineSettings = OfflineSettings()
+    slo: dict[str, Slo] = {}
 
     def catalog(self) -> Catalog:
         return Catalog(providers=self.providers, models=self.models, tiers=self.tiers)
