@@ -7,34 +7,67 @@ if `baton.toml` changes later.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from datetime import timedelta
+
+from pydantic import BaseModel, ConfigDict, Field
 from temporalio import activity
 
 from activities.llm.catalog import Catalog
 from activities.tools.grants import Grant
 
-
-class Budget(BaseModel):
-    """Kill switches checked before every step."""
-
-    max_cost_usd: float = Field(default=0.50, gt=0)
-    max_steps: int = Field(default=25, gt=0)
-
-    def tightened(self, override: BudgetOverride | None) -> Budget:
-        """Apply a per-run override; it may only lower a limit, never raise it."""
-        if override is None:
-            return self
-        return Budget(
-            max_cost_usd=min(self.max_cost_usd, override.max_cost_usd or self.max_cost_usd),
-            max_steps=min(self.max_steps, override.max_steps or self.max_steps),
-        )
+CAPS = ("max_cost_usd", "max_steps", "max_llm_calls", "max_tool_calls", "max_wall_clock", "max_approval_idle")
 
 
 class BudgetOverride(BaseModel):
-    """A run's own, tighter limits (optional per field)."""
+    """A run's own limits (optional per cap): tighter than its process's, or up to the policy maximum."""
+
+    model_config = ConfigDict(extra="forbid")
 
     max_cost_usd: float | None = Field(default=None, gt=0)
     max_steps: int | None = Field(default=None, gt=0)
+    max_llm_calls: int | None = Field(default=None, gt=0)
+    max_tool_calls: int | None = Field(default=None, gt=0)
+    max_wall_clock: timedelta | None = Field(default=None, gt=timedelta(0))
+    max_approval_idle: timedelta | None = Field(default=None, gt=timedelta(0))
+
+
+class Budget(BaseModel):
+    """Kill switches checked before every step (and, for time, while a run waits).
+
+    The caps added after the first two are None in runs recorded before they
+    existed: such runs replay and finish under the limits they started with.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_cost_usd: float = Field(default=0.50, gt=0)
+    max_steps: int = Field(default=25, gt=0)
+    max_llm_calls: int | None = Field(default=None, ge=0, description="model requests, repairs and fallbacks included")
+    max_tool_calls: int | None = Field(default=None, ge=0, description="tool calls scheduled; refused ones do not count")
+    max_wall_clock: timedelta | None = Field(default=None, gt=timedelta(0), description="from the run's start")
+    max_approval_idle: timedelta | None = Field(
+        default=None, gt=timedelta(0), description="how long one approval request may wait, escalations included"
+    )
+    maximum: BudgetOverride | None = Field(
+        default=None, description="how far a run's override may raise a cap; None: overrides may only tighten"
+    )
+
+    def tightened(self, override: BudgetOverride | None) -> tuple[Budget, list[str]]:
+        """Apply a run's override: lower freely, raise only up to `maximum`; says what it clamped."""
+        if override is None:
+            return self, []
+        caps, clamped = {}, []
+        for cap in CAPS:
+            asked, limit = getattr(override, cap), getattr(self, cap)
+            if asked is None:
+                continue
+            ceiling = getattr(self.maximum, cap, None) if self.maximum else None
+            allowed = ceiling if ceiling is not None else limit
+            if allowed is not None and asked > allowed:
+                clamped.append(f"{cap}: asked {asked}, allowed up to {allowed}")
+                asked = allowed
+            caps[cap] = asked
+        return self.model_copy(update=caps), clamped
 
 
 class RunPolicy(BaseModel):

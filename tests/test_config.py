@@ -8,14 +8,16 @@ naming the field, before anything starts.
 from __future__ import annotations
 
 import json
+import re
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from activities.policy import Budget, BudgetOverride
+from activities.policy import CAPS, Budget, BudgetOverride
 from client.sdk import InputError, read_input, validate_input
-from worker.config import BatonConfig, ConfigError, load
+from worker.config import DEFAULT_BUDGET, BatonConfig, ConfigError, load
 
 ROOT = Path(__file__).resolve().parent.parent
 REPO_CONFIG = ROOT / "baton.toml"
@@ -185,12 +187,13 @@ def test_no_file_gives_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert not (tmp_path / "baton.toml").exists()
     config = load()
     assert config == BatonConfig()
-    # the documented built-ins: two offline models, fast/strong tiers, a modest default budget
+    # the documented built-ins: two offline models, fast/strong tiers, every kill switch set
     assert config.tiers == {"fast": ["offline-fast"], "strong": ["offline-strong"]}
     assert {m.provider for m in config.models.values()} == {"offline"}
     assert config.models["offline-fast"].price.input == 0.15
     assert config.models["offline-strong"].price.output == 15.00
-    assert config.default_budget() == Budget(max_cost_usd=0.50, max_steps=25)
+    assert config.default_budget() == DEFAULT_BUDGET
+    assert all(getattr(DEFAULT_BUDGET, cap) is not None for cap in CAPS)
     assert config.systems.db == Path(".baton/systems.db")
 
 
@@ -198,7 +201,7 @@ def test_cwd_baton_toml_is_picked_up(tmp_path: Path, monkeypatch: pytest.MonkeyP
     write(tmp_path, "[budgets.default]\nmax_cost_usd = 0.01\nmax_steps = 3\n")
     monkeypatch.chdir(tmp_path)
     config = load()
-    assert config.default_budget() == Budget(max_cost_usd=0.01, max_steps=3)
+    assert config.default_budget() == DEFAULT_BUDGET.model_copy(update={"max_cost_usd": 0.01, "max_steps": 3})
 
 
 def test_partial_file_keeps_other_defaults(tmp_path: Path) -> None:
@@ -211,52 +214,87 @@ def test_partial_file_keeps_other_defaults(tmp_path: Path) -> None:
 def test_default_budget_when_file_has_none(tmp_path: Path) -> None:
     path = write(tmp_path, "[budgets.onboarding]\nmax_cost_usd = 0.02\nmax_steps = 4\n")
     config = load(path)
-    assert config.default_budget() == Budget(max_cost_usd=0.50, max_steps=25)
-    assert config.budgets["onboarding"] == Budget(max_cost_usd=0.02, max_steps=4)
+    assert config.default_budget() == DEFAULT_BUDGET
+    assert config.budgets["onboarding"] == DEFAULT_BUDGET.model_copy(update={"max_cost_usd": 0.02, "max_steps": 4})
+
+
+def test_a_process_budget_inherits_every_cap_it_does_not_name(tmp_path: Path) -> None:
+    path = write(tmp_path, (
+        '[budgets.default]\nmax_llm_calls = 7\nmax_wall_clock = "PT2H"\n'
+        '[budgets.onboarding]\nmax_tool_calls = 3\n[budgets.onboarding.maximum]\nmax_cost_usd = 1.0\n'
+    ))
+    onboarding = load(path).budgets["onboarding"]
+    assert (onboarding.max_llm_calls, onboarding.max_wall_clock, onboarding.max_tool_calls) == (7, timedelta(hours=2), 3)
+    assert onboarding.max_cost_usd == DEFAULT_BUDGET.max_cost_usd
+    assert onboarding.maximum == BudgetOverride(max_cost_usd=1.0)
+    assert load(path).default_budget().maximum is None
+
+
+@pytest.mark.parametrize("body,where", [
+    ("[budgets.default]\nmax_stepz = 3\n", "budgets.default.max_stepz"),
+    ('[budgets.onboarding]\nmax_wall_clock = "soon"\n', "budgets.onboarding.max_wall_clock"),
+    ("[budgets.onboarding]\nmax_llm_calls = -1\n", "budgets.onboarding.max_llm_calls"),
+    ("[budgets.onboarding.maximum]\nmax_steps = 0\n", "budgets.onboarding.maximum.max_steps"),
+])
+def test_a_bad_budget_names_the_key(tmp_path: Path, body: str, where: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(where)):
+        load(write(tmp_path, body))
+
+
+def test_the_shipped_budgets_set_every_cap() -> None:
+    for name, budget in load(ROOT / "baton.toml").budgets.items():
+        assert all(getattr(budget, cap) is not None for cap in CAPS), name
 
 
 # --------------------------------------------------------------- budgets
 
 
-BASE = Budget(max_cost_usd=0.50, max_steps=25)
+BASE = DEFAULT_BUDGET
 
 
 def test_tightened_none_keeps_budget() -> None:
-    assert BASE.tightened(None) == Budget(max_cost_usd=0.50, max_steps=25)
+    assert BASE.tightened(None) == (BASE, [])
 
 
-def test_tightened_lowers_both() -> None:
-    assert BASE.tightened(BudgetOverride(max_cost_usd=0.10, max_steps=5)) == Budget(max_cost_usd=0.10, max_steps=5)
+def test_tightened_lowers_every_cap() -> None:
+    lower = dict(max_cost_usd=0.10, max_steps=5, max_llm_calls=2, max_tool_calls=1,
+                 max_wall_clock=timedelta(minutes=5), max_approval_idle=timedelta(minutes=1))
+    assert BASE.tightened(BudgetOverride(**lower)) == (BASE.model_copy(update=lower), [])
 
 
-def test_tightened_cannot_raise() -> None:
-    assert BASE.tightened(BudgetOverride(max_cost_usd=99.0, max_steps=1000)) == Budget(
-        max_cost_usd=0.50, max_steps=25
-    )
+def test_tightened_cannot_raise_and_says_so() -> None:
+    budget, clamped = BASE.tightened(BudgetOverride(max_cost_usd=99.0, max_steps=1000, max_wall_clock="P30D"))
+    assert budget == BASE
+    assert [c.split(":")[0] for c in clamped] == ["max_cost_usd", "max_steps", "max_wall_clock"]
+    assert "asked 99.0, allowed up to 0.5" in clamped[0]
 
 
-def test_tightened_mixed_override_lowers_only_what_is_lower() -> None:
-    assert BASE.tightened(BudgetOverride(max_cost_usd=0.05, max_steps=1000)) == Budget(
-        max_cost_usd=0.05, max_steps=25
-    )
-    assert BASE.tightened(BudgetOverride(max_cost_usd=5.0, max_steps=2)) == Budget(max_cost_usd=0.50, max_steps=2)
+def test_a_policy_maximum_lets_a_run_ask_for_more_up_to_it() -> None:
+    base = BASE.model_copy(update={"maximum": BudgetOverride(max_cost_usd=2.0, max_llm_calls=40)})
+    budget, clamped = base.tightened(BudgetOverride(max_cost_usd=1.5, max_llm_calls=100, max_steps=1000))
+    assert (budget.max_cost_usd, budget.max_llm_calls, budget.max_steps) == (1.5, 40, BASE.max_steps)
+    assert [c.split(":")[0] for c in clamped] == ["max_steps", "max_llm_calls"]
 
 
-def test_tightened_partial_override() -> None:
-    assert BASE.tightened(BudgetOverride(max_steps=3)) == Budget(max_cost_usd=0.50, max_steps=3)
-    assert BASE.tightened(BudgetOverride(max_cost_usd=0.2)) == Budget(max_cost_usd=0.2, max_steps=25)
-    assert BASE.tightened(BudgetOverride()) == BASE
+def test_an_unset_cap_is_tightened_from_unlimited() -> None:
+    legacy = Budget(max_cost_usd=0.50, max_steps=25)  # a run recorded before the newer caps
+    assert legacy.tightened(BudgetOverride(max_tool_calls=3))[0].max_tool_calls == 3
+    assert legacy.tightened(None)[0].max_wall_clock is None
 
 
 def test_tightened_does_not_change_the_original() -> None:
-    base = Budget(max_cost_usd=0.50, max_steps=25)
+    base = BASE.model_copy()
     base.tightened(BudgetOverride(max_cost_usd=0.01, max_steps=1))
-    assert base == Budget(max_cost_usd=0.50, max_steps=25)
+    assert base == BASE
 
 
-@pytest.mark.parametrize("field", [{"max_cost_usd": 0}, {"max_cost_usd": -1}, {"max_steps": 0}, {"max_steps": -3}])
-def test_override_must_be_positive(field: dict) -> None:
-    # zero or negative would otherwise be read as "no override" or an instant stop
+@pytest.mark.parametrize("field", [
+    {"max_cost_usd": 0}, {"max_cost_usd": -1}, {"max_steps": 0}, {"max_steps": -3},
+    {"max_llm_calls": 0}, {"max_tool_calls": -1}, {"max_wall_clock": 0}, {"max_approval_idle": "-PT1M"},
+    {"max_stepz": 3},
+])
+def test_override_must_be_positive_and_known(field: dict) -> None:
+    # zero or negative would otherwise be read as "no override" or an instant stop; a typo is not ignored
     with pytest.raises(ValueError):
         BudgetOverride(**field)
 

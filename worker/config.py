@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from activities.llm.activity import LlmSettings
 from activities.llm.catalog import Catalog, ModelSpec, ProviderSpec
@@ -26,6 +27,19 @@ from workflows.catalog import PROCESSES
 
 class ConfigError(Exception):
     pass
+
+
+# Every cap set, as seed 004 asks; baton.toml's [budgets.default] may change any of them.
+DEFAULT_BUDGET = Budget(
+    max_cost_usd=0.50, max_steps=25, max_llm_calls=20, max_tool_calls=20,
+    max_wall_clock=timedelta(days=7), max_approval_idle=timedelta(days=3),
+)
+
+
+def _as_dict(value: object) -> dict:
+    if isinstance(value, Budget):
+        return value.model_dump(exclude_unset=True)
+    return dict(value) if isinstance(value, dict) else {}
 
 
 class SystemsConfig(BaseModel):
@@ -89,12 +103,22 @@ class BatonConfig(BaseModel):
     providers: dict[str, ProviderSpec] = {}
     models: dict[str, ModelSpec] = Field(default_factory=lambda: Catalog().models)
     tiers: dict[str, list[str]] = Field(default_factory=lambda: Catalog().tiers)
-    budgets: dict[str, Budget] = Field(default_factory=lambda: {"default": Budget()})
+    budgets: dict[str, Budget] = Field(default_factory=lambda: {"default": DEFAULT_BUDGET})
     roles: dict[str, Role] = Field(default_factory=_demo_roles)
     grants: dict[str, Grant] = Field(default_factory=shipped_grants)
     payloads: PayloadSettings = PayloadSettings()
     offline: OfflineSettings = OfflineSettings()
     slo: dict[str, Slo] = {}
+
+    @field_validator("budgets", mode="before")
+    @classmethod
+    def _inherit_default(cls, raw: object) -> object:
+        """A process's [budgets.X] sets what it changes; every other cap comes from [budgets.default]."""
+        if not isinstance(raw, dict):
+            return raw
+        base = {**DEFAULT_BUDGET.model_dump(exclude={"maximum"}), **_as_dict(raw.get("default"))}
+        base.pop("maximum", None)
+        return {name: {**base, **_as_dict(b)} for name, b in raw.items()}
 
     def catalog(self) -> Catalog:
         return Catalog(providers=self.providers, models=self.models, tiers=self.tiers)
@@ -153,7 +177,7 @@ class BatonConfig(BaseModel):
         return problems
 
     def default_budget(self) -> Budget:
-        return self.budgets.get("default", Budget())
+        return self.budgets.get("default", DEFAULT_BUDGET)
 
 
 def config_path() -> Path:

@@ -26,15 +26,11 @@ STEPS_PER_TURN = 4  # a turn, a tool call, a review, an approval: a safety net u
 class AgentSteps:
     async def agent(self, step: str, agent: Agent, goal: str, context: BaseModel) -> AgentReport:
         """Run `agent` on `goal`; returns its report, `done` (see `answer_as`) or `escalated` with its trail."""
-        started = self._before_step(step)
-        caps = agent.caps
-        budget = Budget(
-            max_cost_usd=min(caps.max_cost_usd, self._budget.max_cost_usd - self._cost),
-            max_steps=STEPS_PER_TURN * caps.max_turns + 1,
-        )
+        started = await self._before_step(step, llm=True)
+        budget = self._agent_budget(agent)
         task = AgentTask(
             process=self.name, agent=agent.name, goal=goal, context=context.model_dump(mode="json"),
-            instructions=agent.instructions, output_type=type_path(agent.output), tier=agent.tier, caps=caps,
+            instructions=agent.instructions, output_type=type_path(agent.output), tier=agent.tier, caps=agent.caps,
             approvals=agent.approvals, supervisor_tier=agent.supervisor_tier,
             policy=self._policy.model_copy(update={"budget": budget}),
         )
@@ -48,8 +44,27 @@ class AgentSteps:
             self._fail(entry, 1, err)
         report = outcome.result
         self._cost += report.cost_usd
+        self._llm_calls += report.llm_calls
+        self._tool_calls += report.tool_calls
         self._record(
             **entry, cost_usd=report.cost_usd, tokens_in=report.tokens_in, tokens_out=report.tokens_out,
             attempts=report.turns, outcome=report.status, detail=report.reason, decision=report.model_dump(mode="json"),
         )
         return report
+
+    def _agent_budget(self, agent: Agent) -> Budget:
+        """The agent's caps, cut to what the run has left of each of its own."""
+        run, caps = self._budget, agent.caps
+
+        def left(cap: str, used: float) -> float | None:
+            limit = getattr(run, cap)
+            return None if limit is None else max(0, limit - used)
+
+        return Budget(
+            max_cost_usd=min(caps.max_cost_usd, run.max_cost_usd - self._cost),
+            max_steps=STEPS_PER_TURN * caps.max_turns + 1,
+            max_llm_calls=left("max_llm_calls", self._llm_calls),
+            max_tool_calls=left("max_tool_calls", self._tool_calls),
+            max_wall_clock=None if run.max_wall_clock is None else run.max_wall_clock - self._elapsed(),
+            max_approval_idle=run.max_approval_idle,
+        )

@@ -68,6 +68,7 @@ class AgentProgress(BaseModel):
     paused_s: float = 0.0
     turns: int = 0
     tool_calls: int = 0
+    llm_calls: int = 0
     cost_usd: float = 0.0
     messages: list[Message] = []
     trail: list[TrailEntry] = []
@@ -106,6 +107,7 @@ class AgentReport(BaseModel):
     reason: str
     turns: int
     tool_calls: int
+    llm_calls: int = 0
     refused: int
     cost_usd: float
     tokens_in: int = 0

@@ -69,6 +69,9 @@ class ApprovalRequest(BaseModel):
     requested_at: datetime
     deadline: datetime = Field(description="when the current stage ends")
     at_deadline: AtDeadline = AtDeadline.END
+    stops_run: str | None = Field(
+        default=None, description="the budget cap that ends the run at `deadline`, when it comes before the stage's own"
+    )
 
 
 class Decision(BaseModel):

@@ -66,6 +66,7 @@ class BoundedAgent(Process):
         self._task = task
         self._p = task.progress or AgentProgress(started_at=workflow.now())
         self._ledger, self._cost = self._p.ledger, self._p.cost_usd
+        self._llm_calls, self._tool_calls, self._started = self._p.llm_calls, self._p.tool_calls, self._p.started_at
         self._turns_at_start = self._p.turns
         return await self.execute(self._work, None, policy=task.policy)
 
@@ -75,7 +76,7 @@ class BoundedAgent(Process):
         except CapReached as cap:
             return self._stopped(cap.cap, cap.reason)
         except StopRun as stop:  # cost cap, a model that never answered validly, a failed step
-            return self._stopped("max_cost_usd" if stop.state is RunState.BUDGET_EXCEEDED else None, stop.reason)
+            return self._stopped(stop.cap, stop.reason)
         return self._report("done", answer, None, "answered")
 
     async def _loop(self) -> dict:
@@ -172,7 +173,7 @@ class BoundedAgent(Process):
         return None
 
     async def _run(self, turn: int, step: str, spec: ToolSpec, args: BaseModel, use: ToolUse) -> Message:
-        entry = self._tool_entry(step, spec, args, self._before_step(step))
+        entry = self._tool_entry(step, spec, args, await self._before_step(step, tool=True))
         self._p.tool_calls += 1
         try:
             res = await self._within_ttl(
@@ -222,7 +223,7 @@ class BoundedAgent(Process):
         raise CapReached("ttl", f"ttl: {ttl} of working time used up during {what}")
 
     def _continue(self) -> None:
-        self._p.cost_usd = self._cost
+        self._p.cost_usd, self._p.llm_calls = self._cost, self._llm_calls
         workflow.continue_as_new(self._task.model_copy(update={"progress": self._p}))
 
     def _tool_schemas(self) -> list[ToolSchema]:
@@ -256,7 +257,7 @@ class BoundedAgent(Process):
         p = self._p
         report = AgentReport(
             agent=self.name, status=status, answer=answer, cap=cap, reason=reason, turns=p.turns,
-            tool_calls=p.tool_calls, refused=sum(e.kind in ("refused", "invalid") for e in p.trail),
+            tool_calls=p.tool_calls, llm_calls=self._llm_calls, refused=sum(e.kind in ("refused", "invalid") for e in p.trail),
             cost_usd=round(self._cost, 6), tokens_in=sum(e.tokens_in for e in p.ledger),
             tokens_out=sum(e.tokens_out for e in p.ledger), trail=p.trail,
         )

@@ -24,6 +24,7 @@ from workflows.agent_steps import AgentSteps
 from workflows.agents import Agent
 from workflows.approval_desk import ApprovalDesk
 from workflows.approvals import ApprovalStatus, AskPolicy
+from workflows.budget import BudgetSteps, span
 from workflows.human_steps import HumanSteps, NotApproved
 from workflows.ledger import LedgerEntry, StepKind
 from workflows.model_steps import ModelSteps
@@ -44,7 +45,7 @@ M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R", bound=BaseModel)
 
 
-class Process(ModelSteps, HumanSteps, AgentSteps):
+class Process(BudgetSteps, ModelSteps, HumanSteps, AgentSteps):
     """Base of every Baton process. Subclasses set `name` and define `@workflow.run`."""
 
     name: ClassVar[str]
@@ -59,6 +60,10 @@ class Process(ModelSteps, HumanSteps, AgentSteps):
         self._policy: RunPolicy | None = None
         self._budget: Budget | None = None
         self._cost = 0.0
+        self._llm_calls = 0
+        self._tool_calls = 0
+        self._longest_wait_s = 0.0
+        self._started: datetime | None = None
         self._current_step: str | None = None
         self._desk = ApprovalDesk()
         self._kept: BaseModel | None = None
@@ -78,12 +83,13 @@ class Process(ModelSteps, HumanSteps, AgentSteps):
             start_to_close_timeout=timedelta(seconds=10),
             summary="load run policy (budget, tiers)",
         )
-        self._budget = self._policy.budget.tightened(budget)
+        self._start_budget(self._policy.budget, budget)
         try:
             outcome = await body()
         except StopRun as stop:
-            outcome = self.end(stop.state, stop.reason, self._kept)
+            outcome = self.end(stop.state, stop.reason, self._kept, cap=stop.cap)
         self._state, self._reason, self._current_step = outcome.state, outcome.reason, None
+        self._desk.open.clear()  # a run that ended asks nobody anything
         self._publish()
         return outcome
 
@@ -92,8 +98,8 @@ class Process(ModelSteps, HumanSteps, AgentSteps):
         self._kept = result
         return result
 
-    def end(self, state: RunState, reason: str, result: BaseModel | None = None) -> RunOutcome:
-        """The typed outcome a process returns to finish its run."""
+    def end(self, state: RunState, reason: str, result: BaseModel | None = None, cap: str | None = None) -> RunOutcome:
+        """The typed outcome a process returns to finish its run (`cap`: the budget cap that stopped it)."""
         return RunOutcome(
             process=self.name,
             state=state,
@@ -101,6 +107,7 @@ class Process(ModelSteps, HumanSteps, AgentSteps):
             result=result,
             cost_usd=round(self._cost, 6),
             steps=self._steps_taken(),
+            cap=cap,
         )
 
     # ----- steps (model steps: workflows/model_steps.py; people: workflows/human_steps.py) --
@@ -131,7 +138,7 @@ class Process(ModelSteps, HumanSteps, AgentSteps):
             raise ToolRefused(step, problem)
         if spec.effect is Effect.IRREVERSIBLE:
             await self._approve_irreversible(step, name, args, approval, facts)
-        started = self._before_step(step)
+        started = await self._before_step(step, tool=True)
         bounded(step, retry)
         entry = self._tool_entry(step, spec, args, started)
         try:
@@ -166,6 +173,7 @@ class Process(ModelSteps, HumanSteps, AgentSteps):
     ) -> ToolResult:
         """Schedule the tool activity for the step `entry` (see `_tool_entry`), handing it the grant to re-check."""
         step = entry["step"]
+        self._tool_calls += 1
         call = ToolCall(
             step=step, tool=spec.name, args=args.model_dump(mode="json"), idempotency_key=entry["idempotency_key"],
             grantee=self.name, grant=self._grant(), offload=offload,
@@ -193,9 +201,9 @@ class Process(ModelSteps, HumanSteps, AgentSteps):
         if result.status is not ApprovalStatus.APPROVED:
             raise NotApproved(step, result)
 
-    def rule(self, step: str, decide: Callable[..., R], *inputs: BaseModel) -> R:
+    async def rule(self, step: str, decide: Callable[..., R], *inputs: BaseModel) -> R:
         """A deterministic decision in code (no model); its typed result is recorded."""
-        started = self._before_step(step)
+        started = await self._before_step(step)
         result = decide(*inputs)
         self._record(
             step=step, kind=StepKind.RULE, name=decide.__name__, started_at=started,
@@ -218,6 +226,7 @@ class Process(ModelSteps, HumanSteps, AgentSteps):
             steps=self._steps_taken(),
             cost_usd=round(self._cost, 6),
             budget=self._budget,
+            usage=self.usage() if self._budget else None,
             open_requests=list(self._desk.open.values()),
             reason=self._reason,
         )
@@ -226,25 +235,6 @@ class Process(ModelSteps, HumanSteps, AgentSteps):
 
     def _steps_taken(self) -> int:
         return sum(1 for e in self._ledger if e.counts_as_step)
-
-    def _before_step(self, step: str) -> datetime:
-        """Check every cap before a step starts; returns the step's start time."""
-        budget = self._budget
-        if self._steps_taken() >= budget.max_steps:
-            raise StopRun(
-                RunState.BUDGET_EXCEEDED,
-                f"max_steps: {self._steps_taken()} steps taken, limit {budget.max_steps}; "
-                f"stopped before {step}",
-            )
-        if self._cost >= budget.max_cost_usd:
-            raise StopRun(
-                RunState.BUDGET_EXCEEDED,
-                f"max_cost_usd: ${self._cost:.6f} spent, limit ${budget.max_cost_usd}; "
-                f"stopped before {step}",
-            )
-        self._current_step = step
-        self._publish()
-        return workflow.now()
 
     def _record(self, **fields: Any) -> None:
         started = fields["started_at"]
@@ -279,10 +269,22 @@ class Process(ModelSteps, HumanSteps, AgentSteps):
         )
         workflow.set_current_details(self._details())
 
+    def _budget_line(self) -> str:
+        """What each cap has used, of what it allows: the kill switches at a glance."""
+        b = self._budget
+        if b is None:
+            return f"${self._cost:.6f}"
+        parts = [f"${self._cost:.6f} of ${b.max_cost_usd}", f"step {self._steps_taken()} of {b.max_steps}"]
+        if b.max_llm_calls is not None:
+            parts.append(f"{self._llm_calls} of {b.max_llm_calls} model calls")
+        if b.max_tool_calls is not None:
+            parts.append(f"{self._tool_calls} of {b.max_tool_calls} tool calls")
+        if b.max_wall_clock is not None:
+            parts.append(f"{span(self._elapsed())} of {span(b.max_wall_clock)} wall clock")
+        return " · ".join(parts)
+
     def _details(self) -> str:
-        head = f"**{self.name}** · {self._state.value} · ${self._cost:.6f}"
-        if self._budget:
-            head += f" of ${self._budget.max_cost_usd} · step {self._steps_taken()} of {self._budget.max_steps}"
+        head = f"**{self.name}** · {self._state.value} · {self._budget_line()}"
         if self._state.is_final:
             return f"{head}\n\n{self._reason}"
         if not self._desk.open:

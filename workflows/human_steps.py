@@ -7,7 +7,7 @@ stays about steps and budgets.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -24,8 +24,9 @@ from workflows.approvals import (
     Decision,
     Verdict,
 )
+from workflows.budget import span
 from workflows.ledger import StepKind
-from workflows.outcome import RunState, StopRun
+from workflows.outcome import BudgetExceeded, RunState, StopRun
 from workflows.thresholds import Rule, RuleError
 
 
@@ -50,7 +51,7 @@ class HumanSteps:
         self, step: str, *, ask: str, context: BaseModel, policy: AskPolicy, proposed: str = ""
     ) -> ApprovalResult:
         """Ask people (or let a threshold rule decide); park until a decision or the last deadline."""
-        started = self._before_step(step)
+        started = await self._before_step(step)
         if policy.auto_approve:
             allowed = self._approved_by_rule(step, started, policy.auto_approve, context)
             if allowed:
@@ -62,8 +63,7 @@ class HumanSteps:
         )
         self._desk.open[request.id] = request
         result = await self._wait_through_stages(request, policy)
-        del self._desk.open[request.id]
-        self._state = RunState.AWAITING_APPROVAL if self._desk.open else RunState.RUNNING
+        self._close_request(request.id)
         self._record(
             step=step, kind=StepKind.APPROVAL, name=",".join(request.roles), started_at=started,
             outcome=result.status.value, by=result.by, comment=result.comment,
@@ -77,19 +77,31 @@ class HumanSteps:
             )
         return result
 
-    async def _wait_through_stages(self, request: ApprovalRequest, policy: AskPolicy) -> ApprovalResult:
+    async def _wait_through_stages(
+        self, request: ApprovalRequest, policy: AskPolicy, capped: bool = True
+    ) -> ApprovalResult:
+        """Wait stage by stage; `capped` waits also end when a time cap of the budget runs out (see budget.py)."""
         stages = policy.stages()
         for index, stage in enumerate(stages):
             stage_started = workflow.now()
+            limit = self._wait_cap(request.requested_at) if capped else None
+            cut = limit if limit is not None and limit[0] < stage.timeout else None
             request.roles, request.stage = stage.roles, index
             request.people = self._people(stage.roles)
-            request.deadline = stage_started + stage.timeout
+            request.deadline = stage_started + (cut[0] if cut else stage.timeout)
+            request.stops_run = cut[1] if cut else None
             request.escalates_to = stages[index + 1].roles if index + 1 < len(stages) else []
             self._state = RunState.AWAITING_APPROVAL
             self._publish()
             try:
-                await workflow.wait_condition(lambda: request.id in self._desk.verdicts, timeout=stage.timeout)
+                if cut and cut[0] <= timedelta(0):
+                    raise TimeoutError
+                await workflow.wait_condition(
+                    lambda: request.id in self._desk.verdicts, timeout=cut[0] if cut else stage.timeout
+                )
             except TimeoutError:
+                if cut:
+                    self._out_of_time(request, cut[1])
                 if request.escalates_to:
                     self._record(
                         step=request.step, kind=StepKind.APPROVAL, name=",".join(stage.roles),
@@ -110,6 +122,27 @@ class HumanSteps:
                 comment=f"nobody decided by {request.deadline:%Y-%m-%d %H:%M} UTC", decided_at=workflow.now(),
             )
         return ApprovalResult(request_id=request.id, status=ApprovalStatus.TIMED_OUT, decided_at=workflow.now())
+
+    def _close_request(self, request_id: str) -> None:
+        """The request is answered (or given up): off the desk, its wait counted against the idle cap."""
+        request = self._desk.open.pop(request_id)
+        waited = (workflow.now() - request.requested_at).total_seconds()
+        self._longest_wait_s = max(self._longest_wait_s, round(waited, 3))
+        self._state = RunState.AWAITING_APPROVAL if self._desk.open else RunState.RUNNING
+
+    def _out_of_time(self, request: ApprovalRequest, cap: str) -> None:
+        """A time cap of the budget ran out while people were asked: record it and stop the run."""
+        self._close_request(request.id)
+        waited, limit = span(workflow.now() - request.requested_at), span(getattr(self._budget, cap))
+        self._record(
+            step=request.step, kind=StepKind.APPROVAL, name=",".join(request.roles), started_at=request.requested_at,
+            outcome="timed_out", detail=f"{cap} ran out after {waited} waiting for {'/'.join(request.roles)}",
+        )
+        who = "/".join(request.roles)
+        if cap == "max_wall_clock":
+            raise BudgetExceeded(cap, f"{cap}: {span(self._elapsed())} since the run started, limit {limit}; "
+                                      f"{request.id} was waiting for {who}")
+        raise BudgetExceeded(cap, f"{cap}: {request.id} waited {waited} for {who}, limit {limit}")
 
     def _approved_by_rule(
         self, step: str, started: datetime, text: str, subject: BaseModel

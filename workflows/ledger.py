@@ -18,6 +18,7 @@ class StepKind(StrEnum):
     RULE = "rule"
     APPROVAL = "approval"
     AGENT = "agent"
+    BUDGET = "budget"  # a budget decision: an override clamped, an extension asked; never a step
 
 
 class LedgerEntry(BaseModel):
@@ -47,6 +48,6 @@ class LedgerEntry(BaseModel):
     @property
     def counts_as_step(self) -> bool:
         """Refusals (of decisions or tool proposals) and escalations are recorded but spend no step."""
-        if self.outcome == "refused":
+        if self.outcome == "refused" or self.kind is StepKind.BUDGET:
             return False
         return not (self.kind is StepKind.APPROVAL and self.outcome == "escalated")

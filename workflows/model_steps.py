@@ -15,7 +15,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.ledger import StepKind
-from workflows.outcome import ModelOutputInvalid, RunState, StopRun
+from workflows.outcome import BudgetExceeded, ModelOutputInvalid
 from workflows.retry_policies import LLM_RETRY, bounded
 
 with workflow.unsafe.imports_passed_through():
@@ -67,7 +67,7 @@ class ModelSteps:
         self, request: LlmRequest, name: str, retry: RetryPolicy, timeout: timedelta | None
     ) -> tuple[LlmResult, dict]:
         """Check the caps, call the model activity, bill what it cost; returns it and its ledger fields."""
-        started = self._before_step(request.step)
+        started = await self._before_step(request.step, llm=True)
         bounded(request.step, retry)
         planned = request.model or " | ".join(self._policy.tiers.get(request.tier, ["?"]))
         request = request.model_copy(update={"budget_remaining_usd": round(self._budget.max_cost_usd - self._cost, 9)})
@@ -83,6 +83,7 @@ class ModelSteps:
         except ActivityError as err:
             self._model_failure(entry, retry, err)
         self._cost += res.cost_usd
+        self._llm_calls += _sent(res.calls)
         entry.update(
             provider=res.provider,
             model=res.model,
@@ -99,9 +100,11 @@ class ModelSteps:
         cause = err.cause if isinstance(err.cause, ApplicationError) else None
         calls = MODEL_CALLS.validate_python(cause.details[0]) if cause and cause.details else []
         if not calls:
+            self._llm_calls += 1  # it timed out or crashed: assume the request went out
             self._fail(entry, retry.maximum_attempts, err)
         cost = sum(c.cost_usd for c in calls)
         self._cost += cost
+        self._llm_calls += _sent(calls)
         entry = {
             **entry,
             "provider": calls[-1].provider,
@@ -115,8 +118,13 @@ class ModelSteps:
         attempts = max(c.attempt for c in calls)
         if cause.type == "BudgetWouldOverrun":
             self._record(**entry, attempts=attempts, outcome="over_budget", detail=cause.message)
-            raise StopRun(RunState.BUDGET_EXCEEDED, f"{cause.message}; stopped at {entry['step']}")
+            raise BudgetExceeded("max_cost_usd", f"{cause.message}; stopped at {entry['step']}")
         if cause.type == "InvalidModelOutput":
             self._record(**entry, attempts=attempts, outcome="invalid", detail=cause.message)
             raise ModelOutputInvalid(entry["step"], cause.message)
         self._fail(entry, attempts, err, counted=True)
+
+
+def _sent(calls: list) -> int:
+    """Model requests that went out (a call the budget refused was never sent)."""
+    return sum(1 for c in calls if c.outcome != "over_budget")

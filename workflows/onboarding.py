@@ -111,7 +111,7 @@ class Onboarding(Process):
             IdentityQuery(applicant_id=a.applicant_id, name=a.name, document_number=a.document_number),
         )
         credit = await self.tool("pull_credit", "pull_credit", CreditQuery(applicant_id=a.applicant_id))
-        result.kyc = kyc = self.rule("match_kyc", match_kyc, identity, credit)
+        result.kyc = kyc = await self.rule("match_kyc", match_kyc, identity, credit)
 
         match kyc.verdict:
             case KycVerdict.REJECT:

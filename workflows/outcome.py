@@ -35,15 +35,26 @@ class RunOutcome(BaseModel, Generic[ResultT]):
     result: ResultT | None = None
     cost_usd: float
     steps: int
+    cap: str | None = None  # the budget cap that ended the run, when one did
 
 
 class StopRun(Exception):
     """Raised inside a run to end it with a typed state (budget breach, failed step)."""
 
+    cap: str | None = None
+
     def __init__(self, state: RunState, reason: str) -> None:
         super().__init__(reason)
         self.state = state
         self.reason = reason
+
+
+class BudgetExceeded(StopRun):
+    """A kill switch fired: `cap` names it (max_cost_usd, max_steps, max_llm_calls, ...)."""
+
+    def __init__(self, cap: str, reason: str) -> None:
+        super().__init__(RunState.BUDGET_EXCEEDED, reason)
+        self.cap = cap
 
 
 class ModelOutputInvalid(StopRun):

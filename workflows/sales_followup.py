@@ -119,7 +119,7 @@ class SalesFollowUp(Process):
             BuyerSignals,
             tier="fast",
         )
-        result.meeting = slot = self.rule("suggest_slot", suggest_slot, notes)
+        result.meeting = slot = await self.rule("suggest_slot", suggest_slot, notes)
         draft = await self.llm(
             "draft_email",
             f"{about}\nWrite the follow-up e-mail from {notes.rep} to {notes.contact_name}. Address what they "

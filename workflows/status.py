@@ -6,6 +6,7 @@ from pydantic import BaseModel
 from temporalio import workflow
 
 from workflows.approvals import ApprovalRequest
+from workflows.budget import BudgetUsage
 from workflows.outcome import RunState
 
 with workflow.unsafe.imports_passed_through():
@@ -19,5 +20,6 @@ class RunStatus(BaseModel):
     steps: int
     cost_usd: float
     budget: Budget | None
+    usage: BudgetUsage | None = None  # what each cap has used so far
     open_requests: list[ApprovalRequest]
     reason: str | None = None

@@ -140,6 +140,8 @@ TAKEOVER = AskPolicy(roles=["support-lead"], timeout=timedelta(hours=8))
 class SupportTriage(Process):
     name = "support-triage"
     roles = ("support-lead",)
+    # A ticket that reaches a cap is not dropped: the support lead may extend the budget once more.
+    budget_extension = AskPolicy(roles=["support-lead"], timeout=timedelta(hours=4))
     agents = (RETURNS, TECHNICAL, BILLING)
     plan = (
         PlannedStep("classify", "llm", tier="fast"),

@@ -29,7 +29,8 @@ def approval_markdown(run_id: str, r: ApprovalRequest) -> str:
     payload = f'{{"request_id": "{r.id}", "by": "NAME"}}'
     who = "/".join(r.roles) + (f" ({', '.join(r.people)})" if r.people else "")
     then = (
-        f"escalates to {'/'.join(r.escalates_to)}" if r.escalates_to
+        f"the run stops ({r.stops_run})" if r.stops_run
+        else f"escalates to {'/'.join(r.escalates_to)}" if r.escalates_to
         else "the request is rejected" if r.at_deadline == "reject" else "the run ends"
     )
     lines = [
