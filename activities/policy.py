@@ -8,6 +8,7 @@ if `baton.toml` changes later.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio import activity
@@ -82,6 +83,9 @@ class RunPolicy(BaseModel):
     grants: dict[str, Grant] | None = Field(
         default=None, description="the process's and its agents' tool grants; None in runs started before grants"
     )
+    audit_values: Literal["digests", "full"] = Field(
+        default="digests", description="whether the ledger keeps steps' full inputs, or only their digests"
+    )
 
 
 class PolicyActivities:
@@ -93,7 +97,9 @@ class PolicyActivities:
         llm_timeout_s: float = 60.0,
         roles: dict[str, list[str]] | None = None,
         grants: dict[str, Grant] | None = None,
+        audit_values: Literal["digests", "full"] = "digests",
     ) -> None:
+        self._audit_values = audit_values
         self._roles = roles or {}
         self._grants = grants or {}
         self._catalog = catalog
@@ -109,4 +115,5 @@ class PolicyActivities:
             llm_timeout_s=self._llm_timeout_s,
             roles=self._roles,
             grants={k: g for k, g in self._grants.items() if k == process or k.startswith(process + "/")},
+            audit_values=self._audit_values,
         )

@@ -11,6 +11,7 @@ import os
 import tomllib
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -94,6 +95,15 @@ class Slo(BaseModel):
     latency_s: float = Field(gt=0, description="working time of a run, waits for people excluded")
 
 
+class AuditSettings(BaseModel):
+    """`[audit]`: what a run's ledger (and so `baton audit`) keeps of each step's input."""
+
+    model_config = ConfigDict(extra="forbid")
+    values: Literal["digests", "full"] = Field(
+        default="digests", description="digests only (the default: no personal data), or full inputs too"
+    )
+
+
 class BatonConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -109,6 +119,7 @@ class BatonConfig(BaseModel):
     payloads: PayloadSettings = PayloadSettings()
     offline: OfflineSettings = OfflineSettings()
     slo: dict[str, Slo] = {}
+    audit: AuditSettings = AuditSettings()
 
     @field_validator("budgets", mode="before")
     @classmethod

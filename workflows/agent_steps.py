@@ -34,7 +34,8 @@ class AgentSteps:
             approvals=agent.approvals, supervisor_tier=agent.supervisor_tier,
             policy=self._policy.model_copy(update={"budget": budget}),
         )
-        entry = dict(step=step, kind=StepKind.AGENT, name=agent.name, tier=agent.tier, started_at=started)
+        entry = dict(step=step, kind=StepKind.AGENT, name=agent.name, tier=agent.tier, started_at=started,
+                     input={"goal": goal, "context": task.context})
         try:
             outcome = await workflow.execute_child_workflow(
                 "baton-agent", task, id=f"{workflow.info().workflow_id}/{step}",

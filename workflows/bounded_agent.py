@@ -141,7 +141,8 @@ class BoundedAgent(Process):
         """Record a proposal that will not run, and answer the model why (or with the earlier result)."""
         spec = TOOLS.get(use.name)
         self._record(step=step, kind=StepKind.TOOL, name=use.name, effect=spec.effect.value if spec else None,
-                     started_at=workflow.now(), outcome="refused", detail=problem, decision={"arguments": use.arguments})
+                     started_at=workflow.now(), outcome="refused", detail=problem, decision={"arguments": use.arguments},
+                     input=use.arguments)
         self._trail(turn, kind, use.name, problem, use.arguments)
         return _observation(use, reply or f"refused: {problem}", reply is None)
 

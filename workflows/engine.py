@@ -26,7 +26,7 @@ from workflows.approval_desk import ApprovalDesk
 from workflows.approvals import ApprovalStatus, AskPolicy
 from workflows.budget import BudgetSteps, span
 from workflows.human_steps import HumanSteps, NotApproved
-from workflows.ledger import LedgerEntry, StepKind
+from workflows.ledger import LedgerEntry, StepKind, digest
 from workflows.model_steps import ModelSteps
 from workflows.outcome import RunOutcome, RunState, StopRun, ToolRefused
 from workflows.plan import PlannedStep
@@ -134,7 +134,7 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, AgentSteps):
         problem = self._grant_refusal(name, args.model_dump(mode="json"))
         if problem:
             self._record(step=step, kind=StepKind.TOOL, name=name, effect=spec.effect.value,
-                         started_at=workflow.now(), outcome="refused", detail=problem)
+                         started_at=workflow.now(), outcome="refused", detail=problem, input=args.model_dump(mode="json"))
             raise ToolRefused(step, problem)
         if spec.effect is Effect.IRREVERSIBLE:
             await self._approve_irreversible(step, name, args, approval, facts)
@@ -162,6 +162,7 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, AgentSteps):
         return dict(
             step=step, kind=StepKind.TOOL, name=spec.name, effect=spec.effect.value,
             idempotency_key=self._idempotency_key(step, spec, args), started_at=started,
+            input=args.model_dump(mode="json"),
         )
 
     def _idempotency_key(self, step: str, spec: ToolSpec, args: BaseModel) -> str | None:
@@ -207,7 +208,7 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, AgentSteps):
         result = decide(*inputs)
         self._record(
             step=step, kind=StepKind.RULE, name=decide.__name__, started_at=started,
-            outcome="ok", decision=result.model_dump(mode="json"),
+            outcome="ok", decision=result.model_dump(mode="json"), input={"inputs": [i.model_dump(mode="json") for i in inputs]},
         )
         return result
 
@@ -237,6 +238,14 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, AgentSteps):
         return sum(1 for e in self._ledger if e.counts_as_step)
 
     def _record(self, **fields: Any) -> None:
+        """Append a ledger entry; `input` (the step's input) is kept as a digest, and in full where policy says."""
+        given = fields.pop("input", None)
+        if given is not None:
+            fields["input_digest"] = digest(given)
+            if self._policy and self._policy.audit_values == "full":
+                fields["input"] = given
+        if fields.get("decision") is not None:
+            fields["output_digest"] = digest(fields["decision"])
         started = fields["started_at"]
         fields.setdefault("latency_ms", (workflow.now() - started).total_seconds() * 1000)
         self._ledger.append(LedgerEntry(seq=len(self._ledger) + 1, **fields))

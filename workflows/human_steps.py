@@ -67,7 +67,7 @@ class HumanSteps:
         self._record(
             step=step, kind=StepKind.APPROVAL, name=",".join(request.roles), started_at=started,
             outcome=result.status.value, by=result.by, comment=result.comment,
-            decision=result.model_dump(mode="json"),
+            decision=result.model_dump(mode="json"), input={"ask": ask, "proposed": proposed, "context": request.context},
         )
         if result.status is ApprovalStatus.TIMED_OUT:
             raise StopRun(
@@ -161,6 +161,7 @@ class HumanSteps:
         self._record(
             step=step, kind=StepKind.APPROVAL, name="rule", started_at=started, outcome="approved",
             by="rule", detail=f"approved by rule `{text}` with {shown}", decision=seen,
+            input=subject.model_dump(mode="json"),
         )
         return result
 

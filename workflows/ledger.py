@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import datetime
 from enum import StrEnum
 
@@ -43,6 +45,9 @@ class LedgerEntry(BaseModel):
     by: str | None = None
     comment: str | None = None
     detail: str = ""
+    input_digest: str | None = None  # sha256 of the step's input, as canonical JSON
+    output_digest: str | None = None  # sha256 of its typed result (`decision`)
+    input: dict | None = None  # the input itself, only where the run's policy keeps full values
     calls: list[ModelCall] = []  # every model request of an llm step, failed ones included
 
     @property
@@ -51,3 +56,9 @@ class LedgerEntry(BaseModel):
         if self.outcome == "refused" or self.kind is StepKind.BUDGET:
             return False
         return not (self.kind is StepKind.APPROVAL and self.outcome == "escalated")
+
+
+def digest(value: object) -> str:
+    """sha256 of canonical JSON (sorted keys, no spaces): equal values always give the same digest."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()

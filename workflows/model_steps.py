@@ -71,7 +71,8 @@ class ModelSteps:
         bounded(request.step, retry)
         planned = request.model or " | ".join(self._policy.tiers.get(request.tier, ["?"]))
         request = request.model_copy(update={"budget_remaining_usd": round(self._budget.max_cost_usd - self._cost, 9)})
-        entry = dict(step=request.step, kind=StepKind.LLM, name=name, tier=request.tier, started_at=started)
+        entry = dict(step=request.step, kind=StepKind.LLM, name=name, tier=request.tier, started_at=started,
+                     input=request.model_dump(mode="json", include={"system", "prompt", "history", "output_type"}))
         try:
             res = await workflow.execute_activity_method(
                 ModelActivities.call_model,
