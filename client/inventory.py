@@ -76,6 +76,7 @@ class ProcessView(BaseModel):
     name: str
     budget: Budget
     budget_from: str  # the baton.toml table it comes from
+    budget_extension: list[str] | None = None  # roles asked to extend a reached cap; None: a breach ends the run
     steps: list[StepView]
     roles: list[RoleView]
     grant: list[HeldTool]
@@ -115,6 +116,7 @@ def _process(config: BatonConfig, spec: ProcessSpec) -> ProcessView:
         name=spec.name,
         budget=config.budgets.get(spec.name, config.default_budget()),
         budget_from=f"budgets.{budget_key}",
+        budget_extension=workflow.budget_extension.roles if workflow.budget_extension else None,
         steps=steps,
         roles=[RoleView(role=r, people=config.members().get(r, [])) for r in workflow.roles],
         grant=_held(grant),

@@ -255,7 +255,9 @@ def test_the_shipped_inventory():
 def test_the_text_names_models_tools_bounds_people_and_budgets():
     text = render.inventory_table(shipped())
     for said in (
-        "process onboarding", "$0.05 and 10 steps per run (budgets.onboarding)", "compliance: compliance-officer",
+        "process onboarding", "$0.05, 10 steps, 6 model calls, 6 tool calls, 3d 00:00:00 wall clock",
+        "a run may ask for up to: $0.20", "a reached cap asks support-lead to extend it",
+        "compliance: compliance-officer",
         "fast → offline-fast", "strong → offline-strong", "send_email (irreversible)",
         "irreversible: approved first",
         "asks compliance then compliance-lead; when KYC says review", "agent support-triage/returns",
