@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from client.sdk import InboxItem, RunSummary
 from workflows.approvals import ApprovalRequest
+from workflows.budget import span
 from workflows.ledger import LedgerEntry, StepKind
 from workflows.outcome import RunOutcome
 from workflows.status import RunStatus
@@ -98,6 +100,14 @@ def status_text(run_id: str, s: RunStatus) -> str:
         + (f" of {s.budget.max_steps})" if s.budget else ")"),
         f"cost     ${s.cost_usd:.6f}" + (f" of ${s.budget.max_cost_usd}" if s.budget else ""),
     ]
+    if s.usage and s.budget:
+        u, b = s.usage, s.budget
+        lines.append(
+            f"used     {u.llm_calls} model calls" + (f" of {b.max_llm_calls}" if b.max_llm_calls is not None else "")
+            + f", {u.tool_calls} tool calls" + (f" of {b.max_tool_calls}" if b.max_tool_calls is not None else "")
+            + f", {span(timedelta(seconds=u.wall_clock_s))} wall clock"
+            + (f" of {span(b.max_wall_clock)}" if b.max_wall_clock is not None else "")
+        )
     for r in s.open_requests:
         lines += [
             f"waiting  approval {r.id!r} from {'/'.join(r.roles)}"
@@ -185,7 +195,10 @@ def _process_text(p: ProcessView) -> str:
     b = p.budget
     lines = [
         f"process {p.name}",
-        f"  budget  {_usd(b.max_cost_usd)} and {b.max_steps} steps per run ({p.budget_from})",
+        f"  budget  {budget_caps(b)} per run ({p.budget_from})",
+        *([f"          a run may ask for up to: {budget_caps(b.maximum)}"] if b.maximum else []),
+        "          a reached cap " + (f"asks {'/'.join(p.budget_extension)} to extend it" if p.budget_extension
+                                      else "ends the run budget_exceeded"),
         "  roles   " + ("; ".join(f"{r.role}: {', '.join(r.people) or 'NOBODY'}" for r in p.roles) or "-"),
         "  grant   " + (", ".join(_held(t) for t in p.grant) or "no tools of its own"),
         "",
@@ -269,3 +282,17 @@ def _bounds(bounds: dict[str, Bound]) -> str:
 
 def _indent(text: str, n: int = 2) -> str:
     return "\n".join(" " * n + line for line in text.splitlines())
+
+
+def budget_caps(b) -> str:
+    """Every cap a Budget (or an override) sets, in one line."""
+    parts = []
+    if b.max_cost_usd is not None:
+        parts.append(_usd(b.max_cost_usd))
+    for cap, unit in (("max_steps", "steps"), ("max_llm_calls", "model calls"), ("max_tool_calls", "tool calls")):
+        if getattr(b, cap) is not None:
+            parts.append(f"{getattr(b, cap)} {unit}")
+    for cap, unit in (("max_wall_clock", "wall clock"), ("max_approval_idle", "approval idle")):
+        if getattr(b, cap) is not None:
+            parts.append(f"{span(getattr(b, cap))} {unit}")
+    return ", ".join(parts)
