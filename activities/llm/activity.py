@@ -5,7 +5,9 @@ falls over to the next when a provider is unavailable, sends validation errors
 back for up to `repair_turns` repairs, refuses a call whose worst case would
 overrun the run's budget, and prices every call it made. Temporal's retry
 policy owns retries of the whole step: calls made by earlier attempts travel
-in heartbeat details, so the ledger still lists every one of them.
+in heartbeat details, so the ledger still lists every one of them. Each
+provider request is a `chat {model}` span and each attempt a step on Baton's
+meters (activities/llm/telemetry.py).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from activities.llm.provider import (
     ProviderRejected,
     ProviderUnavailable,
 )
+from activities.llm.telemetry import StepTelemetry
 from activities.payloads import PayloadStore
 
 CALLS = TypeAdapter(list[ModelCall])
@@ -56,8 +59,10 @@ class ModelActivities:
         providers: dict[str, Provider] | None = None,
         settings: LlmSettings | None = None,
         payloads: PayloadStore | None = None,
+        telemetry: StepTelemetry | None = None,
     ) -> None:
         self._payloads = payloads
+        self._telemetry = telemetry or StepTelemetry()
         self._catalog = catalog
         self._providers: dict[str, Provider] = providers or {"offline": OfflineProvider()}
         self._settings = settings or LlmSettings()
@@ -65,6 +70,16 @@ class ModelActivities:
 
     @activity.defn(name="call_model")
     async def call_model(self, request: LlmRequest) -> LlmResult:
+        calls = _earlier_calls()
+        with self._telemetry.step({"baton.step": request.step}) as labels:
+            try:
+                return await self._call(request, calls)
+            finally:
+                mine = [c for c in calls if c.attempt == activity.info().attempt]
+                if mine:
+                    labels["baton.model"] = mine[-1].model
+
+    async def _call(self, request: LlmRequest, calls: list[ModelCall]) -> LlmResult:
         output_type = _output_type(request)
         conversation = Conversation(
             system=request.system,
@@ -74,7 +89,6 @@ class ModelActivities:
             tools=request.tools,
             max_output_tokens=request.max_output_tokens,
         )
-        calls = _earlier_calls()
         waits: list[float | None] = []
         for label, spec in self._health.order(self._candidates(request)):
             try:
@@ -96,7 +110,7 @@ class ModelActivities:
         provider = self._provider(label, spec)
         for turn in range(self._settings.repair_turns + 1):
             self._check_budget(request, label, spec, conversation, calls, turn)
-            done = await self._send(provider, label, spec, conversation, calls, turn)
+            done = await self._send(request, provider, label, spec, conversation, calls, turn)
             proposals = [u for u in done.message.tool_uses if u.name != conversation.output_name]
             if proposals and request.tools:
                 calls[-1].outcome = "tool_use"
@@ -114,15 +128,19 @@ class ModelActivities:
         )
 
     async def _send(
-        self, provider: Provider, label: str, spec: ModelSpec, conversation: Conversation,
+        self, request: LlmRequest, provider: Provider, label: str, spec: ModelSpec, conversation: Conversation,
         calls: list[ModelCall], turn: int,
     ) -> Completion:
-        """One request; every outcome, paid or not, becomes a ModelCall."""
+        """One request, and its span; every outcome, paid or not, becomes a ModelCall."""
         call = ModelCall(model=label, provider=spec.provider, attempt=activity.info().attempt, turn=turn, outcome="ok")
         calls.append(call)
+        protocol = self._catalog.providers[spec.provider].protocol
         started = time.perf_counter()
         try:
-            done = await provider.complete(conversation, spec)
+            with self._telemetry.model_call(request, label, spec, protocol, conversation) as span:
+                done = await provider.complete(conversation, spec)
+                _price(call, spec, done)
+                span.answered(call, done)
         except ProviderUnavailable as err:
             call.outcome, call.status, call.error = "unavailable", err.status, str(err)
             raise
@@ -133,10 +151,6 @@ class ModelActivities:
             call.latency_ms = (time.perf_counter() - started) * 1000
             if call.outcome != "ok":
                 activity.heartbeat(CALLS.dump_python(calls, mode="json"))
-        u = done.usage
-        call.tokens_in, call.tokens_out = u.input, u.output
-        call.cached_tokens, call.cache_write_tokens = u.cached_input, u.cache_write
-        call.cost_usd = spec.price.cost(u.input, u.output, u.cached_input, u.cache_write)
         activity.heartbeat(CALLS.dump_python(calls, mode="json"))  # priced, so a crash now still bills it
         self._health.up(label)
         return done
@@ -202,6 +216,13 @@ def _output_type(request: LlmRequest) -> type[BaseModel]:
         return resolve(request.output_type)
     except UnknownOutputType as err:
         raise ApplicationError(str(err), type="UnknownOutputType", non_retryable=True) from None
+
+
+def _price(call: ModelCall, spec: ModelSpec, done: Completion) -> None:
+    u = done.usage
+    call.tokens_in, call.tokens_out = u.input, u.output
+    call.cached_tokens, call.cache_write_tokens = u.cached_input, u.cache_write
+    call.cost_usd = spec.price.cost(u.input, u.output, u.cached_input, u.cache_write)
 
 
 def _earlier_calls() -> list[ModelCall]:

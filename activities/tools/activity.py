@@ -4,7 +4,8 @@ It re-checks the grant the engine handed it, re-validates the arguments
 against the tool's declared type, refuses a write without an idempotency key,
 and dispatches to the system of record. None of these refusals is retried: no
 retry turns an ungranted or invalid call into an allowed one. A large output
-of an agent's tool is kept out of history (activities/payloads.py).
+of an agent's tool is kept out of history (activities/payloads.py). Every
+attempt, refused or not, is timed and counted on Baton's step meters.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.llm.telemetry import StepTelemetry
 from activities.payloads import PayloadStore
 from activities.tools.catalog import TOOLS
 from activities.tools.contracts import ToolCall, ToolResult
@@ -24,14 +26,20 @@ from activities.tools.systems import RecordRefused, SystemsOfRecord
 
 class ToolActivities:
     def __init__(
-        self, systems: SystemsOfRecord, payloads: PayloadStore | None = None, inline_max_bytes: int = 4096
+        self, systems: SystemsOfRecord, payloads: PayloadStore | None = None, inline_max_bytes: int = 4096,
+        telemetry: StepTelemetry | None = None,
     ) -> None:
         self._systems = systems
         self._payloads = payloads
         self._inline_max_bytes = inline_max_bytes
+        self._telemetry = telemetry or StepTelemetry()
 
     @activity.defn(name="run_tool")
     def run_tool(self, call: ToolCall) -> ToolResult:
+        with self._telemetry.step({"baton.step": call.step, "baton.tool": call.tool}):
+            return self._run(call)
+
+    def _run(self, call: ToolCall) -> ToolResult:
         spec = TOOLS.get(call.tool)
         if spec is None:
             raise _refused(f"unknown tool {call.tool!r}", "UnknownTool")
