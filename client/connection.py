@@ -4,7 +4,9 @@ Connection settings come from Temporal's own environment configuration
 (`temporalio.envconfig`: the `TEMPORAL_*` variables and the profiles in
 `temporal.toml`), so the same code reaches the local dev server, a
 self-hosted cluster or Temporal Cloud unchanged. Payloads go through the
-pydantic data converter so every contract stays a typed model.
+pydantic data converter so every contract stays a typed model. Every client
+carries Temporal's tracing interceptor, which workers built from it inherit;
+it does nothing until OTEL_TRACES_EXPORTER installs a tracer (worker/telemetry.py).
 """
 
 from __future__ import annotations
@@ -12,9 +14,13 @@ from __future__ import annotations
 import os
 import re
 
+from opentelemetry import trace
 from temporalio.client import Client
+from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
+
+from worker import telemetry
 
 DEFAULT_TARGET = "localhost:7233"
 
@@ -35,8 +41,11 @@ async def connect(target: str | None = None) -> Client:
     options = connect_options()
     if target is not None:
         options = {"target_host": target, "namespace": options.get("namespace", "default")}
+    telemetry.install("baton-client", client=True)  # no-op when the worker installed first
     try:
-        return await Client.connect(**options, data_converter=pydantic_data_converter)
+        return await Client.connect(
+            **options, data_converter=pydantic_data_converter, interceptors=[tracing_interceptor()]
+        )
     except RuntimeError as err:
         found = re.search(r'message: "([^"]+)"', str(err))
         raise ConnectionError(
@@ -44,3 +53,22 @@ async def connect(target: str | None = None) -> Client:
             f"(namespace {options.get('namespace', 'default')}): {found[1] if found else err}. "
             "Start one with `baton dev`, or set TEMPORAL_ADDRESS / TEMPORAL_PROFILE."
         ) from err
+
+
+def tracing_interceptor(tracer_provider: trace.TracerProvider | None = None) -> TracingInterceptor:
+    """Temporal's spans for client calls, workflows and activities (global tracer unless given one)."""
+    return TracingInterceptor(trace.get_tracer("temporalio", tracer_provider=tracer_provider))
+
+
+def is_traced(client: Client) -> bool:
+    """Whether workers built from `client` inherit a tracing interceptor (they must not get two)."""
+    return any(isinstance(i, TracingInterceptor) for i in client.config()["interceptors"])
+
+
+def traced(client: Client, tracer_provider: trace.TracerProvider | None = None) -> Client:
+    """`client` with the tracing interceptor added, for clients built elsewhere (the test servers')."""
+    if is_traced(client):
+        return client
+    config = client.config()
+    config["interceptors"] = [*config["interceptors"], tracing_interceptor(tracer_provider)]
+    return Client(**config)

@@ -1,4 +1,8 @@
-"""`python -m worker`: connect through envconfig, poll the task queue, stop on SIGINT/SIGTERM."""
+"""`python -m worker`: connect through envconfig, poll the task queue, stop on SIGINT/SIGTERM.
+
+OpenTelemetry is set up from the OTEL_* variables before connecting (worker/telemetry.py),
+and flushed on the way out: the process leaves through os._exit, which skips the SDK's hooks.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from pathlib import Path
 
 from client.connection import connect, task_queue
 from client.exit import exit_now
+from worker import telemetry
 from worker.config import ConfigError, load
 from worker.registration import baton_worker
 from worker.shutdown import until_interrupted
@@ -17,13 +22,17 @@ from worker.shutdown import until_interrupted
 
 async def serve(config_file: Path | None) -> None:
     config = load(config_file)
-    client = await connect()
-    async with baton_worker(client, config):
-        logging.info(
-            "worker polling task queue %r on %s", task_queue(), client.service_client.config.target_host
-        )
-        await until_interrupted()
-        logging.info("stopping: finishing in-flight activities")
+    otel = telemetry.install("baton-worker")
+    try:
+        client = await connect()
+        async with baton_worker(client, config):
+            logging.info(
+                "worker polling task queue %r on %s", task_queue(), client.service_client.config.target_host
+            )
+            await until_interrupted()
+            logging.info("stopping: finishing in-flight activities")
+    finally:
+        otel.flush()
 
 
 def main() -> None:

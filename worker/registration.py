@@ -7,6 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import TracerProvider
 from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import (
@@ -17,17 +19,22 @@ from temporalio.worker.workflow_sandbox import (
 from activities.llm.activity import ModelActivities
 from activities.llm.provider import Provider
 from activities.llm.providers import build_providers
+from activities.llm.telemetry import StepTelemetry
 from activities.payloads import PayloadStore
 from activities.policy import PolicyActivities
 from activities.tools.activity import ToolActivities
 from activities.tools.systems import SystemsOfRecord
-from client.connection import task_queue
+from client.connection import is_traced, task_queue, tracing_interceptor
 from worker.config import BatonConfig
 from workflows.catalog import WORKFLOWS
 
 # Pure data libraries: loading them once outside the sandbox keeps every
-# workflow run from re-importing them.
-PASSTHROUGH = ("pydantic", "pydantic_core", "annotated_types", "email_validator", "activities")
+# workflow run from re-importing them. OpenTelemetry keeps the current span in
+# module state: passed through, workflow code and Temporal's tracing interceptor
+# share that one copy instead of each run getting an empty one of its own.
+PASSTHROUGH = (
+    "pydantic", "pydantic_core", "annotated_types", "email_validator", "activities", "opentelemetry",
+)
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
@@ -46,20 +53,27 @@ async def baton_worker(
     tools_class: type[ToolActivities] = ToolActivities,
     providers: dict[str, Provider] | None = None,
     extra_workflows: tuple[type, ...] = (),
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
 ) -> AsyncIterator[Worker]:
     """A running worker and its one pooled HTTP client, both closed on the way out.
 
     `tools_class` and `providers` let fault-injection tests wrap the real seams;
     `extra_workflows` lets tests run processes of their own on the same engine.
+    Spans and metrics go to OpenTelemetry's global providers unless the caller
+    passes its own (tests do). The tracing interceptor comes from `client` when
+    it has one (Temporal hands a client's interceptors to its workers; a second
+    copy would make every span twice), else the worker adds its own.
     """
     systems = SystemsOfRecord(config.systems.db)
     systems.create(config.systems.seed)
     payloads = PayloadStore(config.payloads.db)
     catalog = config.catalog()
+    observed = StepTelemetry(tracer_provider, meter_provider)
     async with config.http.client() as http:
         built = build_providers(catalog, http, config.offline_scripts())
-        models = ModelActivities(catalog, {**built, **(providers or {})}, config.llm, payloads)
-        tools = tools_class(systems, payloads, config.payloads.inline_max_bytes)
+        models = ModelActivities(catalog, {**built, **(providers or {})}, config.llm, payloads, observed)
+        tools = tools_class(systems, payloads, config.payloads.inline_max_bytes, telemetry=observed)
         policy = PolicyActivities(
             catalog,
             {k: v for k, v in config.budgets.items() if k != "default"},
@@ -76,6 +90,7 @@ async def baton_worker(
             activity_executor=ThreadPoolExecutor(max_workers=16),
             workflow_runner=workflow_runner(),
             graceful_shutdown_timeout=timedelta(seconds=10),
+            interceptors=[] if is_traced(client) else [tracing_interceptor(tracer_provider)],
         )
         async with worker:
             yield worker

@@ -1,4 +1,8 @@
-"""The local stack: Temporal's dev server plus a Baton worker, in one context."""
+"""The local stack: Temporal's dev server plus a Baton worker, in one context.
+
+It sets up OpenTelemetry from the OTEL_* variables as a worker does (worker/telemetry.py)
+and flushes it on the way out, since `baton` leaves through os._exit.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from pathlib import Path
 from temporalio.client import Client
 
 from client.connection import connect
+from worker import telemetry
 from worker.config import load
 from worker.devserver import DevServer
 from worker.registration import baton_worker
@@ -30,7 +35,11 @@ async def local_stack(
     ui_port: int = 8233,
 ) -> AsyncIterator[Stack]:
     config = load(config_file)  # a bad baton.toml fails before anything starts
-    async with DevServer(db, port=port, ui_port=ui_port) as server:
-        client = await connect(server.target)
-        async with baton_worker(client, config):
-            yield Stack(server, client)
+    otel = telemetry.install("baton-worker")  # so does a bad OTEL_* variable
+    try:
+        async with DevServer(db, port=port, ui_port=ui_port) as server:
+            client = await connect(server.target)
+            async with baton_worker(client, config):
+                yield Stack(server, client)
+    finally:
+        otel.flush()
