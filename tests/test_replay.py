@@ -88,6 +88,13 @@ async def run_route(time_env, baton: Baton, route: str) -> list[str]:
             await baton.approve(agent, by=SUPPORT_LEADS[0], comment="defective, refund in full")
             await baton.result(run_id)
             return [run_id, agent]
+        case "support-triage-budget-extended":
+            data = {**example("support-triage/refund.json"), "budget": {"max_steps": 1}}
+            run_id = await baton.start("support-triage", data, run_id=route)
+            await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
+            await baton.approve(run_id, by=SUPPORT_LEADS[0], request_id="budget.max_steps", comment="one more step")
+            await baton.result(run_id)
+            return [run_id, f"{run_id}/returns_agent"]
         case "sales-followup-approved" | "sales-followup-rejected":
             run_id = await baton.start("sales-followup", example("sales-followup/northwind.json"), run_id=route)
             await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
@@ -106,6 +113,7 @@ ROUTES = [
     "support-triage-resolved",
     "support-triage-escalated",
     "support-triage-refund-approved",
+    "support-triage-budget-extended",
     "sales-followup-approved",
     "sales-followup-rejected",
 ]
@@ -113,6 +121,7 @@ AGENT_ROUTES = {
     "support-triage-resolved": "returns_agent",
     "support-triage-escalated": "technical_agent",
     "support-triage-refund-approved": "returns_agent",
+    "support-triage-budget-extended": "returns_agent",
 }
 
 
