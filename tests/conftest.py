@@ -9,10 +9,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -22,6 +28,7 @@ from activities.llm.transport import HttpSettings
 from activities.payloads import PayloadSettings
 from activities.tools.grants import Grant
 from activities.tools.systems import SystemsOfRecord
+from client.connection import traced
 from tests.fake_provider import FakeProvider
 from worker.binaries import temporal_cli, temporal_test_server
 from worker.config import (
@@ -125,3 +132,41 @@ def fake(server: FakeProvider) -> Iterator[FakeProvider]:
     server.reset()
     yield server
     server.reset()
+
+
+# ----- OpenTelemetry into memory (tests/test_telemetry.py) ------------------------------
+# OpenTelemetry's global providers can be set once per process; tests never set them.
+# They hand these providers to the client's tracing interceptor and to the worker.
+
+
+@dataclass
+class Otel:
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    spans: InMemorySpanExporter
+    metrics: InMemoryMetricReader
+
+
+@pytest.fixture
+def otel() -> Iterator[Otel]:
+    """Fresh in-memory providers: every span ends up in `spans`, every metric in `metrics`."""
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    yield Otel(tracer_provider, meter_provider, spans, reader)
+    tracer_provider.shutdown()
+    meter_provider.shutdown()
+
+
+@asynccontextmanager
+async def traced_worker(
+    client: Client, config: BatonConfig, tracer_provider: TracerProvider, meter_provider: MeterProvider, **extra
+) -> AsyncIterator[tuple[Client, Worker]]:
+    """`running_worker` with its client traced: start runs on the client it yields, so each is one trace."""
+    client = traced(client, tracer_provider)
+    async with running_worker(
+        client, config, tracer_provider=tracer_provider, meter_provider=meter_provider, **extra
+    ) as worker:
+        yield client, worker
