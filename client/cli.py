@@ -136,6 +136,32 @@ async def cmd_tools(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_audit(args: argparse.Namespace) -> int:
+    """A run's audit export, reconstructed from its history (no worker needed; no server with --history)."""
+    from client.audit import audit, audit_text, export_json
+    from client.run_record import ReplayFailed, history_from_file, run_record, run_record_from_history
+
+    _quiet_replays()
+    try:
+        if args.history:
+            record = await run_record_from_history(history_from_file(args.run, args.history))
+        else:
+            record = await run_record((await Baton.connect()).client, args.run)
+    except ReplayFailed as err:
+        print(f"baton: {err}", file=sys.stderr)
+        return 1
+    data = audit(record)
+    print(export_json(data) if args.json else audit_text(data))
+    return 0
+
+
+def _quiet_replays() -> None:
+    """A history that does not replay is reported in one line; the SDK's own traceback is noise here."""
+    import logging
+
+    logging.getLogger("temporalio").setLevel(logging.CRITICAL)
+
+
 async def cmd_demo(args: argparse.Namespace) -> int:
     from client.demo import demo
 
@@ -191,6 +217,10 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--config", type=Path, help="baton.toml (default: $BATON_CONFIG or ./baton.toml)")
 
     command("demo", cmd_demo, "run every shipped process on the example inputs")
+
+    c = command("audit", cmd_audit, "a run's audit export: steps, decisions, approvals, refusals, budget")
+    c.add_argument("run", help="run id")
+    c.add_argument("--history", type=Path, help="read the run's history from this JSON file instead of Temporal")
 
     c = command("tools", cmd_tools, "what each process may do: steps, models, tools, grants, people, budgets")
     c.add_argument("--config", type=Path, help="baton.toml (default: $BATON_CONFIG or ./baton.toml)")
