@@ -155,6 +155,30 @@ async def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_report(args: argparse.Namespace) -> int:
+    """Per process and per step figures and the reliability score, over runs found by visibility."""
+    from datetime import datetime, timezone
+
+    from client.report import parse_since, report, report_text
+    from worker.config import load
+
+    if args.process:
+        process_spec(args.process)
+    since = datetime.now(timezone.utc) - parse_since(args.since) if args.since else None
+    targets = {name: slo.latency_s for name, slo in load(args.config).slo.items()}
+    _quiet_replays()
+    baton = await Baton.connect()
+    data = await report(baton.client, queue=baton.queue, process=args.process, since=since, targets=targets,
+                        limit=args.limit)
+    if args.json:
+        from client.audit import export_json
+
+        print(export_json(data))
+    else:
+        print(report_text(data))
+    return 0
+
+
 def _quiet_replays() -> None:
     """A history that does not replay is reported in one line; the SDK's own traceback is noise here."""
     import logging
@@ -221,6 +245,12 @@ def parser() -> argparse.ArgumentParser:
     c = command("audit", cmd_audit, "a run's audit export: steps, decisions, approvals, refusals, budget")
     c.add_argument("run", help="run id")
     c.add_argument("--history", type=Path, help="read the run's history from this JSON file instead of Temporal")
+
+    c = command("report", cmd_report, "per process and per step figures, and the reliability score")
+    c.add_argument("--process", help="only this process")
+    c.add_argument("--since", help="only runs started this recently: 30m, 24h, 7d")
+    c.add_argument("--limit", type=int, default=1000, help="at most this many runs")
+    c.add_argument("--config", type=Path, help="baton.toml, for [slo] targets (default: $BATON_CONFIG or ./baton.toml)")
 
     c = command("tools", cmd_tools, "what each process may do: steps, models, tools, grants, people, budgets")
     c.add_argument("--config", type=Path, help="baton.toml (default: $BATON_CONFIG or ./baton.toml)")
