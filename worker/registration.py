@@ -81,6 +81,7 @@ async def baton_worker(
             config.llm_timeout_s(),
             config.members(),
             config.grants,
+            config.audit.values,
         )
         worker = Worker(
             client,
