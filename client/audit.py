@@ -194,7 +194,7 @@ def audit_text(data: dict) -> str:
     for s in data["steps"]:
         lines.append(f"  {s['seq']:>3} {s['step']} → {_then_text(s['then'])}")
         lines.append(f"      in  {s['input_digest'] or '-'}" + (f" {canonical_json(s['input'])}" if s.get("input") is not None else ""))
-        of = f" (of the {s['output_digest_of']})" if s["output_digest_of"] else ""
+        of = {"ledger": " (recorded in the ledger)", "decision": " (of the decision, computed here)"}.get(s["output_digest_of"], "")
         lines.append(f"      out {s['output_digest'] or '-'}{of}")
         if s.get("decision") is not None:
             lines.append(f"      {canonical_json(s['decision'])}")

@@ -86,8 +86,9 @@ async def report(
     targets: dict[str, float] | None = None, limit: int = 1000,
 ) -> dict:
     """Find this Baton's runs, reconstruct each from its history, and compute the report."""
-    runs = []
+    runs, listed = [], 0
     async for wf in client.list_workflows(visibility_query(queue, process, since), limit=limit):
+        listed += 1
         name = wf.typed_search_attributes.get(sa.PROCESS) or ""
         if "/" not in name:  # agent child runs: inside their parent's agent step
             runs.append((wf.id, wf.run_id))
@@ -113,7 +114,7 @@ async def report(
     window = {
         "task_queue": queue, "process": process,
         "since": since.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if since else None,
-        "limit": limit, "listed": len(runs), "truncated": len(runs) >= limit,
+        "limit": limit, "listed": listed, "truncated": listed >= limit,
     }
     return build_report(records, targets=targets or {}, children=children, unreadable=unreadable, window=window)
 
