@@ -13,8 +13,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.policy import Budget, BudgetOverride
+from activities.tools.activity import ToolActivities
+from activities.tools.contracts import ToolCall, ToolResult
 from client.sdk import Baton
 from tests.conftest import SUPPORT_LEADS, running_worker
 from tests.test_onboarding_routes import CLEAR, PEP, wait_for_state
@@ -185,3 +189,28 @@ async def test_a_refused_extension_ends_the_run_naming_the_cap(time_env, config)
 def test_a_run_recorded_before_the_newer_caps_has_none_of_them():
     legacy = Budget.model_validate({"max_cost_usd": 0.05, "max_steps": 10})  # as old histories hold it
     assert (legacy.max_llm_calls, legacy.max_tool_calls, legacy.max_wall_clock, legacy.max_approval_idle) == (None,) * 4
+
+
+class CrmAlwaysDown(ToolActivities):
+    """The CRM answers every attempt with a retryable error (a 503, say)."""
+
+    @activity.defn(name="run_tool")
+    def run_tool(self, call: ToolCall) -> ToolResult:
+        if call.tool == "create_crm_record":
+            raise ApplicationError("CRM unavailable", type="Unavailable")
+        return super().run_tool(call)
+
+
+async def test_the_wall_clock_bounds_a_step_still_retrying(time_env, config, systems):
+    """Retries would take 15 s; with 10 s of wall clock, Temporal gives up on the step when its next
+    attempt could not start in time, and the run names the cap, not the CRM."""
+    async with running_worker(time_env.client, config, tools_class=CrmAlwaysDown) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        run_id = await baton.start("onboarding", {**CLEAR, "budget": {"max_wall_clock": "PT10S"}})
+        outcome = await baton.result(run_id)
+        ledger = await baton.ledger(run_id)
+
+    assert (outcome.state, outcome.cap) == (RunState.BUDGET_EXCEEDED, "max_wall_clock"), outcome.reason
+    assert outcome.reason.endswith("limit 00:00:10; create_crm_record could not finish in the time left")
+    assert (ledger[-1].step, ledger[-1].outcome) == ("create_crm_record", "over_budget")
+    assert "CRM unavailable" not in outcome.reason and systems.count("outbox") == 0

@@ -67,6 +67,15 @@ class BudgetSteps:
             longest_approval_wait_s=self._longest_wait_s,
         )
 
+    def _time_left(self) -> timedelta | None:
+        """What the wall clock still allows one activity, retries included; None when uncapped."""
+        cap = self._budget.max_wall_clock
+        return None if cap is None else max(cap - self._elapsed(), timedelta(seconds=1))
+
+    def _wall_clock_spent(self) -> bool:
+        cap = self._budget.max_wall_clock if self._budget else None
+        return cap is not None and self._elapsed() >= cap
+
     def _elapsed(self) -> timedelta:
         return workflow.now() - self._started if self._started else timedelta(0)
 

@@ -28,7 +28,7 @@ from workflows.budget import BudgetSteps, span
 from workflows.human_steps import HumanSteps, NotApproved
 from workflows.ledger import LedgerEntry, StepKind, digest
 from workflows.model_steps import ModelSteps
-from workflows.outcome import RunOutcome, RunState, StopRun, ToolRefused
+from workflows.outcome import BudgetExceeded, RunOutcome, RunState, StopRun, ToolRefused
 from workflows.plan import PlannedStep
 from workflows.retry_policies import TOOL_RETRY, bounded
 from workflows.status import RunStatus
@@ -181,7 +181,7 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, AgentSteps):
         )
         return await workflow.execute_activity_method(
             ToolActivities.run_tool, call, start_to_close_timeout=timeout, retry_policy=retry,
-            summary=f"{step} · {spec.name} ({spec.effect.value})",
+            schedule_to_close_timeout=self._time_left(), summary=f"{step} · {spec.name} ({spec.effect.value})",
         )
 
     async def _approve_irreversible(
@@ -258,6 +258,14 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, AgentSteps):
         the policy's maximum, true only when the retries ran out.
         """
         message = str(err.cause) if isinstance(err, ActivityError) and err.cause else str(err)
+        if self._wall_clock_spent() or (
+            isinstance(err, ActivityError) and err.retry_state == RetryState.TIMEOUT and self._time_left() is not None
+        ):  # the activity's schedule-to-close is the wall clock's remainder: its timeout is the cap's
+            self._record(**entry, attempts=attempts or 1, outcome="over_budget",
+                         detail=f"no time left in max_wall_clock for another attempt; last: {message}")
+            raise BudgetExceeded("max_wall_clock", f"max_wall_clock: {span(self._elapsed())} since the run started, "
+                                                   f"limit {span(self._budget.max_wall_clock)}; "
+                                                   f"{entry['step']} could not finish in the time left")
         if isinstance(err, ActivityError):
             exhausted = err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED
             attempts = attempts if exhausted or counted else None

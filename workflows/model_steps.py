@@ -78,6 +78,7 @@ class ModelSteps:
                 ModelActivities.call_model,
                 request,
                 start_to_close_timeout=timeout or timedelta(seconds=self._policy.llm_timeout_s),
+                schedule_to_close_timeout=self._time_left(),
                 retry_policy=retry,
                 summary=f"{request.step} · {request.tier}→{planned}",
             )
