@@ -83,10 +83,6 @@ async def test_a_closed_run_audited_with_no_worker_matches_what_the_worker_answe
     assert "end: completed" in as_text[0].out and "welcome_email" in as_text[0].out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="worker/registration.py does not hand [audit] values to PolicyActivities yet, so every run keeps digests",
-)
 async def test_a_run_whose_policy_keeps_full_values_exports_its_inputs(time_env, config):
     config = config.model_copy(update={"audit": AuditSettings(values="full")})
     async with running_worker(time_env.client, config) as w:
