@@ -3,21 +3,26 @@
 It starts (or reuses) the local stack, starts each run in `examples/demo.json`,
 gives the approval a parked run waits for (after printing the commands a
 person would use), prints each outcome, ledger and Web UI link, and checks
-every run ended in the state the manifest expects. Interactive, it keeps the
-stack up for browsing until Ctrl-C; without a TTY it stops and exits.
+every run ended in the state the manifest expects, then prints `baton report`
+over the runs it made. Interactive, it keeps the stack up for browsing until
+Ctrl-C; without a TTY it stops and exits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 from pydantic import BaseModel
 
 from client.commands import approval_commands, awaiting_list_command
 from client.render import ledger_table, outcome_text
+from client.report import report as runs_report
+from client.report import report_text
 from client.sdk import Baton, read_input
+from worker.config import load
 from worker.shutdown import until_interrupted
 from worker.stack import local_stack
 from workflows.outcome import RunState
@@ -50,6 +55,7 @@ async def demo(manifest: Path = MANIFEST, interactive: bool | None = None) -> in
         state = "reused the Temporal server" if stack.server.reused else "started Temporal's dev server"
         print(f"Baton demo: {state} at {stack.server.target} and a worker; Web UI {stack.server.ui_url}\n")
         baton = Baton(stack.client)
+        began = datetime.now(timezone.utc)
         run_ids = [await baton.start(r.process, read_input(r.input)) for r in plan.runs]
         for run, run_id in zip(plan.runs, run_ids):
             print(f"started {run_id:<32} {run.process} on {run.input}")
@@ -60,6 +66,7 @@ async def demo(manifest: Path = MANIFEST, interactive: bool | None = None) -> in
         for run, run_id in zip(plan.runs, run_ids):
             ok += await report(baton, stack.server.ui_url, run, run_id)
         print(f"\n{ok} of {len(plan.runs)} runs ended as expected.")
+        await print_report(baton, began)
         if interactive:
             print(f"\nThe stack stays up: browse {stack.server.ui_url}  (Ctrl-C to stop)")
             await until_interrupted()
@@ -95,3 +102,11 @@ async def report(baton: Baton, ui_url: str, run: DemoRun, run_id: str) -> bool:
     print(ledger_table(ledger))
     print(f"Web UI: {ui_url}/{run_id}")
     return expected
+
+
+async def print_report(baton: Baton, since: datetime) -> None:
+    """`baton report` over this demo's runs, reconstructed from their histories."""
+    targets = {name: slo.latency_s for name, slo in load().slo.items()}
+    data = await runs_report(baton.client, queue=baton.queue, since=since, targets=targets)
+    print("\nbaton report --since <this demo>   (again later: `make dev`, then `baton report`)\n")
+    print(report_text(data))
