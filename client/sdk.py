@@ -146,9 +146,9 @@ class Baton:
     async def runs(self, status: str | None = None, process: str | None = None, limit: int = 50) -> list[RunSummary]:
         clauses = [f"{sa.PROCESS.name} IS NOT NULL"]
         if status:
-            clauses.append(f"{sa.STATUS.name} = '{_quoted(status)}'")
+            clauses.append(f"{sa.STATUS.name} = '{quoted(status)}'")
         if process:
-            clauses.append(f"{sa.PROCESS.name} = '{_quoted(process)}'")
+            clauses.append(f"{sa.PROCESS.name} = '{quoted(process)}'")
         found = []
         async for wf in self.client.list_workflows(" AND ".join(clauses), limit=limit):
             attrs = wf.typed_search_attributes
@@ -173,12 +173,12 @@ class Baton:
         clauses = [
             f"{sa.AWAITING_APPROVAL.name} = true",
             "ExecutionStatus = 'Running'",
-            f"TaskQueue = '{_quoted(self.queue)}'",
+            f"TaskQueue = '{quoted(self.queue)}'",
         ]
         if role:
-            clauses.append(f"{sa.APPROVAL_ROLES.name} = '{_quoted(role)}'")
+            clauses.append(f"{sa.APPROVAL_ROLES.name} = '{quoted(role)}'")
         if process:
-            clauses.append(f"{sa.PROCESS.name} = '{_quoted(process)}'")
+            clauses.append(f"{sa.PROCESS.name} = '{quoted(process)}'")
         ids = [wf.id async for wf in self.client.list_workflows(" AND ".join(clauses), limit=limit)]
         statuses = await asyncio.gather(*(self.status(i) for i in ids), return_exceptions=True)
         items, unreadable = [], []
@@ -219,5 +219,6 @@ class Baton:
         return handle
 
 
-def _quoted(value: str) -> str:
+def quoted(value: str) -> str:
+    """A value safe inside a single-quoted visibility-query literal."""
     return value.replace("\\", "\\\\").replace("'", "\\'")
