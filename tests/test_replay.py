@@ -88,6 +88,10 @@ async def run_route(time_env, baton: Baton, route: str) -> list[str]:
             await baton.approve(agent, by=SUPPORT_LEADS[0], comment="defective, refund in full")
             await baton.result(run_id)
             return [run_id, agent]
+        case "support-triage-billing":
+            run_id = await baton.start("support-triage", example("support-triage/double-charge.json"), run_id=route)
+            await baton.result(run_id)
+            return [run_id, f"{run_id}/billing_agent"]
         case "support-triage-budget-extended":
             data = {**example("support-triage/refund.json"), "budget": {"max_steps": 1}}
             run_id = await baton.start("support-triage", data, run_id=route)
@@ -113,6 +117,7 @@ ROUTES = [
     "support-triage-resolved",
     "support-triage-escalated",
     "support-triage-refund-approved",
+    "support-triage-billing",
     "support-triage-budget-extended",
     "sales-followup-approved",
     "sales-followup-rejected",
@@ -121,6 +126,7 @@ AGENT_ROUTES = {
     "support-triage-resolved": "returns_agent",
     "support-triage-escalated": "technical_agent",
     "support-triage-refund-approved": "returns_agent",
+    "support-triage-billing": "billing_agent",
     "support-triage-budget-extended": "returns_agent",
 }
 
