@@ -24,7 +24,7 @@ class BudgetOverride(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_cost_usd: float | None = Field(default=None, gt=0)
+    max_cost_usd: float | None = Field(default=None, gt=0, allow_inf_nan=False)  # JSON would carry inf as null
     max_steps: int | None = Field(default=None, gt=0)
     max_llm_calls: int | None = Field(default=None, gt=0)
     max_tool_calls: int | None = Field(default=None, gt=0)
@@ -41,7 +41,7 @@ class Budget(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_cost_usd: float = Field(default=0.50, gt=0)
+    max_cost_usd: float = Field(default=0.50, gt=0, allow_inf_nan=False)
     max_steps: int = Field(default=25, gt=0)
     max_llm_calls: int | None = Field(default=None, ge=0, description="model requests, repairs and fallbacks included")
     max_tool_calls: int | None = Field(default=None, ge=0, description="tool calls scheduled; refused ones do not count")

@@ -71,11 +71,17 @@ class Inbox:
 def read_input(path: Path) -> dict:
     """Read a JSON input file, with one clear line for every way that can fail."""
     try:
-        data = json.loads(path.read_text())
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise InputError(f"cannot read {path}: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path} is not UTF-8 text: byte {err.start} cannot be decoded") from err
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as err:
         raise InputError(f"{path} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from err
+    except RecursionError as err:
+        raise InputError(f"{path} is nested too deeply to be an input") from err
     if not isinstance(data, dict):
         raise InputError(f"{path} must hold a JSON object, not {type(data).__name__}")
     return data
@@ -92,6 +98,8 @@ def validate_input(process: str, data: dict | BaseModel) -> BaseModel:
     spec = process_spec(process)
     if isinstance(data, spec.input):
         return data
+    if not isinstance(data, (dict, BaseModel)):
+        raise InputError(f"invalid input for {process}: a JSON object is needed, not {type(data).__name__}")
     try:
         return spec.input.model_validate(data if isinstance(data, dict) else data.model_dump())
     except ValidationError as err:
