@@ -7,14 +7,17 @@ the same settings. The difference between the two is what Baton costs per step.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from pydantic import BaseModel, Field
 from temporalio import activity, workflow
 
+from workflows.agents import Agent, AgentCaps, AgentReport
 from workflows.engine import Process
 from workflows.outcome import RunOutcome, RunState
 from workflows.retry_policies import LLM_RETRY
+from workflows.support_triage import SupportRequest, SupportTriage, Triaged
 
 STEPS_PROCESS = "bench-steps"
 
@@ -74,3 +77,27 @@ class BareSteps:
             )
             done += 1
         return done
+
+
+# ----- the unbounded agent loop of benchmarks/cost.py -------------------------------------
+
+LOOP_TURNS = 40  # "unbounded": agent caps raised this high; the looping script runs until it reaches them
+UNBOUNDED_TRIAGE = "bench-support-triage-unbounded"
+UNBOUNDED_CAPS = AgentCaps(
+    max_turns=LOOP_TURNS, max_tool_calls=LOOP_TURNS, max_cost_usd=100.0, ttl=timedelta(hours=1),
+)
+
+
+@workflow.defn(name=UNBOUNDED_TRIAGE)
+class UnboundedTriage(SupportTriage):
+    """Support triage whose agents' caps are raised very high: what an agent loop costs without walls.
+
+    It keeps the process name `support-triage`, so its grants and budget are the shipped process's.
+    """
+
+    @workflow.run
+    async def run(self, request: SupportRequest) -> RunOutcome[Triaged]:
+        return await self.execute(lambda: self._triage(request), request.budget)
+
+    async def agent(self, step: str, agent: Agent, goal: str, context: BaseModel) -> AgentReport:
+        return await super().agent(step, replace(agent, caps=UNBOUNDED_CAPS), goal, context)
