@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test dev worker clean
+.PHONY: demo test chaos dev worker clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ demo: $(STAMP)  ## run every shipped process on the example inputs, on a local T
 
 test: $(STAMP)  ## the whole suite: time-skipping unit tests, dev-server integration, replay
 	$(BIN)/python -m pytest
+
+chaos: $(STAMP)  ## 200 runs through worker kill -9s and a server restart: nothing lost, nothing twice
+	$(BIN)/python -m tests.chaos $(CHAOS_ARGS)
 
 dev: $(STAMP)  ## Temporal's dev server (Web UI :8233) and a worker, until Ctrl-C
 	$(BIN)/baton dev

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.service import RPCError
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.tools.systems import SystemsOfRecord
 from client.connection import connect
@@ -285,7 +285,7 @@ class Case:
         if self.process == "onboarding":
             return {"crm_record": int(done), "email": int(done)}
         if self.process == "support-triage":
-            return {"refund": int(done and self.approve)}
+            return {"refund": int(done and (self.approve or not self.parks))}
         return {"email": int(done), "crm_update": int(done)}
 
     def expected_state(self) -> RunState:
@@ -397,7 +397,7 @@ async def retrying(call: Callable[[], Awaitable[Any]], timeout: float, what: str
     raise TimeoutError(f"{what}: no answer in {timeout}s (last: {last!r})")
 
 
-async def open_request(baton: Baton, run_id: str, timeout: float = 120):
+async def open_request(baton: Baton, run_id: str, timeout: float = 120, interval: float = 0.25):
     """The run's first open approval request, once it has one (a query: needs a worker)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -407,14 +407,14 @@ async def open_request(baton: Baton, run_id: str, timeout: float = 120):
                 return status.open_requests[0]
         except (RPCError, asyncio.TimeoutError, RuntimeError, UnknownRun):  # the agent's child may not exist yet
             pass
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(interval)
     raise TimeoutError(f"{run_id} opened no request in {timeout}s")
 
 
-async def decide(baton: Baton, case: Case, timeout: float = 180) -> None:
+async def decide(baton: Baton, case: Case, timeout: float = 180, interval: float = 0.25) -> None:
     """Wait for the case's request and send its decision (baton approve / reject, the SDK's update)."""
     target = case.approval_target()
-    request = await open_request(baton, target, timeout)
+    request = await open_request(baton, target, timeout, interval)
     send = baton.approve if case.approve else baton.reject
     await retrying(lambda: send(target, by=case.approver(), request_id=request.id, comment="chaos"), timeout, f"decide {target}")
 
@@ -428,12 +428,13 @@ async def outcome_of(client: Client, run_id: str, timeout: float) -> RunOutcome:
         if left <= 0:
             raise TimeoutError(f"{run_id} did not end in {timeout}s")
         try:
-            desc = await asyncio.wait_for(client.get_workflow_handle(run_id).describe(), 10)
-            if desc.status != WorkflowExecutionStatus.RUNNING:
-                return await asyncio.wait_for(baton.result(run_id), 30)
-        except (RPCError, asyncio.TimeoutError, RuntimeError):
-            pass
-        await asyncio.sleep(min(0.5, max(left, 0)))
+            return await asyncio.wait_for(baton.result(run_id), left)
+        except (RPCError, RuntimeError) as err:  # the server went away under the long poll
+            if isinstance(err, RPCError) and err.status == RPCStatusCode.NOT_FOUND:
+                raise
+            await asyncio.sleep(1)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"{run_id} did not end in {timeout}s") from None
 
 
 def effects_report(cases: list[Case], systems: SystemsOfRecord) -> dict[str, int]:

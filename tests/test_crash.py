@@ -136,14 +136,17 @@ async def test_kill_while_runs_are_parked_loses_no_request(server, tmp_path, wor
     for c in cases:
         await c.start(baton)
     asked = {c.n: await open_request(baton, c.approval_target()) for c in cases if c.parks}
+    for c in cases:  # the reject has ended; the others are parked
+        if not c.parks:
+            await outcome_of(client, c.run_id, 30)
     assert all(v == 0 for c in cases for v in c.effects_found(world.systems).values())
 
     first.kill()
     await start_worker(server, world, queue, workers)
-    for c in cases:
-        if c.parks:
-            again = await open_request(baton, c.approval_target())
-            assert (again.id, again.requested_at) == (asked[c.n].id, asked[c.n].requested_at)  # the same request
+    parked = [c for c in cases if c.parks]
+    again = await asyncio.gather(*(open_request(baton, c.approval_target()) for c in parked))
+    for c, request in zip(parked, again, strict=True):  # the same requests, asked at the same time
+        assert (request.id, request.requested_at) == (asked[c.n].id, asked[c.n].requested_at)
     await asyncio.gather(*(decide(baton, c) for c in cases if c.parks))
     await finish(client, world, cases)
     assert cases[1].effects_found(world.systems) == {"refund": 1}
