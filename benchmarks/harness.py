@@ -29,11 +29,12 @@ from temporalio.worker import Worker
 
 from activities.payloads import PayloadSettings
 from activities.policy import Budget
-from benchmarks.processes import BareSteps, noop
+from benchmarks.bare import RETRY, BareSteps, noop
 from worker.binaries import temporal_cli
 from worker.config import BatonConfig, OfflineSettings, Role, SystemsConfig, load
 from worker.registration import workflow_runner
 from workflows import search_attributes as sa
+from workflows.retry_policies import LLM_RETRY
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -102,6 +103,7 @@ def queue(kind: str) -> str:
 @asynccontextmanager
 async def bare_worker(client: Client, task_queue: str) -> AsyncIterator[Worker]:
     """The floor: bare temporalio, with the settings `baton_worker` gives its Worker, nothing of Baton."""
+    assert RETRY == LLM_RETRY, "the bare activities must retry as a Baton model step does"
     worker = Worker(
         client,
         task_queue=task_queue,
@@ -175,3 +177,27 @@ def _fmt(c: object) -> str:
 
 def example(path: str) -> dict:
     return json.loads((EXAMPLES / path).read_text())
+
+
+def reset_peak() -> None:
+    """Reset this process's peak RSS (VmHWM) to its current RSS (Linux: /proc/self/clear_refs)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def applicant(applicant_id: str) -> dict:
+    """An onboarding input for an applicant `seed_with` puts in the register."""
+    return {"applicant_id": applicant_id, "name": f"Applicant {applicant_id}", "email": f"{applicant_id.lower()}@example.com",
+            "document_number": f"D{applicant_id}"}
+
+
+def seed_with(tmp: Path, applicants: list[dict], *, pep: bool = False) -> Path:
+    """examples/systems.json plus `applicants`, clear (credit 742, no defaults) or politically exposed (review)."""
+    data = json.loads(SEED.read_text())
+    data["applicants"] += [
+        {"applicant_id": a["applicant_id"], "name": a["name"], "document_number": a["document_number"],
+         "country": "GB", "pep": pep, "credit": {"score": 742, "open_defaults": 0}}
+        for a in applicants
+    ]
+    path = tmp / "seed.json"
+    path.write_text(json.dumps(data))
+    return path

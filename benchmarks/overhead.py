@@ -25,7 +25,8 @@ from temporalio.client import Client
 from benchmarks.harness import (
     UNCAPPED, bare_worker, config, dev_server, history, machine, median, pct, queue, run_seconds, table,
 )
-from benchmarks.processes import STEPS_PROCESS, BareRequest, BareSteps, BatonSteps, StepsRequest
+from benchmarks.bare import BareRequest, BareSteps
+from benchmarks.processes import STEPS_PROCESS, BatonSteps, StepsRequest
 from worker.config import BatonConfig
 from worker.registration import baton_worker
 from workflows import search_attributes as sa

@@ -1,8 +1,7 @@
-"""What the benchmarks run: a Baton process of N model steps, and its bare-temporalio twin.
+"""What the benchmarks run on Baton: a process of N model steps, and support triage with unbounded agents.
 
-The twin has the same shape with nothing of Baton in it: N activities in a row,
-each with the retry policy and timeouts a Baton model step gets, on a worker with
-the same settings. The difference between the two is what Baton costs per step.
+Their bare-temporalio twin is in benchmarks/bare.py, a module of its own so that
+the sandbox imports nothing of Baton for it.
 """
 
 from __future__ import annotations
@@ -11,12 +10,11 @@ from dataclasses import replace
 from datetime import timedelta
 
 from pydantic import BaseModel, Field
-from temporalio import activity, workflow
+from temporalio import workflow
 
 from workflows.agents import Agent, AgentCaps, AgentReport
 from workflows.engine import Process
 from workflows.outcome import RunOutcome, RunState
-from workflows.retry_policies import LLM_RETRY
 from workflows.support_triage import SupportRequest, SupportTriage, Triaged
 
 STEPS_PROCESS = "bench-steps"
@@ -47,36 +45,6 @@ class BatonSteps(Process):
         for i in range(request.steps):
             note = await self.llm(f"step_{i + 1}", f"Answer ok to request {i + 1}", Note)
         return self.end(RunState.COMPLETED, "done", note)
-
-
-class BareRequest(BaseModel):
-    steps: int
-    start_to_close_s: float  # what a Baton model step gets: the worker's llm_timeout_s
-    schedule_to_close_s: float  # what a Baton step gets: the wall-clock cap's remainder
-
-
-@activity.defn(name="bench_noop")
-async def noop(i: int) -> int:
-    return i
-
-
-@workflow.defn(name="bench-bare")
-class BareSteps:
-    """N no-op activities in a row, with a Baton model step's retry policy and timeouts."""
-
-    @workflow.run
-    async def run(self, request: BareRequest) -> int:
-        done = 0
-        for i in range(request.steps):
-            await workflow.execute_activity(
-                noop,
-                i,
-                start_to_close_timeout=timedelta(seconds=request.start_to_close_s),
-                schedule_to_close_timeout=timedelta(seconds=request.schedule_to_close_s),
-                retry_policy=LLM_RETRY,
-            )
-            done += 1
-        return done
 
 
 # ----- the unbounded agent loop of benchmarks/cost.py -------------------------------------
