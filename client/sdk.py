@@ -109,6 +109,16 @@ def validate_input(process: str, data: dict | BaseModel) -> BaseModel:
         raise InputError(f"invalid input for {process}: field {field!r}: {first['msg']}{more}") from err
 
 
+def verdict(**fields) -> Verdict:
+    """A decision as the `decide` update takes it; InputError names the field that is not right (`--by ""`)."""
+    try:
+        return Verdict(**fields)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "(decision)"
+        raise InputError(f"invalid decision: {field}: {first['msg']}") from err
+
+
 class Baton:
     def __init__(self, client: Client, queue: str | None = None) -> None:
         self.client = client
@@ -146,10 +156,10 @@ class Baton:
         return await self._query(run_id, "ledger", list[LedgerEntry])
 
     async def approve(self, run_id: str, by: str, request_id: str | None = None, comment: str = "") -> Verdict:
-        return await self._decide(run_id, Verdict(by=by, request_id=request_id, comment=comment, approved=True))
+        return await self._decide(run_id, verdict(by=by, request_id=request_id, comment=comment, approved=True))
 
     async def reject(self, run_id: str, by: str, request_id: str | None = None, comment: str = "") -> Verdict:
-        return await self._decide(run_id, Verdict(by=by, request_id=request_id, comment=comment, approved=False))
+        return await self._decide(run_id, verdict(by=by, request_id=request_id, comment=comment, approved=False))
 
     async def runs(self, status: str | None = None, process: str | None = None, limit: int = 50) -> list[RunSummary]:
         clauses = [f"{sa.PROCESS.name} IS NOT NULL"]

@@ -164,3 +164,174 @@ def test_an_input_file_that_cannot_be_read_is_refused(tmp_path):
     for path in (tmp_path / "missing.json", tmp_path):
         with pytest.raises(InputError, match="cannot read"):
             read_input(path)
+
+
+# ----- helpers for runs ----------------------------------------------------------------------
+
+
+async def task_failures(client: Client, run_id: str) -> list[str]:
+    """Every failed workflow task in a run's history, its agents' child runs included."""
+    history = await client.get_workflow_handle(run_id).fetch_history()
+    failed, children = [], []
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+            failed.append(f"{run_id}: {event.workflow_task_failed_event_attributes.failure.message}")
+        elif event.event_type == EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED:
+            children.append(event.child_workflow_execution_started_event_attributes.workflow_execution.workflow_id)
+    for child in dict.fromkeys(children):
+        failed += await task_failures(client, child)
+    return failed
+
+
+async def still_works(baton: Baton) -> None:
+    """The worker survived: a clear onboarding run completes on it."""
+    outcome = await asyncio.wait_for(baton.result(await baton.start("onboarding", CLEAR)), 60)
+    assert outcome.state is RunState.COMPLETED, outcome.reason
+
+
+async def refusals(baton: Baton, run_id: str, count: int) -> list:
+    """The run's `refused` ledger entries, once there are `count` of them (or after 10 s: fewer)."""
+    refused: list = []
+    for _ in range(100):
+        try:
+            refused = [e for e in await asyncio.wait_for(baton.ledger(run_id), 5) if e.outcome == "refused"]
+        except (TimeoutError, WorkflowQueryFailedError, RPCError):
+            pass  # a run whose task failed cannot answer; the history check says why
+        if len(refused) >= count:
+            break
+        await asyncio.sleep(0.1)
+    return refused
+
+
+async def refused_update(handle: WorkflowHandle, *args, **kwargs) -> str:
+    """An update the run must refuse to its caller, quickly; returns the message."""
+    with pytest.raises((WorkflowUpdateFailedError, RPCError)) as refused:
+        await asyncio.wait_for(handle.execute_update(*args, **kwargs), 10)
+    err = refused.value
+    message = str(err.cause if isinstance(err, WorkflowUpdateFailedError) and err.cause else err)
+    assert message
+    return message
+
+
+# ----- 2. decisions and signals with arbitrary payloads -----------------------------------------
+
+PEOPLE = {*REVIEWERS, *LEADS}
+
+
+def could_decide(payload: object) -> bool:
+    return isinstance(payload, dict) and str(payload.get("by")) in PEOPLE
+
+
+decision_like = st.fixed_dictionaries(
+    {}, optional={"by": odd_values | st.text(max_size=20), "request_id": odd_values, "comment": odd_values,
+                  "approved": odd_values, "extra": odd_values},
+)
+def encodable(payload: object) -> bool:
+    """What a client can send at all (a lone surrogate, say, never leaves the caller)."""
+    try:
+        pydantic_data_converter.payload_converter.to_payloads([payload])
+    except Exception:  # noqa: BLE001
+        return False
+    return True
+
+
+payloads = st.one_of(json_values, decision_like, odd_values).filter(lambda p: not could_decide(p) and encodable(p))
+
+
+def collect(strategy, examples: int) -> list:
+    """Draw `examples` values from a strategy, reproducibly, for a property checked inside one async test."""
+    drawn = []
+
+    @fuzz(examples)
+    @given(strategy)
+    def draw(value):
+        drawn.append(value)
+
+    draw()
+    return drawn
+
+
+RAW_PAYLOADS = [
+    Payload(metadata={"encoding": b"no/such-encoding"}, data=b"{}"),
+    Payload(metadata={"encoding": b"json/plain"}, data=b"{not json"),
+    Payload(metadata={"encoding": b"json/plain"}, data=b"[" * 100_000),
+    Payload(metadata={"encoding": b"json/plain"}, data=b"\xff\xfe"),
+    Payload(metadata={"encoding": b"binary/null"}),
+    Payload(metadata={"encoding": b"binary/plain"}, data=b"\x00\x01"),
+    Payload(metadata={"encoding": b"json/protobuf", "messageType": b"no.Such"}, data=b"{}"),
+    Payload(metadata={}, data=b"{}"),
+]
+
+
+async def test_any_decision_payload_is_refused_or_recorded_and_the_run_can_still_be_approved(time_env, config):
+    junk = collect(payloads, 40)
+    async with running_worker(time_env.client, config) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        run_id = await baton.start("onboarding", PEP)
+        await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
+        handle = time_env.client.get_workflow_handle(run_id, result_type=RunOutcome[dict])
+        signals = 0
+        try:
+            for payload in junk:
+                await refused_update(handle, "decide", payload)  # the update answers the caller
+                # A signal cannot answer: the run records it as refused.
+                await handle.signal("approve" if signals % 2 else "reject", payload)
+                signals += 1
+            for raw in RAW_PAYLOADS:
+                await handle.signal("approve", RawValue(raw))
+                signals += 1
+                await refused_update(handle, "decide", RawValue(raw))
+            await refused_update(handle, "decide", args=[{"by": REVIEWERS[0]}, "extra"])
+            for args in ([], [{"by": REVIEWERS[0]}, "extra"], [None, None, None]):
+                await handle.signal("approve", args=args)
+                signals += 1
+            for by, request_id in [("mallory", None), ("", None), (REVIEWERS[0], "nope"), ("x" * 10_000, "\x00"),
+                                   (LEADS[0], "compliance_review"), (REVIEWERS[0], "")]:
+                with pytest.raises((Refused, InputError)):
+                    await baton.approve(run_id, by=by, request_id=request_id)
+                with pytest.raises((Refused, InputError)):
+                    await baton.reject(run_id, by=by, request_id=request_id, comment="🙂" * 1000)
+            refused = await refusals(baton, run_id, signals)
+            assert await task_failures(time_env.client, run_id) == []
+            assert len(refused) == signals, f"{signals - len(refused)} signals left no trace"
+            assert all(e.detail.split(" signal refused: ")[1] for e in refused)
+            status = await baton.status(run_id)
+            assert status.state is RunState.AWAITING_APPROVAL and [r.id for r in status.open_requests] == ["compliance_review"]
+
+            await baton.approve(run_id, by=REVIEWERS[0], request_id="compliance_review", comment="checked")
+            outcome = await asyncio.wait_for(handle.result(), 60)
+        finally:
+            await terminate_if_running(handle)
+    assert outcome.state is RunState.COMPLETED and outcome.result["reviewed_by"] == REVIEWERS[0], outcome.reason
+    assert await task_failures(time_env.client, run_id) == []
+
+
+async def terminate_if_running(handle: WorkflowHandle) -> None:
+    try:
+        await handle.terminate("test over")  # a parked run would hold back the shared server's clock
+    except RPCError:
+        pass  # already closed
+
+
+@pytest.mark.parametrize(
+    ("args", "why"),
+    [([None], "the payload is NoneType, not a decision"),  # `handle.signal("approve", None)`: crashed the task
+     ([{"by": REVIEWERS[0]}, "extra"], "the signal carried 2 payloads"),  # `--input A --input B`: crashed the task
+     ([RawValue(Payload(metadata={"encoding": b"no/such"}, data=b"{}"))], "cannot be read as a decision")],
+)
+async def test_regression_a_null_or_doubled_signal_payload_is_refused_not_a_stuck_run(time_env, config, args, why):
+    async with running_worker(time_env.client, config) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        run_id = await baton.start("onboarding", PEP)
+        await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
+        handle = time_env.client.get_workflow_handle(run_id, result_type=RunOutcome[dict])
+        try:
+            await handle.signal("approve", args=args)
+            refused = await refusals(baton, run_id, 1)
+            assert await task_failures(time_env.client, run_id) == []
+            await baton.approve(run_id, by=REVIEWERS[0])
+            outcome = await asyncio.wait_for(handle.result(), 60)
+        finally:
+            await terminate_if_running(handle)
+    assert len(refused) == 1 and why in refused[0].detail
+    assert outcome.state is RunState.COMPLETED, outcome.reason

@@ -7,6 +7,8 @@ stays about steps and budgets.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,6 +39,20 @@ class NotApproved(StopRun):
         who = f" by {result.by}" if result.by else ""
         super().__init__(RunState.REJECTED, f"{step} was not approved ({result.status.value}{who})")
         self.result = result
+
+
+def _one_payload(handler: Callable[..., None]) -> Callable[..., None]:
+    """Show the SDK a signal handler's single RawValue parameter, not its `*extra`.
+
+    With the one typed parameter, a signal's payload reaches the handler raw whatever it
+    holds (so a malformed one is recorded, not dropped by the SDK unseen). The `*extra`
+    the SDK does not see still takes the payloads a client may add beyond the first
+    (`temporal workflow signal --input A --input B`): without it the call would raise
+    TypeError and fail the workflow task on every retry, leaving the run stuck.
+    """
+    params = inspect.signature(handler).parameters.values()
+    handler.__signature__ = inspect.Signature([p for p in params if p.kind is not p.VAR_POSITIONAL])  # type: ignore[attr-defined]
+    return handler
 
 
 class HumanSteps:
@@ -177,12 +193,14 @@ class HumanSteps:
     # The payload is taken raw (a Decision as JSON, normally), so that a malformed one
     # reaches the handler and the ledger instead of being dropped by the SDK unseen.
     @workflow.signal
-    def approve(self, payload: RawValue = None) -> None:  # type: ignore[assignment]  # no payload at all
-        self._decide_by_signal(payload, approved=True)
+    @_one_payload
+    def approve(self, payload: RawValue = None, *extra: Any) -> None:  # type: ignore[assignment]  # no payload at all
+        self._decide_by_signal(payload, approved=True, extra=len(extra))
 
     @workflow.signal
-    def reject(self, payload: RawValue = None) -> None:  # type: ignore[assignment]
-        self._decide_by_signal(payload, approved=False)
+    @_one_payload
+    def reject(self, payload: RawValue = None, *extra: Any) -> None:  # type: ignore[assignment]
+        self._decide_by_signal(payload, approved=False, extra=len(extra))
 
     @workflow.update
     def decide(self, verdict: Verdict) -> Verdict:
@@ -193,13 +211,13 @@ class HumanSteps:
     def _validate_decide(self, verdict: Verdict) -> None:
         self._desk.resolve(verdict)
 
-    def _decide_by_signal(self, payload: RawValue | None, approved: bool) -> None:
+    def _decide_by_signal(self, payload: RawValue | None, approved: bool, extra: int = 0) -> None:
         """A signal cannot be refused to its sender: a bad one is recorded in the ledger and ignored."""
         raw = _payload_text(payload)
         try:
-            if payload is None:
-                raise ValueError("the signal carried no payload")
-            decision = workflow.payload_converter().from_payload(payload.payload, Decision)
+            if extra:
+                raise ValueError(f"the signal carried {extra + 1} payloads; a decision is one JSON object")
+            decision = _decision(payload)
             self._desk.take(Verdict(**decision.model_dump(), approved=approved))
         except (ValueError, ValidationError, TypeError) as refused:
             self._record(
@@ -209,9 +227,26 @@ class HumanSteps:
             )
 
 
+def _decision(payload: RawValue | None) -> Decision:
+    """A signal's payload as a Decision; ValueError (or ValidationError) says why it is not one."""
+    if payload is None:
+        raise ValueError("the signal carried no payload")
+    try:
+        decision = workflow.payload_converter().from_payload(payload.payload, Decision)
+    except ValidationError:
+        raise
+    except Exception as err:  # noqa: BLE001 (a client can send any bytes with any encoding: none may crash the task)
+        raise ValueError(f"the payload cannot be read as a decision ({type(err).__name__})") from None
+    if not isinstance(decision, Decision):  # e.g. a null payload, which converts without looking at the type
+        raise ValueError(f"the payload is {type(decision).__name__}, not a decision")
+    return decision
+
+
 def _payload_text(payload: RawValue | None) -> Any:
     if payload is None:
         return None
+    if not isinstance(payload, RawValue):
+        return payload  # decoded already: the SDK decodes every payload of a signal that carried several
     try:
         return workflow.payload_converter().from_payload(payload.payload, Any)
     except Exception:  # noqa: BLE001 (whatever arrived, the ledger only wants a readable hint)
