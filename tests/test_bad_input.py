@@ -15,7 +15,6 @@ import json
 import math
 import subprocess
 import sys
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.common import RawValue
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
@@ -335,3 +334,91 @@ async def test_regression_a_null_or_doubled_signal_payload_is_refused_not_a_stuc
             await terminate_if_running(handle)
     assert len(refused) == 1 and why in refused[0].detail
     assert outcome.state is RunState.COMPLETED, outcome.reason
+
+
+async def test_whatever_validate_input_accepts_runs_without_a_crashed_task(time_env, config):
+    accepted: dict[str, list] = {process: [] for process in PROCESSES}
+    for process, data in collect(near_valid(), 300):
+        try:
+            value = validate_input(process, data)
+        except InputError:
+            continue
+        if value not in accepted[process]:
+            accepted[process].append(value)
+    sample = [(p, v) for p, values in accepted.items() for v in values[:4]]
+    assert {p for p, _ in sample} == set(PROCESSES), accepted  # the generator reaches every process
+    async with running_worker(time_env.client, config) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        handles = [time_env.client.get_workflow_handle(await baton.start(p, v)) for p, v in sample]
+        try:
+            # Skip time until every run has ended: deadlines and the wall-clock cap end parked ones.
+            for _ in range(30):
+                if all([(await h.describe()).status != WorkflowExecutionStatus.RUNNING for h in handles]):
+                    break
+                await time_env.sleep(timedelta(hours=12))
+        finally:
+            for h in handles:
+                await terminate_if_running(h)
+        for h in handles:
+            assert await task_failures(time_env.client, h.id) == []
+        await still_works(baton)
+
+
+async def answered_or_refused(query) -> None:
+    """A query with junk is answered or fails to its caller, quickly; either way the run is untouched."""
+    try:
+        await asyncio.wait_for(query, 10)
+    except (WorkflowQueryFailedError, RPCError) as err:
+        assert str(err)
+
+
+async def test_unknown_signals_queries_and_updates_do_not_crash_the_run(time_env, config):
+    junk = collect(payloads, 10)
+    async with running_worker(time_env.client, config) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        run_id = await baton.start("onboarding", PEP)
+        await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
+        handle = time_env.client.get_workflow_handle(run_id, result_type=RunOutcome[dict])
+        try:
+            for name, arg in zip(["", "approv", "APPROVE", "decide", "status", "ledger", "🙂", "x" * 1000] * 2, junk * 2):
+                await handle.signal(name, arg)
+                await answered_or_refused(handle.query(name, arg))
+                await refused_update(handle, name, arg)
+            for query in ("status", "ledger"):  # known queries with arguments they do not take
+                await answered_or_refused(handle.query(query, args=junk[:2]))
+            await refused_update(handle, "approve", {"by": REVIEWERS[0]})  # a signal's name, as an update
+            assert (await baton.status(run_id)).state is RunState.AWAITING_APPROVAL
+            assert await task_failures(time_env.client, run_id) == []
+            await baton.approve(run_id, by=REVIEWERS[0])
+            outcome = await asyncio.wait_for(handle.result(), 60)
+        finally:
+            await terminate_if_running(handle)
+    assert outcome.state is RunState.COMPLETED, outcome.reason
+    assert await task_failures(time_env.client, run_id) == []
+
+
+CLI_CASES = {
+    "not-json.json": b"{oops",
+    "list.json": b"[1, 2]",
+    "latin1.json": b'{"deal_id": "D-\xe9"}',
+    "deep.json": b"[" * 100_000,
+    "bad-email.json": json.dumps({**CLEAR, "email": "ada@@example.com"}).encode(),
+    "infinite-budget.json": b'{"deal_id": "D-501", "budget": {"max_cost_usd": 1e400}}',
+    "zero-cap.json": b'{"deal_id": "D-501", "budget": {"max_steps": 0}}',
+    "unknown-cap.json": b'{"deal_id": "D-501", "budget": {"max_everything": 1}}',
+}
+
+
+@pytest.mark.parametrize("name", sorted(CLI_CASES))
+def test_baton_run_refuses_bad_input_in_one_line_with_exit_2_and_starts_nothing(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(CLI_CASES[name])
+    process = "onboarding" if name == "bad-email.json" else "sales-followup"
+    # No server listens there: a run that got as far as connecting would exit 1, not 2.
+    env = {"PATH": "/usr/bin:/bin", "TEMPORAL_ADDRESS": "127.0.0.1:1", "OTEL_SDK_DISABLED": "true"}
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "baton"), "run", process, "--input", str(path)],
+        capture_output=True, text=True, timeout=60, cwd=ROOT, env=env,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == "" and done.stderr.count("\n") == 1 and done.stderr.startswith("baton: "), done.stderr
