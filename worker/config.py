@@ -7,6 +7,7 @@ with one line naming the key at fault. Without a file, the built-in defaults
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from datetime import timedelta
@@ -129,7 +130,8 @@ class BatonConfig(BaseModel):
             return raw
         base = {**DEFAULT_BUDGET.model_dump(exclude={"maximum"}), **_as_dict(raw.get("default"))}
         base.pop("maximum", None)
-        return {name: {**base, **_as_dict(b)} for name, b in raw.items()}
+        # Anything but a table stays as it is, to be refused by name (not read as "no changes").
+        return {name: {**base, **_as_dict(b)} if isinstance(b, (dict, Budget)) else b for name, b in raw.items()}
 
     def catalog(self) -> Catalog:
         return Catalog(providers=self.providers, models=self.models, tiers=self.tiers)
@@ -191,11 +193,27 @@ class BatonConfig(BaseModel):
         return self.budgets.get("default", DEFAULT_BUDGET)
 
 
+def _key(part: object) -> str:
+    """One part of a key's dotted path as TOML writes it: quoted when it is not a bare key (`"\n"`, `"a b"`)."""
+    text = str(part)
+    bare = text and all(c.isascii() and (c.isalnum() or c in "-_") for c in text)
+    return text if bare else json.dumps(text)
+
+
 def config_path() -> Path:
     return Path(os.environ.get("BATON_CONFIG", "baton.toml"))
 
 
 def load(path: Path | None = None) -> BatonConfig:
+    """The validated config; ConfigError says what is wrong in one line, naming the file and the key."""
+    try:
+        return _load(path)
+    except ConfigError as err:
+        text = str(err)  # keys and paths come from the file: a newline in one must not break the line
+        raise ConfigError("".join(repr(c)[1:-1] if ord(c) < 0x20 or c == "\x7f" else c for c in text)) from err.__cause__
+
+
+def _load(path: Path | None) -> BatonConfig:
     explicit = path is not None or "BATON_CONFIG" in os.environ
     path = path or config_path()
     if not path.exists():
@@ -208,13 +226,15 @@ def load(path: Path | None = None) -> BatonConfig:
         raise ConfigError(f"{path}: cannot read: {err}") from err
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML: {err}") from err
+    except RecursionError as err:  # tomllib recurses once per nested array or table
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from err
     try:
         config = BatonConfig.model_validate(raw)
         missing = config.catalog().missing_keys()
     except ValidationError as err:
         first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])  # empty for the catalog's cross-checks
-        message = first["msg"].removeprefix("Value error, ")
+        where = ".".join(map(_key, first["loc"]))  # empty for the catalog's cross-checks
+        message = " ".join(first["msg"].removeprefix("Value error, ").split())  # one line, whatever a key held
         raise ConfigError(f"{path}: {where + ': ' if where else ''}{message}") from err
     if config.missing_roles():
         raise ConfigError(f"{path}: {config.missing_roles()[0]}")
