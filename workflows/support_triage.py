@@ -191,7 +191,8 @@ class SupportTriage(Process):
             policy=TAKEOVER,
         )
         result.taken_over_by = decision.by
+        why = f"escalated ({report.cap or 'a failed step'})"
         if decision.status is ApprovalStatus.REJECTED:
-            return self.end(RunState.REJECTED, f"escalated ({report.cap}); closed unresolved by {decision.by}", result)
+            return self.end(RunState.REJECTED, f"{why}; closed unresolved by {decision.by}", result)
         comment = decision.comment or "no comment"
-        return self.end(RunState.COMPLETED, f"escalated ({report.cap}); resolved by {decision.by}: {comment}", result)
+        return self.end(RunState.COMPLETED, f"{why}; resolved by {decision.by}: {comment}", result)
