@@ -164,7 +164,7 @@ def test_python_m_worker_refuses_a_bad_file_in_one_line_and_exits_1(tmp_path, te
     ("[budgets]\nonboarding = 5\n", "budgets.onboarding: Input should be a valid dictionary"),  # was read as "no change"
     ("x = " + "[" * 2000 + "]" * 2000 + "\n", "not valid TOML: nested too deeply"),  # was a RecursionError
     ('[grants."a\\nb"]\ntools = []\n', 'grants.a\\nb: no such process'),  # was a message over two lines
-    ('"\\n" = 1\n', '"\\n": Extra inputs are not permitted'),
+    ('"\\n" = 1\n', '\\n: Extra inputs are not permitted'),
 ])
 def test_regression_bad_files_found_by_the_properties(tmp_path, text, expected):
     path = tmp_path / "baton.toml"

@@ -7,7 +7,6 @@ with one line naming the key at fault. Without a file, the built-in defaults
 
 from __future__ import annotations
 
-import json
 import os
 import tomllib
 from datetime import timedelta
@@ -193,13 +192,6 @@ class BatonConfig(BaseModel):
         return self.budgets.get("default", DEFAULT_BUDGET)
 
 
-def _key(part: object) -> str:
-    """One part of a key's dotted path as TOML writes it: quoted when it is not a bare key (`"\n"`, `"a b"`)."""
-    text = str(part)
-    bare = text and all(c.isascii() and (c.isalnum() or c in "-_") for c in text)
-    return text if bare else json.dumps(text)
-
-
 def config_path() -> Path:
     return Path(os.environ.get("BATON_CONFIG", "baton.toml"))
 
@@ -233,8 +225,8 @@ def _load(path: Path | None) -> BatonConfig:
         missing = config.catalog().missing_keys()
     except ValidationError as err:
         first = err.errors()[0]
-        where = ".".join(map(_key, first["loc"]))  # empty for the catalog's cross-checks
-        message = " ".join(first["msg"].removeprefix("Value error, ").split())  # one line, whatever a key held
+        where = ".".join(str(p) for p in first["loc"])  # empty for the catalog's cross-checks
+        message = first["msg"].removeprefix("Value error, ")
         raise ConfigError(f"{path}: {where + ': ' if where else ''}{message}") from err
     if config.missing_roles():
         raise ConfigError(f"{path}: {config.missing_roles()[0]}")
