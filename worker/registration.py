@@ -32,8 +32,18 @@ from workflows.catalog import WORKFLOWS
 # workflow run from re-importing them. OpenTelemetry keeps the current span in
 # module state: passed through, workflow code and Temporal's tracing interceptor
 # share that one copy instead of each run getting an empty one of its own.
+# The engine and its data models too (workflows/*, except the modules that define
+# workflows: those, where processes are written, still load in the sandbox per run):
+# re-imported per run they cost ~1 MB of worker memory per cached run and most of a
+# run's CPU (benchmarks/parked.py, benchmarks/throughput.py). They hold no mutable
+# module state; determinism in them is kept by review and the replay tests.
+ENGINE = (
+    "engine", "agent_steps", "agents", "approval_desk", "approvals", "budget", "human_steps", "kyc", "ledger",
+    "model_steps", "outcome", "plan", "retry_policies", "search_attributes", "status", "thresholds", "visibility",
+)
 PASSTHROUGH = (
     "pydantic", "pydantic_core", "annotated_types", "email_validator", "activities", "opentelemetry",
+    *(f"workflows.{m}" for m in ENGINE),
 )
 
 
