@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from pydantic import BaseModel
 
-OPS: dict[str, Callable[[Any, Any], bool]] = {
+OPS: Mapping[str, Callable[[Any, Any], bool]] = MappingProxyType({  # read-only: shared by every run
     ">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
     ">": operator.gt, "<": operator.lt,
-}
+})
 TOKEN = re.compile(
     r"\s*(?:(?P<op>>=|<=|==|!=|>|<)|(?P<word>and|or)\b|(?P<str>'[^']*')"
     r"|(?P<num>-?\d+(?:\.\d+)?)\b|(?P<bool>true|false|null)\b|(?P<field>[A-Za-z_][\w.]*))"

@@ -1,0 +1,72 @@
+"""The engine modules the sandbox passes through must stay deterministic without it.
+
+Passed through (worker/registration.py ENGINE), they load once per worker
+instead of once per run, and the sandbox no longer intercepts what they call.
+This check stands in for it: no clock, randomness, I/O, environment or
+threads, and no module state a run could change and the next one see.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from worker.registration import ENGINE
+
+WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
+
+FORBIDDEN_IMPORTS = {
+    "os", "sys", "random", "secrets", "time", "socket", "subprocess", "threading", "multiprocessing",
+    "sqlite3", "httpx", "requests", "urllib", "shutil", "tempfile", "pathlib", "uuid", "logging",
+}
+FORBIDDEN_CALLS = {
+    ("datetime", "now"), ("datetime", "utcnow"), ("datetime", "today"), ("date", "today"),
+    ("asyncio", "sleep"), ("asyncio", "wait_for"), ("os", "environ"), ("os", "getenv"),
+}
+FORBIDDEN_BUILTINS = {"open", "input", "exec", "eval", "__import__"}
+
+
+def problems(source: str) -> list[str]:
+    """What in `source` would make a workflow non-deterministic, or leak state between runs."""
+    found = []
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [f"imports {a.name}" for a in node.names if a.name.split(".")[0] in FORBIDDEN_IMPORTS]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in FORBIDDEN_IMPORTS:
+            found.append(f"imports from {node.module}")
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            if (node.value.id, node.attr) in FORBIDDEN_CALLS:
+                found.append(f"uses {node.value.id}.{node.attr}")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FORBIDDEN_BUILTINS:
+            found.append(f"calls {node.func.id}()")
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            found.append(f"rebinds {', '.join(node.names)} ({type(node).__name__.lower()})")
+    for node in tree.body:  # module state a run could mutate: lists, dicts and sets bound at module level
+        value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
+        if isinstance(value, (ast.List, ast.Dict, ast.Set, ast.ListComp, ast.DictComp, ast.SetComp)):
+            found.append(f"module-level mutable {type(value).__name__.lower()} at line {node.lineno}")
+    return found
+
+
+@pytest.mark.parametrize("module", ENGINE)
+def test_a_passed_through_engine_module_calls_nothing_nondeterministic(module: str):
+    assert problems((WORKFLOWS / f"{module}.py").read_text()) == []
+
+
+def test_the_check_finds_what_the_sandbox_would_have_caught():
+    planted = (
+        "import random\nfrom datetime import datetime\nSEEN = {}\n"
+        "def f():\n    global SEEN\n    return datetime.now(), open('x')\n"
+    )
+    assert sorted(problems(planted)) == [
+        "calls open()", "imports random", "module-level mutable dict at line 3", "rebinds SEEN (global)",
+        "uses datetime.now",
+    ]
+
+
+def test_every_module_that_defines_a_workflow_still_loads_in_the_sandbox():
+    defining = {p.stem for p in WORKFLOWS.glob("*.py") if "@workflow.defn" in p.read_text()}
+    assert defining and not defining & set(ENGINE)
