@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test chaos dev worker clean
+.PHONY: demo test chaos bench dev worker clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ test: $(STAMP)  ## the whole suite: time-skipping unit tests, dev-server integra
 
 chaos: $(STAMP)  ## 200 runs through worker kill -9s and a server restart: nothing lost, nothing twice
 	$(BIN)/python -m tests.chaos $(CHAOS_ARGS)
+
+bench: $(STAMP)  ## what Baton costs on top of bare Temporal: overhead, cost, throughput, parked runs
+	$(BIN)/python -m benchmarks.overhead
+	$(BIN)/python -m benchmarks.cost
+	$(BIN)/python -m benchmarks.throughput
+	$(BIN)/python -m benchmarks.parked
 
 dev: $(STAMP)  ## Temporal's dev server (Web UI :8233) and a worker, until Ctrl-C
 	$(BIN)/baton dev
