@@ -43,7 +43,7 @@ from pathlib import Path
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
 from client.exit import exit_now
-from client.sdk import Baton
+from client.sdk import Baton, Refused
 from tests.stack_process import KINDS, Case, ServerOnFile, WorkerProcess, World, decide, effects_report, outcome_of
 from worker.config import load
 
@@ -66,6 +66,27 @@ def make_cases(runs: int, rng: random.Random) -> list[Case]:
     return cases
 
 
+async def decide_through_faults(baton: Baton, c: Case, refusals: list[str]) -> None:
+    """Decide the case's request; a refusal is recorded, and the decision sent again while it is open.
+
+    A decision whose answer was cut off by a fault is sent again (the same decision twice is
+    answered as the first). A refusal of a decision nobody else took is not expected: it is
+    counted in the table's `refused` column and sent again until the request is gone.
+    """
+    for _ in range(10):
+        try:
+            await decide(baton, c, timeout=RUN_TIMEOUT_S, interval=1.0)
+            return
+        except Refused as err:
+            refusals.append(f"{c.approval_target()}: {err}")
+        await asyncio.sleep(2)
+        try:
+            if not (await baton.status(c.approval_target())).open_requests:
+                return  # taken after all: the run went on
+        except Exception:
+            pass
+
+
 async def worker_and_server_faults(
     work: Path, runs: int, kills: int, restarts: int, seed: int, workers: int, slow_s: float,
 ) -> Row:
@@ -77,6 +98,7 @@ async def worker_and_server_faults(
     pool: list[WorkerProcess] = []
     started = time.monotonic()
     injected: Counter = Counter()
+    refusals: list[str] = []
 
     def new_worker() -> WorkerProcess:
         w = WorkerProcess(server, world, queue, slow_s=slow_s).start()
@@ -95,7 +117,7 @@ async def worker_and_server_faults(
                 await asyncio.sleep(rng.uniform(0, 10))  # arrivals spread over ten seconds
                 await c.start(baton)
                 if c.parks:
-                    await decide(baton, c, timeout=RUN_TIMEOUT_S, interval=1.0)
+                    await decide_through_faults(baton, c, refusals)
                 c.outcome = await outcome_of(client, c.run_id, RUN_TIMEOUT_S)
             except Exception as err:  # reported as a run that did not end as designed
                 c.error = f"{type(err).__name__}: {err}"
@@ -124,6 +146,8 @@ async def worker_and_server_faults(
 
     ends = Counter(c.outcome.state.value for c in cases if c.outcome is not None)
     off_design = [c for c in cases if c.outcome is not None and c.outcome.state is not c.expected_state()]
+    for r in refusals[:5]:
+        print(f"  decision refused, then retried: {r}", file=sys.stderr)
     for c in off_design[:5]:
         print(f"  off design: {c.kind} {c.run_id}: {c.outcome.state.value}: {c.outcome.reason}", file=sys.stderr)
     for c in cases:
@@ -143,6 +167,7 @@ async def worker_and_server_faults(
         "ends": ", ".join(f"{k} {n}" for k, n in sorted(ends.items())),
         "off_design": len(off_design),
         "stuck": sum(1 for c in cases if c.outcome is None),
+        "refused": len(refusals),
         "effects_expected": effects["expected"],
         "effects_found": effects["found"],
         "duplicated": effects["duplicated"],
@@ -168,7 +193,7 @@ async def provider_faults(work: Path, runs: int, share: float, seed: int) -> Row
 
 COLUMNS = [  # (header, key)
     ("runs", "runs"), ("faults injected", "faults"), ("ended (by state)", "ends"), ("off design", "off_design"),
-    ("stuck", "stuck"), ("effects expected", "effects_expected"), ("found", "effects_found"),
+    ("stuck", "stuck"), ("decisions refused", "refused"), ("effects expected", "effects_expected"), ("found", "effects_found"),
     ("duplicated", "duplicated"), ("lost", "lost"), ("wall", "wall_s"),
 ]
 

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client
+from temporalio.client import Client, RPCTimeoutOrCancelledError
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.tools.systems import SystemsOfRecord
@@ -252,10 +253,24 @@ class Case:
             }
         return {"deal_id": self.deal_id}
 
-    async def start(self, baton: Baton) -> str:
-        """Start the run; its id carries the case's tag, so markers and logs name the case."""
-        self.run_id = await baton.start(self.process, self.input(), run_id=f"{self.process}-{self.tag}-{uuid.uuid4().hex[:6]}")
-        return self.run_id
+    async def start(self, baton: Baton, timeout: float = 120) -> str:
+        """Start the run; its id carries the case's tag, so markers and logs name the case.
+
+        The id is chosen before the first try, so a start retried through a server restart
+        (whose first try may have got through unanswered) starts the run once.
+        """
+        self.run_id = f"{self.process}-{self.tag}-{uuid.uuid4().hex[:6]}"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                await baton.start(self.process, self.input(), run_id=self.run_id)
+                return self.run_id
+            except WorkflowAlreadyStartedError:
+                return self.run_id  # an earlier try got through
+            except (RPCError, RuntimeError):
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(1)
 
     def approval_target(self) -> str:
         """The run that holds the request: the agent's child for a refund, else the run itself."""
@@ -391,7 +406,7 @@ async def retrying(call: Callable[[], Awaitable[Any]], timeout: float, what: str
     while time.monotonic() < deadline:
         try:
             return await asyncio.wait_for(call(), timeout=max(1.0, min(10.0, deadline - time.monotonic())))
-        except (RPCError, asyncio.TimeoutError, RuntimeError) as err:
+        except (RPCError, RPCTimeoutOrCancelledError, asyncio.TimeoutError, RuntimeError) as err:
             last = err
             await asyncio.sleep(0.3)
     raise TimeoutError(f"{what}: no answer in {timeout}s (last: {last!r})")
@@ -405,7 +420,7 @@ async def open_request(baton: Baton, run_id: str, timeout: float = 120, interval
             status = await asyncio.wait_for(baton.status(run_id), 5)
             if status.open_requests:
                 return status.open_requests[0]
-        except (RPCError, asyncio.TimeoutError, RuntimeError, UnknownRun):  # the agent's child may not exist yet
+        except (RPCError, RPCTimeoutOrCancelledError, asyncio.TimeoutError, RuntimeError, UnknownRun):  # the agent's child may not exist yet
             pass
         await asyncio.sleep(interval)
     raise TimeoutError(f"{run_id} opened no request in {timeout}s")
@@ -429,7 +444,7 @@ async def outcome_of(client: Client, run_id: str, timeout: float) -> RunOutcome:
             raise TimeoutError(f"{run_id} did not end in {timeout}s")
         try:
             return await asyncio.wait_for(baton.result(run_id), left)
-        except (RPCError, RuntimeError) as err:  # the server went away under the long poll
+        except (RPCError, RPCTimeoutOrCancelledError, RuntimeError) as err:  # the server went away under the long poll
             if isinstance(err, RPCError) and err.status == RPCStatusCode.NOT_FOUND:
                 raise
             await asyncio.sleep(1)
@@ -441,6 +456,8 @@ def effects_report(cases: list[Case], systems: SystemsOfRecord) -> dict[str, int
     """Expected / found / duplicated / lost effects over every case (each run counted on its own)."""
     expected = found = duplicated = lost = 0
     for c in cases:
+        if c.outcome is None:  # not ended: no expectation to hold it to (counted as stuck instead)
+            continue
         want, got = c.effects_expected(), c.effects_found(systems)
         for name, n in want.items():
             expected += n
