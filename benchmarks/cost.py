@@ -23,7 +23,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from benchmarks.harness import UNCAPPED, config, dev_server, example, machine, queue, shipped, table

@@ -17,7 +17,6 @@ import asyncio
 import tempfile
 import time
 import uuid
-from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import Client

@@ -77,7 +77,7 @@ async def measure(k: int, concurrency: int) -> str:
                 before = rss_kb()
                 started = time.perf_counter()
                 ids = await bounded(concurrency, [baton.start("onboarding", p) for p in people[1:]])
-                while (n := await parked_count(baton)) < k:
+                while await parked_count(baton) < k:
                     await asyncio.sleep(0.5)
                 park_s = time.perf_counter() - started
                 gc.collect()

@@ -42,7 +42,7 @@ from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, WorkflowRunne
 from client.sdk import InputError, UnknownRun
 from workflows.catalog import PROCESSES, WORKFLOWS
 from workflows.ledger import LedgerEntry
-from workflows.outcome import RunOutcome, RunState
+from workflows.outcome import RunOutcome
 from workflows.status import RunStatus
 
 CLOSING_EVENTS = {

@@ -20,7 +20,6 @@ import pytest
 from client.sdk import Baton
 from tests.stack_process import Case, ServerOnFile, WorkerProcess, World, decide, open_request, outcome_of
 from workflows.ledger import LedgerEntry
-from workflows.outcome import RunState
 
 pytestmark = pytest.mark.integration
 
