@@ -50,3 +50,33 @@ class BareSteps:
             )
             done += 1
         return done
+
+
+@workflow.defn(name="bench-bare-parked")
+class BareParked:
+    """The floor of a parked run: two no-op activities, a wait for one update, one more activity."""
+
+    def __init__(self) -> None:
+        self._approved = False
+        self._waiting = False
+
+    @workflow.run
+    async def run(self, request: BareRequest) -> int:
+        options = dict(
+            start_to_close_timeout=timedelta(seconds=request.start_to_close_s),
+            schedule_to_close_timeout=timedelta(seconds=request.schedule_to_close_s), retry_policy=RETRY,
+        )
+        for i in range(2):
+            await workflow.execute_activity(noop, i, **options)
+        self._waiting = True
+        await workflow.wait_condition(lambda: self._approved)
+        return await workflow.execute_activity(noop, 2, **options)
+
+    @workflow.query
+    def parked(self) -> bool:
+        return self._waiting and not self._approved
+
+    @workflow.update
+    def approve(self, by: str) -> str:
+        self._approved = True
+        return by

@@ -29,7 +29,7 @@ from temporalio.worker import Worker
 
 from activities.payloads import PayloadSettings
 from activities.policy import Budget
-from benchmarks.bare import RETRY, BareSteps, noop
+from benchmarks.bare import RETRY, BareParked, BareSteps, noop
 from worker.binaries import temporal_cli
 from worker.config import BatonConfig, OfflineSettings, Role, SystemsConfig, load
 from worker.registration import workflow_runner
@@ -107,7 +107,7 @@ async def bare_worker(client: Client, task_queue: str) -> AsyncIterator[Worker]:
     worker = Worker(
         client,
         task_queue=task_queue,
-        workflows=[BareSteps],
+        workflows=[BareSteps, BareParked],
         activities=[noop],
         activity_executor=ThreadPoolExecutor(max_workers=16),
         workflow_runner=workflow_runner(),

@@ -10,6 +10,11 @@ at most --concurrency at once); latency is, from each run's history, the update'
 accepted event to the next step's ActivityTaskScheduled (the welcome e-mail), and
 drain time is the first approval to the last run completed.
 
+The floor is measured the same way: K bare temporalio workflows (two no-op
+activities, a wait for one update, one more activity) parked on the same
+server with the same worker settings. Each side runs in a process of its own,
+so neither inherits the other's freed memory.
+
     python -m benchmarks.parked [--parked 500] [--concurrency 50]
 """
 
@@ -18,14 +23,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from temporalio.api.enums.v1 import EventType
 
+from benchmarks.bare import BareParked, BareRequest
 from benchmarks.harness import (
-    APPROVER, applicant, config, dev_server, history, machine, pct, queue, rss_kb, seed_with, table,
+    APPROVER, applicant, bare_worker, config, dev_server, history, machine, pct, queue, rss_kb, seed_with, table,
 )
 from client.sdk import Baton
 from worker.registration import baton_worker
@@ -59,7 +68,8 @@ def latency_ms(events: list) -> float:
     return (nxt.event_time.ToDatetime() - accepted.event_time.ToDatetime()).total_seconds() * 1000
 
 
-async def measure(k: int, concurrency: int) -> str:
+async def measure_baton(k: int, concurrency: int) -> dict:
+    """K onboarding runs parked on the compliance review, then approved."""
     with tempfile.TemporaryDirectory(prefix="baton-bench-") as tmp:
         tmp = Path(tmp)
         people = [applicant(f"P-{i:05d}") for i in range(k + 1)]
@@ -92,22 +102,78 @@ async def measure(k: int, concurrency: int) -> str:
                 if any(o.state is not RunState.COMPLETED for o in outcomes):
                     raise RuntimeError("a parked run did not complete after its approval")
                 latencies = [latency_ms(events) for events in await bounded(concurrency, [history(client, i) for i in ids])]
-    per_run_kb = (after - before) / k
-    p50, p99 = pct(latencies, 50), pct(latencies, 99)
+    return {"per_run_kb": (after - before) / k, "before_kb": before, "after_kb": after, "park_s": park_s,
+            "approved_s": approved_s, "drain_s": drain_s, "latencies": latencies}
+
+
+async def measure_bare(k: int, concurrency: int) -> dict:
+    """K bare workflows parked on one update each, then approved: the floor."""
+    request = BareRequest(steps=0, start_to_close_s=60, schedule_to_close_s=3600)
+    async with dev_server() as client:
+        q = queue("bare-parked")
+        async with bare_worker(client, q):
+            async def start(i: int):
+                return await client.start_workflow(BareParked.run, request, id=f"{q}-{i}", task_queue=q)
+
+            async def parked(handle) -> bool:
+                return await handle.query(BareParked.parked)
+
+            warm = await start(-1)
+            while not await parked(warm):
+                await asyncio.sleep(0.2)
+            await warm.execute_update(BareParked.approve, APPROVER)
+            await warm.result()
+            gc.collect()
+            before = rss_kb()
+            started = time.perf_counter()
+            handles = await bounded(concurrency, [start(i) for i in range(k)])
+            while not all(await bounded(concurrency, [parked(h) for h in handles])):
+                await asyncio.sleep(0.5)
+            park_s = time.perf_counter() - started
+            gc.collect()
+            after = rss_kb()
+            started = time.perf_counter()
+            await bounded(concurrency, [h.execute_update(BareParked.approve, APPROVER) for h in handles])
+            approved_s = time.perf_counter() - started
+            await bounded(concurrency, [h.result() for h in handles])
+            drain_s = time.perf_counter() - started
+            latencies = [latency_ms(events) for events in await bounded(concurrency, [history(client, h.id) for h in handles])]
+    return {"per_run_kb": (after - before) / k, "before_kb": before, "after_kb": after, "park_s": park_s,
+            "approved_s": approved_s, "drain_s": drain_s, "latencies": latencies}
+
+
+def run_phase(phase: str, k: int, concurrency: int) -> dict:
+    """One side in a fresh process, so its memory figure owes nothing to the other's."""
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.parked", "--phase", phase, "--parked", str(k), "--concurrency", str(concurrency)],
+        check=True, capture_output=True, text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def report(k: int, concurrency: int) -> str:
+    bare, baton = run_phase("bare", k, concurrency), run_phase("baton", k, concurrency)
+    b50, b99, p50, p99 = (pct(bare["latencies"], 50), pct(bare["latencies"], 99),
+                          pct(baton["latencies"], 50), pct(baton["latencies"], 99))
+    kb = baton["per_run_kb"]
     rows = [
-        ("worker RSS before / after parking (MB)", f"{before / 1024:.0f} / {after / 1024:.0f}", ""),
-        ("RSS per parked run (KB)", f"{per_run_kb:.1f}", f"<= 50: {'met' if per_run_kb <= 50 else 'NOT met'}"),
-        ("time to start and park all (s)", f"{park_s:.1f}", ""),
-        ("approval -> next step scheduled, p50 (ms)", f"{p50:.1f}", f"<= 50: {'met' if p50 <= 50 else 'NOT met'}"),
-        ("approval -> next step scheduled, p99 (ms)", f"{p99:.1f}", ""),
-        ("approving all (s)", f"{approved_s:.1f}", ""),
-        ("drain: first approval -> last run completed (s)", f"{drain_s:.1f}", f"{k / drain_s:.1f} runs/s"),
+        ("worker RSS before / after parking (MB)", f"{bare['before_kb'] / 1024:.0f} / {bare['after_kb'] / 1024:.0f}",
+         f"{baton['before_kb'] / 1024:.0f} / {baton['after_kb'] / 1024:.0f}", "", ""),
+        ("RSS per parked run (KB)", f"{bare['per_run_kb']:.1f}", f"{kb:.1f}", f"{kb / bare['per_run_kb']:.2f}",
+         f"<= 50: {'met' if kb <= 50 else 'NOT met'}"),
+        ("time to start and park all (s)", f"{bare['park_s']:.1f}", f"{baton['park_s']:.1f}",
+         f"{baton['park_s'] / bare['park_s']:.2f}", ""),
+        ("approval -> next step scheduled, p50 (ms)", f"{b50:.1f}", f"{p50:.1f}", f"{p50 / b50:.2f}",
+         f"<= 50: {'met' if p50 <= 50 else 'NOT met'}"),
+        ("approval -> next step scheduled, p99 (ms)", f"{b99:.1f}", f"{p99:.1f}", f"{p99 / b99:.2f}", ""),
+        ("drain: first approval -> last run completed (s)", f"{bare['drain_s']:.1f}", f"{baton['drain_s']:.1f}",
+         f"{baton['drain_s'] / bare['drain_s']:.2f}", f"{k / baton['drain_s']:.1f} Baton runs/s"),
     ]
     return "\n".join([
-        f"parked: {k} onboarding runs parked on {REQUEST} (in-memory dev server), approved with the SDK, "
-        f"at most {concurrency} at once",
-        table("", ["figure", "value", "goal / note"], rows).lstrip("\n"),
-        "RSS: this process (worker and client), after gc; temporalio caches up to 1,000 runs per worker by default",
+        f"parked: {k} runs parked for one decision (Baton: onboarding on {REQUEST}; bare: a workflow waiting on an "
+        f"update), in-memory dev server, at most {concurrency} starts / approvals at once",
+        table("", ["figure", "bare temporalio", "Baton", "Baton / bare", "goal / note"], rows).lstrip("\n"),
+        "RSS: the worker-and-client process of each side, after gc; temporalio caches up to 1,000 runs per worker",
         machine(),
     ])
 
@@ -116,8 +182,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--parked", type=int, default=500, help="runs parked at once (K); 3000 for the full figure")
     p.add_argument("--concurrency", type=int, default=50, help="starts / approvals in flight at once")
+    p.add_argument("--phase", choices=["bare", "baton"], help=argparse.SUPPRESS)  # one side, in its own process
     args = p.parse_args()
-    print(asyncio.run(measure(args.parked, args.concurrency)))
+    if args.phase:
+        measure = measure_bare if args.phase == "bare" else measure_baton
+        print(json.dumps(asyncio.run(measure(args.parked, args.concurrency))))
+        return
+    print(report(args.parked, args.concurrency))
 
 
 if __name__ == "__main__":
