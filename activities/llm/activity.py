@@ -12,6 +12,7 @@ meters (activities/llm/telemetry.py).
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import timedelta
 
@@ -85,7 +86,7 @@ class ModelActivities:
             system=request.system,
             messages=[Message(role="user", content=request.prompt), *map(self._filled, request.history)],
             output_name=output_type.__name__,
-            output_schema=output_type.model_json_schema(),
+            output_schema=_schema(output_type),
             tools=request.tools,
             max_output_tokens=request.max_output_tokens,
         )
@@ -209,6 +210,12 @@ class ModelActivities:
         if not waits or None in waits:
             return None
         return timedelta(seconds=min(min(w for w in waits if w is not None), self._settings.max_retry_after_s))
+
+
+@functools.lru_cache(maxsize=256)
+def _schema(output_type: type[BaseModel]) -> dict:
+    """An output model's JSON schema, built once per model (pydantic takes milliseconds to build it)."""
+    return output_type.model_json_schema()
 
 
 def _output_type(request: LlmRequest) -> type[BaseModel]:
