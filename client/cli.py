@@ -165,7 +165,7 @@ async def cmd_report(args: argparse.Namespace) -> int:
     if args.process:
         process_spec(args.process)
     since = datetime.now(timezone.utc) - parse_since(args.since) if args.since else None
-    targets = {name: slo.latency_s for name, slo in load(args.config).slo.items()}
+    targets = load(args.config).latency_targets()
     _quiet_replays()
     baton = await Baton.connect()
     data = await report(baton.client, queue=baton.queue, process=args.process, since=since, targets=targets,

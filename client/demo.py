@@ -106,7 +106,7 @@ async def report(baton: Baton, ui_url: str, run: DemoRun, run_id: str) -> bool:
 
 async def print_report(baton: Baton, since: datetime) -> None:
     """`baton report` over this demo's runs, reconstructed from their histories."""
-    targets = {name: slo.latency_s for name, slo in load().slo.items()}
+    targets = load().latency_targets()
     data = await runs_report(baton.client, queue=baton.queue, since=since, targets=targets)
     print("\nbaton report --since <this demo>   (again later: `make dev`, then `baton report`)\n")
     print(report_text(data))

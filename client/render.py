@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from client.sdk import InboxItem, RunSummary
 from workflows.approvals import ApprovalRequest
-from workflows.budget import span
+from workflows.budget import calls_and_clock, span
 from workflows.ledger import LedgerEntry, StepKind
 from workflows.outcome import RunOutcome
 from workflows.status import RunStatus
@@ -101,13 +100,7 @@ def status_text(run_id: str, s: RunStatus) -> str:
         f"cost     ${s.cost_usd:.6f}" + (f" of ${s.budget.max_cost_usd}" if s.budget else ""),
     ]
     if s.usage and s.budget:
-        u, b = s.usage, s.budget
-        lines.append(
-            f"used     {u.llm_calls} model calls" + (f" of {b.max_llm_calls}" if b.max_llm_calls is not None else "")
-            + f", {u.tool_calls} tool calls" + (f" of {b.max_tool_calls}" if b.max_tool_calls is not None else "")
-            + f", {span(timedelta(seconds=u.wall_clock_s))} wall clock"
-            + (f" of {span(b.max_wall_clock)}" if b.max_wall_clock is not None else "")
-        )
+        lines.append("used     " + ", ".join(calls_and_clock(s.budget, s.usage)))
     for r in s.open_requests:
         lines += [
             f"waiting  approval {r.id!r} from {'/'.join(r.roles)}"

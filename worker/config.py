@@ -188,6 +188,10 @@ class BatonConfig(BaseModel):
                 ]
         return problems
 
+    def latency_targets(self) -> dict[str, float]:
+        """process -> its [slo] working-latency target in seconds, for the report."""
+        return {name: slo.latency_s for name, slo in self.slo.items()}
+
     def default_budget(self) -> Budget:
         return self.budgets.get("default", DEFAULT_BUDGET)
 

@@ -128,8 +128,8 @@ class BoundedAgent(Process):
         if key in self._p.done_keys:
             earlier = json.dumps({"already_done": True, "result": json.loads(self._p.done_keys[key])})
             return self._refuse(turn, step, use, f"{use.name} already ran for {key}; not run again", "refused", earlier)
-        if self._p.tool_calls >= self._task.caps.max_tool_calls:
-            raise CapReached("max_tool_calls", f"max_tool_calls: {self._p.tool_calls} tool calls made, limit "
+        if self._tool_calls >= self._task.caps.max_tool_calls:
+            raise CapReached("max_tool_calls", f"max_tool_calls: {self._tool_calls} tool calls made, limit "
                              f"{self._task.caps.max_tool_calls}; stopped before {use.name}")
         if spec.effect is Effect.IRREVERSIBLE:
             blocked = await self._guard(turn, step, spec, args, use)
@@ -175,7 +175,6 @@ class BoundedAgent(Process):
 
     async def _run(self, turn: int, step: str, spec: ToolSpec, args: BaseModel, use: ToolUse) -> Message:
         entry = self._tool_entry(step, spec, args, await self._before_step(step, tool=True))
-        self._p.tool_calls += 1
         try:
             res = await self._within_ttl(
                 self._run_tool(entry, spec, args, retry=TOOL_RETRY, timeout=TOOL_TIMEOUT, offload=True), spec.name
@@ -224,7 +223,7 @@ class BoundedAgent(Process):
         raise CapReached("ttl", f"ttl: {ttl} of working time used up during {what}")
 
     def _continue(self) -> None:
-        self._p.cost_usd, self._p.llm_calls = self._cost, self._llm_calls
+        self._p.cost_usd, self._p.llm_calls, self._p.tool_calls = self._cost, self._llm_calls, self._tool_calls
         workflow.continue_as_new(self._task.model_copy(update={"progress": self._p}))
 
     def _tool_schemas(self) -> list[ToolSchema]:
@@ -258,7 +257,7 @@ class BoundedAgent(Process):
         p = self._p
         report = AgentReport(
             agent=self.name, status=status, answer=answer, cap=cap, reason=reason, turns=p.turns,
-            tool_calls=p.tool_calls, llm_calls=self._llm_calls, refused=sum(e.kind in ("refused", "invalid") for e in p.trail),
+            tool_calls=self._tool_calls, llm_calls=self._llm_calls, refused=sum(e.kind in ("refused", "invalid") for e in p.trail),
             cost_usd=round(self._cost, 6), tokens_in=sum(e.tokens_in for e in p.ledger),
             tokens_out=sum(e.tokens_out for e in p.ledger), trail=p.trail,
         )

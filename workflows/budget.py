@@ -141,6 +141,18 @@ class BudgetSteps:
         return min(limits, key=lambda x: x[0]) if limits else None
 
 
+def calls_and_clock(budget: Budget, usage: BudgetUsage) -> list[str]:
+    """What the count and time caps have used, of what they allow (uncapped ones: what was used)."""
+    def of(limit: object) -> str:
+        return "" if limit is None else f" of {span(limit) if isinstance(limit, timedelta) else limit}"
+
+    return [
+        f"{usage.llm_calls}{of(budget.max_llm_calls)} model calls",
+        f"{usage.tool_calls}{of(budget.max_tool_calls)} tool calls",
+        f"{span(timedelta(seconds=usage.wall_clock_s))}{of(budget.max_wall_clock)} wall clock",
+    ]
+
+
 def span(t: timedelta) -> str:
     """A duration as people read it: 1d 02:03:04, or 02:03:04."""
     seconds = int(t.total_seconds())

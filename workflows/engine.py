@@ -24,7 +24,7 @@ from workflows.agent_steps import AgentSteps
 from workflows.agents import Agent
 from workflows.approval_desk import ApprovalDesk
 from workflows.approvals import ApprovalStatus, AskPolicy
-from workflows.budget import BudgetSteps, span
+from workflows.budget import BudgetSteps, calls_and_clock, span
 from workflows.human_steps import HumanSteps, NotApproved
 from workflows.ledger import LedgerEntry, StepKind, digest
 from workflows.model_steps import ModelSteps
@@ -292,13 +292,7 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, AgentSteps):
         if b is None:
             return f"${self._cost:.6f}"
         parts = [f"${self._cost:.6f} of ${b.max_cost_usd}", f"step {self._steps_taken()} of {b.max_steps}"]
-        if b.max_llm_calls is not None:
-            parts.append(f"{self._llm_calls} of {b.max_llm_calls} model calls")
-        if b.max_tool_calls is not None:
-            parts.append(f"{self._tool_calls} of {b.max_tool_calls} tool calls")
-        if b.max_wall_clock is not None:
-            parts.append(f"{span(self._elapsed())} of {span(b.max_wall_clock)} wall clock")
-        return " · ".join(parts)
+        return " · ".join([*parts, *calls_and_clock(b, self.usage())])
 
     def _details(self) -> str:
         head = f"**{self.name}** · {self._state.value} · {self._budget_line()}"
