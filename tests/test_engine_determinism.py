@@ -1,6 +1,6 @@
-"""The engine modules the sandbox passes through must stay deterministic without it.
+"""The engine modules and contracts the sandbox passes through must stay deterministic without it.
 
-Passed through (worker/registration.py ENGINE), they load once per worker
+Passed through (worker/registration.py PASSTHROUGH), they load once per worker
 instead of once per run, and the sandbox no longer intercepts what they call.
 This check stands in for it: no clock, randomness, I/O, environment or
 threads, and no module state a run could change and the next one see.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.registration import ENGINE
+from worker.registration import ENGINE, PASSTHROUGH
 
 WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
 
@@ -51,9 +51,18 @@ def problems(source: str) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("module", ENGINE)
-def test_a_passed_through_engine_module_calls_nothing_nondeterministic(module: str):
-    assert problems((WORKFLOWS / f"{module}.py").read_text()) == []
+PASSED_THROUGH = sorted(
+    [WORKFLOWS / f"{m}.py" for m in ENGINE] + list((WORKFLOWS / "contracts").glob("*.py")), key=str
+)
+
+
+@pytest.mark.parametrize("path", PASSED_THROUGH, ids=lambda p: str(p.relative_to(WORKFLOWS)))
+def test_a_passed_through_module_calls_nothing_nondeterministic(path: Path):
+    assert problems(path.read_text()) == []
+
+
+def test_the_contracts_package_is_passed_through_whole():
+    assert "workflows.contracts" in PASSTHROUGH and len(PASSED_THROUGH) > len(ENGINE) + 1
 
 
 def test_the_check_finds_what_the_sandbox_would_have_caught():
@@ -68,5 +77,5 @@ def test_the_check_finds_what_the_sandbox_would_have_caught():
 
 
 def test_every_module_that_defines_a_workflow_still_loads_in_the_sandbox():
-    defining = {p.stem for p in WORKFLOWS.glob("*.py") if "@workflow.defn" in p.read_text()}
-    assert defining and not defining & set(ENGINE)
+    defining = {p for p in WORKFLOWS.rglob("*.py") if "@workflow.defn" in p.read_text()}
+    assert defining and not defining & set(PASSED_THROUGH)

@@ -24,6 +24,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from activities.llm.output_type import resolve, type_path
 from client.sdk import Baton
 from tests.conftest import (
     LEADS,
@@ -34,7 +35,7 @@ from tests.conftest import (
     running_worker,
 )
 from tests.test_onboarding_routes import CLEAR, PEP, SANCTIONED, wait_for_state
-from worker.registration import workflow_runner
+from worker.registration import PASSTHROUGH, workflow_runner
 from workflows.catalog import WORKFLOWS
 from workflows.outcome import RunState
 
@@ -161,3 +162,24 @@ async def test_recorded_history_replays(path: Path):
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
+
+
+def recorded_output_types() -> set[str]:
+    """Every output model a recorded model step names by import path (runs in flight name them so too)."""
+    found = set()
+    for path in HISTORIES.glob("**/*.json"):
+        for event in WorkflowHistory.from_json(path.stem, path.read_text()).events:
+            if event.HasField("activity_task_scheduled_event_attributes"):
+                for payload in event.activity_task_scheduled_event_attributes.input.payloads:
+                    arg = json.loads(payload.data)
+                    if isinstance(arg, dict) and "output_type" in arg:
+                        found.add(arg["output_type"])
+    return found
+
+
+@pytest.mark.parametrize("path", sorted(recorded_output_types()))
+def test_an_output_type_recorded_in_flight_still_resolves_to_the_model_in_use(path: str):
+    """Models moved out of the process modules stay importable by their old path, as one class."""
+    model = resolve(path)
+    assert model.__module__.startswith(PASSTHROUGH), type_path(model)
+    assert resolve(type_path(model)) is model

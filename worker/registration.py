@@ -24,7 +24,7 @@ from activities.payloads import PayloadStore
 from activities.policy import PolicyActivities
 from activities.tools.activity import ToolActivities
 from activities.tools.systems import SystemsOfRecord
-from client.connection import is_traced, task_queue, tracing_interceptor
+from client.connection import is_traced, task_queue, tracing_interceptor, tracing_on
 from worker.config import BatonConfig
 from workflows.catalog import WORKFLOWS
 
@@ -32,18 +32,19 @@ from workflows.catalog import WORKFLOWS
 # workflow run from re-importing them. OpenTelemetry keeps the current span in
 # module state: passed through, workflow code and Temporal's tracing interceptor
 # share that one copy instead of each run getting an empty one of its own.
-# The engine and its data models too (workflows/*, except the modules that define
-# workflows: those, where processes are written, still load in the sandbox per run):
-# re-imported per run they cost ~1 MB of worker memory per cached run and most of a
-# run's CPU (benchmarks/parked.py, benchmarks/throughput.py). They hold no mutable
-# module state; determinism in them is kept by review and the replay tests.
+# The engine and the processes' pydantic contracts too (workflows/* and
+# workflows/contracts/*, except the modules that define workflows: those, where
+# processes are written, still load in the sandbox per run): re-imported per run
+# they cost ~1 MB of worker memory per cached run and most of a run's CPU
+# (benchmarks/parked.py, benchmarks/throughput.py). They hold no mutable module
+# state; tests/test_engine_determinism.py checks them for what the sandbox would catch.
 ENGINE = (
     "engine", "agent_steps", "agents", "approval_desk", "approvals", "budget", "human_steps", "kyc", "ledger",
     "model_steps", "outcome", "plan", "retry_policies", "search_attributes", "status", "thresholds", "visibility",
 )
 PASSTHROUGH = (
     "pydantic", "pydantic_core", "annotated_types", "email_validator", "activities", "opentelemetry",
-    *(f"workflows.{m}" for m in ENGINE),
+    "workflows.contracts", *(f"workflows.{m}" for m in ENGINE),
 )
 
 
@@ -73,8 +74,10 @@ async def baton_worker(
     Spans and metrics go to OpenTelemetry's global providers unless the caller
     passes its own (tests do). The tracing interceptor comes from `client` when
     it has one (Temporal hands a client's interceptors to its workers; a second
-    copy would make every span twice), else the worker adds its own.
+    copy would make every span twice), else the worker adds its own, when
+    tracing is on at all (client/connection.py `tracing_on`).
     """
+    own_tracing = tracing_on(tracer_provider) and not is_traced(client)
     systems = SystemsOfRecord(config.systems.db)
     systems.create(config.systems.seed)
     payloads = PayloadStore(config.payloads.db)
@@ -101,7 +104,7 @@ async def baton_worker(
             activity_executor=ThreadPoolExecutor(max_workers=16),
             workflow_runner=workflow_runner(),
             graceful_shutdown_timeout=timedelta(seconds=10),
-            interceptors=[] if is_traced(client) else [tracing_interceptor(tracer_provider)],
+            interceptors=[tracing_interceptor(tracer_provider)] if own_tracing else [],
         )
         async with worker:
             yield worker

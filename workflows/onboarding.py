@@ -10,17 +10,18 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import BaseModel, EmailStr, Field
 from temporalio import workflow
 
 from workflows.approvals import ApprovalStatus, AskPolicy, Stage
+from workflows.contracts.onboarding import (  # re-exported: recorded steps name their old path
+    Applicant, Onboarded, SendFacts, WelcomeEmail,
+)
 from workflows.engine import Process
-from workflows.kyc import KycResult, KycVerdict, match_kyc
+from workflows.kyc import KycVerdict, match_kyc
 from workflows.outcome import RunOutcome, RunState
 from workflows.plan import PlannedStep
 
 with workflow.unsafe.imports_passed_through():
-    from activities.policy import BudgetOverride
     from activities.tools.records import (
         CreditQuery,
         Email,
@@ -37,41 +38,6 @@ SEND_POLICY = AskPolicy(
     timeout=timedelta(hours=24),
     auto_approve="verdict == 'clear' or reviewed_by != null",
 )
-
-
-class Applicant(BaseModel):
-    """The input of an onboarding run."""
-
-    applicant_id: str = Field(min_length=1, max_length=64)
-    name: str = Field(min_length=1, max_length=200)
-    email: EmailStr
-    document_number: str = Field(min_length=1, max_length=64)
-    budget: BudgetOverride | None = None
-
-    def business_key(self) -> str:
-        return self.applicant_id
-
-
-class WelcomeEmail(BaseModel):
-    subject: str = Field(min_length=1, max_length=200, examples=["Welcome aboard"])
-    body: str = Field(min_length=1, max_length=4000)
-
-
-class SendFacts(BaseModel):
-    """What the confirmation's approval rule looks at."""
-
-    verdict: KycVerdict
-    reviewed_by: str | None
-
-
-class Onboarded(BaseModel):
-    """The process's own result, whatever the end state."""
-
-    applicant_id: str
-    kyc: KycResult | None = None
-    reviewed_by: str | None = None
-    customer_id: str | None = None
-    confirmation_id: str | None = None
 
 
 @workflow.defn(name="onboarding")

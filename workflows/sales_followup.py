@@ -10,70 +10,23 @@ so the e-mail never proposes a meeting the code did not compute.
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta, timezone
-from typing import Literal
 
-from pydantic import BaseModel, Field
 from temporalio import workflow
 
 from workflows.approvals import AskPolicy
+from workflows.contracts.sales_followup import (  # re-exported: recorded steps name their old path
+    BuyerSignals, DraftForReview, FollowedUp, FollowUpDraft, FollowUpRequest, MeetingSlot,
+)
 from workflows.engine import Process
 from workflows.outcome import RunOutcome, RunState
 from workflows.plan import PlannedStep
 
 with workflow.unsafe.imports_passed_through():
-    from activities.policy import BudgetOverride
     from activities.tools.records import DealNotes, DealQuery, DealUpdate, Email
 
 SEND_REVIEW = AskPolicy(roles=["sales-manager"], timeout=timedelta(hours=24))
 MEETING_TIME = time(15, 0, tzinfo=timezone.utc)  # 10:00 New York, 16:00 Berlin
 BUSINESS_DAYS_AFTER_DEMO = 2
-
-
-class FollowUpRequest(BaseModel):
-    """The input of a follow-up run."""
-
-    deal_id: str = Field(min_length=1, max_length=40)
-    budget: BudgetOverride | None = None
-
-    def business_key(self) -> str:
-        return self.deal_id
-
-
-class BuyerSignals(BaseModel):
-    interest: Literal["high", "medium", "low"]
-    signals: list[str] = Field(min_length=1, max_length=6, examples=[["Asked about the next steps"]])
-    objections: list[str] = Field(default=[], max_length=6)
-    next_step: str = Field(min_length=1, max_length=200, examples=["A follow-up call"])
-
-
-class FollowUpDraft(BaseModel):
-    subject: str = Field(min_length=1, max_length=150, examples=["Following up on our demo"])
-    body: str = Field(min_length=1, max_length=3000)
-
-
-class MeetingSlot(BaseModel):
-    starts_at: datetime
-    why: str
-
-
-class DraftForReview(BaseModel):
-    """What the sales manager sees before anything is sent."""
-
-    to: str
-    subject: str
-    body: str
-    meeting: datetime
-    interest: str
-
-
-class FollowedUp(BaseModel):
-    """The process's own result, whatever the end state."""
-
-    deal_id: str
-    signals: BuyerSignals | None = None
-    meeting: MeetingSlot | None = None
-    message_id: str | None = None
-    activity_id: str | None = None
 
 
 def suggest_slot(notes: DealNotes) -> MeetingSlot:
