@@ -22,6 +22,7 @@ from opentelemetry import trace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
+from temporalio.contrib.opentelemetry import TracingInterceptor
 
 from activities.llm.catalog import ModelSpec
 from activities.llm.conversation import Conversation
@@ -29,9 +30,9 @@ from activities.llm.provider import Completion, ProviderRejected
 from activities.llm.telemetry import CAPTURE_CONTENT
 from activities.tools.activity import ToolActivities
 from activities.tools.records import RecordRefused
-from client.connection import is_traced, traced
+from client.connection import is_traced, traced, tracing_on
 from client.sdk import Baton
-from tests.conftest import ROOT, SEED, traced_worker
+from tests.conftest import ROOT, SEED, running_worker, traced_worker
 from tests.test_onboarding_routes import CLEAR
 from worker import telemetry
 from worker.config import ConfigError
@@ -165,6 +166,21 @@ async def test_a_client_is_traced_once(time_env):
     assert not is_traced(time_env.client)
     once = traced(time_env.client)
     assert is_traced(once) and traced(once) is once
+
+
+def tracing_interceptors(worker) -> list:
+    return [i for i in worker.config()["interceptors"] if isinstance(i, TracingInterceptor)]
+
+
+async def test_with_tracing_off_a_worker_carries_no_tracing_interceptor(time_env, config, otel):
+    """Its no-op spans cost a sixth of a run's worker CPU: off means absent, on means exactly one."""
+    assert not tracing_on() and not is_traced(time_env.client)
+    async with running_worker(time_env.client, config) as w:
+        assert tracing_interceptors(w) == []
+    async with running_worker(time_env.client, config, tracer_provider=otel.tracer_provider) as w:
+        assert len(tracing_interceptors(w)) == 1
+    async with traced_worker(time_env.client, config, otel.tracer_provider, otel.meter_provider) as (_, w):
+        assert tracing_interceptors(w) == []  # the traced client's interceptor is the one
 
 
 # ----- metrics ----------------------------------------------------------------------------
