@@ -16,11 +16,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from client.connection import connect, task_queue
 from workflows import search_attributes as sa
+from workflows import visibility
 from workflows.approvals import ApprovalRequest, Verdict
 from workflows.catalog import PROCESSES, ProcessSpec
 from workflows.ledger import LedgerEntry
@@ -140,7 +140,7 @@ class Baton:
             id=run_id,
             task_queue=self.queue,
             static_summary=f"{process} · {key}" if key else process,
-            search_attributes=TypedSearchAttributes([SearchAttributePair(sa.PROCESS, process)]),
+            search_attributes=visibility.at_start(process),
         )
         return run_id
 

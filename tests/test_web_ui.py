@@ -7,6 +7,7 @@ drift from what Temporal's visibility accepts and finds.
 from __future__ import annotations
 
 import re
+import uuid
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,31 @@ async def _eventually(check, tries: int = 100) -> bool:
 
 async def _not(awaitable) -> bool:
     return not await awaitable
+
+
+async def test_a_run_is_findable_from_its_start_and_upserts_only_what_changes(dev_env, config):
+    """Baton's client sets a new run's attributes with the start; a run started any other way gets them upserted."""
+    async with running_worker(dev_env.client, config) as w:
+        baton = Baton(dev_env.client, w.task_queue)
+        by_baton = await baton.start("onboarding", CLEAR)
+        await baton.result(by_baton)
+        plain = await dev_env.client.start_workflow(
+            "onboarding", CLEAR, id=f"plain-{uuid.uuid4().hex[:8]}", task_queue=w.task_queue
+        )
+        await plain.result()
+    upserts = {run: await _upserts(dev_env.client, run) for run in (by_baton, plain.id)}
+    # CLEAR changes cost once (the welcome e-mail) and status once (completed); nothing is set twice
+    assert [sorted(u) for u in upserts[by_baton]] == [["BatonCostUsd"], ["BatonStatus"]]
+    assert sorted(upserts[plain.id][0]) == ["BatonAwaitingApproval", "BatonCostUsd", "BatonProcess", "BatonStatus"]
+    assert len(upserts[plain.id]) == 3
+    for run in (by_baton, plain.id):
+        assert await _eventually(lambda: matches(dev_env.client, "BatonStatus = 'completed'", run))
+
+
+async def _upserts(client, run_id: str) -> list[list[str]]:
+    """The attribute names each upsert event of a run set, in order."""
+    history = await client.get_workflow_handle(run_id).fetch_history()
+    return [
+        list(e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields)
+        for e in history.events if e.HasField("upsert_workflow_search_attributes_event_attributes")
+    ]

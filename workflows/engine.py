@@ -19,7 +19,6 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, RetryState
 
-from workflows import search_attributes as sa
 from workflows.agent_steps import AgentSteps
 from workflows.agents import Agent
 from workflows.approval_desk import ApprovalDesk
@@ -32,7 +31,7 @@ from workflows.outcome import BudgetExceeded, RunOutcome, RunState, StopRun, Too
 from workflows.plan import PlannedStep
 from workflows.retry_policies import TOOL_RETRY, bounded
 from workflows.status import RunStatus
-from workflows.visibility import SearchAttributeMirror, approval_markdown
+from workflows.visibility import SearchAttributeMirror, approval_markdown, run_attributes
 
 with workflow.unsafe.imports_passed_through():
     from activities.policy import Budget, BudgetOverride, PolicyActivities, RunPolicy
@@ -67,7 +66,7 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, AgentSteps):
         self._current_step: str | None = None
         self._desk = ApprovalDesk()
         self._kept: BaseModel | None = None
-        self._mirror = SearchAttributeMirror()
+        self._mirror = SearchAttributeMirror(workflow.info().typed_search_attributes)
 
     # ----- the run -------------------------------------------------------------------
 
@@ -275,15 +274,7 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, AgentSteps):
 
     def _publish(self) -> None:
         """Keep search attributes and the Web UI's current details truthful."""
-        self._mirror.publish(
-            [
-                (sa.PROCESS, self.name),
-                (sa.STATUS, self._state.value),
-                (sa.COST_USD, round(self._cost, 6)),
-                (sa.AWAITING_APPROVAL, bool(self._desk.open)),
-                (sa.APPROVAL_ROLES, sorted({role for r in self._desk.open.values() for role in r.roles})),
-            ]
-        )
+        self._mirror.publish(run_attributes(self.name, self._state, self._cost, self._desk.open.values()))
         workflow.set_current_details(self._details())
 
     def _budget_line(self) -> str:
