@@ -104,6 +104,20 @@ class AuditSettings(BaseModel):
     )
 
 
+class WorkerSettings(BaseModel):
+    """`[worker]`: how many runs one worker process keeps in memory between their steps.
+
+    A cached run's next step starts from memory; one evicted (the least
+    recently used, past this many) is rebuilt by replaying its history when it
+    is next woken, by an approval say. Runs parked for people are most of a
+    busy worker's cache: fewer cached runs, less memory, a replay per wake-up
+    (benchmarks/parked.py measures both). 0 caches none.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    max_cached_runs: int = Field(default=1000, ge=0, le=1_000_000)
+
+
 class BatonConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -120,6 +134,7 @@ class BatonConfig(BaseModel):
     offline: OfflineSettings = OfflineSettings()
     slo: dict[str, Slo] = {}
     audit: AuditSettings = AuditSettings()
+    worker: WorkerSettings = WorkerSettings()
 
     @field_validator("budgets", mode="before")
     @classmethod

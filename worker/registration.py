@@ -103,6 +103,7 @@ async def baton_worker(
             activities=[models.call_model, tools.run_tool, policy.run_policy],
             activity_executor=ThreadPoolExecutor(max_workers=16),
             workflow_runner=workflow_runner(),
+            max_cached_workflows=config.worker.max_cached_runs,
             graceful_shutdown_timeout=timedelta(seconds=10),
             interceptors=[tracing_interceptor(tracer_provider)] if own_tracing else [],
         )
