@@ -212,19 +212,26 @@ class Baton:
         return Inbox(sorted(items, key=lambda i: (i.request.requested_at, i.run_id)), unreadable)
 
     async def _decide(self, run_id: str, verdict: Verdict) -> Verdict:
-        handle = await self._handle(run_id)
+        """One round trip: the run is looked up only when the update says it is not there."""
         try:
-            return await handle.execute_update("decide", verdict, result_type=Verdict)
+            return await self.client.get_workflow_handle(run_id).execute_update("decide", verdict, result_type=Verdict)
         except WorkflowUpdateFailedError as err:
             raise Refused(str(err.cause.message if err.cause else err)) from err
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
+                await self._handle(run_id)  # UnknownRun when there never was such a run
                 raise Refused(f"run {run_id} is no longer running") from err
             raise
 
     async def _query(self, run_id: str, name: str, result_type):
-        handle = await self._handle(run_id)
-        return await handle.query(name, result_type=result_type, rpc_timeout=QUERY_TIMEOUT)
+        try:
+            return await self.client.get_workflow_handle(run_id).query(
+                name, result_type=result_type, rpc_timeout=QUERY_TIMEOUT
+            )
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                await self._handle(run_id)  # UnknownRun when there never was such a run
+            raise
 
     async def _handle(self, run_id: str, result_type: type | None = None):
         handle = self.client.get_workflow_handle(run_id, result_type=result_type)

@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 from temporalio.client import WorkflowHandle
 
-from client.sdk import Baton, Refused
+from client.sdk import Baton, Refused, UnknownRun
 from tests.conftest import LEADS, REVIEWERS, running_worker
 from tests.processes import DraftRequest, Refund, Signoff, UnguardedSend
 from tests.test_onboarding_routes import PEP, wait_for_state
@@ -165,3 +165,21 @@ async def test_an_irreversible_tool_without_an_approval_policy_is_refused(time_e
     assert outcome.state is RunState.FAILED
     assert "send_email is irreversible" in outcome.reason
     assert systems.count("outbox") == 0
+
+
+async def test_a_decision_for_a_missing_or_finished_run_is_refused_by_name(time_env, config):
+    """Approving costs one round trip; the run is looked up only when the update finds nothing."""
+    async with running_worker(time_env.client, config) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        missing = f"onboarding-nobody-{uuid.uuid4().hex[:6]}"
+        with pytest.raises(UnknownRun, match=missing):
+            await baton.approve(missing, by=REVIEWERS[0])
+        with pytest.raises(UnknownRun, match=missing):
+            await baton.status(missing)
+        run_id = await baton.start("onboarding", PEP)
+        await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
+        await baton.reject(run_id, by=REVIEWERS[0], comment="not today")
+        await baton.result(run_id)
+        with pytest.raises(Refused, match="no longer running"):
+            await baton.approve(run_id, by=REVIEWERS[0])
+        assert (await baton.status(run_id)).state is RunState.REJECTED  # a finished run still answers
