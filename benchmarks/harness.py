@@ -101,7 +101,7 @@ def queue(kind: str) -> str:
 
 
 @asynccontextmanager
-async def bare_worker(client: Client, task_queue: str) -> AsyncIterator[Worker]:
+async def bare_worker(client: Client, task_queue: str, max_cached: int = 1000) -> AsyncIterator[Worker]:
     """The floor: bare temporalio, with the settings `baton_worker` gives its Worker, nothing of Baton."""
     assert RETRY == LLM_RETRY, "the bare activities must retry as a Baton model step does"
     worker = Worker(
@@ -112,6 +112,7 @@ async def bare_worker(client: Client, task_queue: str) -> AsyncIterator[Worker]:
         activity_executor=ThreadPoolExecutor(max_workers=16),
         workflow_runner=workflow_runner(),
         graceful_shutdown_timeout=timedelta(seconds=10),
+        max_cached_workflows=max_cached,
     )
     async with worker:
         yield worker
