@@ -26,7 +26,8 @@ bench: $(STAMP)  ## what Baton costs on top of bare Temporal: overhead, cost, th
 	$(BIN)/python -m benchmarks.overhead
 	$(BIN)/python -m benchmarks.cost
 	$(BIN)/python -m benchmarks.throughput
-	$(BIN)/python -m benchmarks.parked
+	$(BIN)/python -m benchmarks.parked --parked 1000
+	$(BIN)/python -m benchmarks.parked --parked 2000 --cache 250
 
 dev: $(STAMP)  ## Temporal's dev server (Web UI :8233) and a worker, until Ctrl-C
 	$(BIN)/baton dev

@@ -58,7 +58,6 @@ class BareParked:
 
     def __init__(self) -> None:
         self._approved = False
-        self._waiting = False
 
     @workflow.run
     async def run(self, request: BareRequest) -> int:
@@ -68,13 +67,8 @@ class BareParked:
         )
         for i in range(2):
             await workflow.execute_activity(noop, i, **options)
-        self._waiting = True
         await workflow.wait_condition(lambda: self._approved)
         return await workflow.execute_activity(noop, 2, **options)
-
-    @workflow.query
-    def parked(self) -> bool:
-        return self._waiting and not self._approved
 
     @workflow.update
     def approve(self, by: str) -> str:

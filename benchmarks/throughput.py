@@ -70,18 +70,22 @@ async def phase(label: str, db_file: Path | None, cfg: BatonConfig, batches: lis
             )
             await baton_batch(baton, batches[0][1:])  # warm-up batch
             await bare_batch(client, bare_q, runs, request)
-            a, b, rss_a, rss_b = [], [], [], []
+            a, b, rss_a, rss_b, cpu_a, cpu_b = [], [], [], [], [], []
             for i, batch in enumerate(batches[1:]):
                 order = ("bare", "baton") if i % 2 else ("baton", "bare")
                 for which in order:
                     reset_peak()
+                    cpu = time.process_time()
                     if which == "baton":
                         a.append(runs / await baton_batch(baton, batch))
+                        cpu_a.append((time.process_time() - cpu) / runs * 1000)
                         rss_a.append(hwm_kb())
                     else:
                         b.append(runs / await bare_batch(client, bare_q, runs, request))
+                        cpu_b.append((time.process_time() - cpu) / runs * 1000)
                         rss_b.append(hwm_kb())
-    return dict(label=label, activities=activities, baton=a, bare=b, rss_baton=max(rss_a), rss_bare=max(rss_b))
+    return dict(label=label, activities=activities, baton=a, bare=b, rss_baton=max(rss_a), rss_bare=max(rss_b),
+                cpu_baton=median(cpu_a), cpu_bare=median(cpu_b))
 
 
 async def measure(runs: int, rounds: int) -> str:
@@ -99,14 +103,15 @@ async def measure(runs: int, rounds: int) -> str:
         ratio = median(r["baton"]) / median(r["bare"])
         rows.append((
             r["label"], median(r["bare"]), median(r["baton"]), f"{ratio:.2f}", "met" if ratio >= 0.85 else "NOT met",
-            f"{r['rss_bare'] / 1024:.0f}", f"{r['rss_baton'] / 1024:.0f}",
+            f"{r['cpu_bare']:.1f}", f"{r['cpu_baton']:.1f}", f"{r['rss_bare'] / 1024:.0f}", f"{r['rss_baton'] / 1024:.0f}",
         ))
     a = results[0]["activities"]
     return "\n".join([
         f"throughput: batches of {runs} concurrent runs, {rounds} interleaved rounds after a warm-up batch; "
         f"onboarding (KYC clear) schedules {a} activities per run (+1 local activity, its policy), the bare workflow {a}",
-        table("", ["dev server", "bare runs/s", "Baton runs/s", "Baton / bare", "goal >= 0.85",
-                   "bare peak RSS MB", "Baton peak RSS MB"], rows).lstrip("\n"),
+        table("", ["dev server", "bare runs/s", "Baton runs/s", "Baton / bare", "goal >= 0.85", "bare CPU ms/run",
+                   "Baton CPU ms/run", "bare peak RSS MB", "Baton peak RSS MB"], rows).lstrip("\n"),
+        "CPU: this process's (workers and client, all threads) per run, median over rounds; the dev server's is not in it",
         "peak RSS: VmHWM of this process (both workers and the client), reset before each batch",
         machine(),
     ])
