@@ -1,44 +1,93 @@
 """Which approval requests a run has open, and which decisions it can take.
 
 Kept apart from the workflow handlers so the same rules serve the `decide`
-update's validator (refuse before anything is written to history), the
-update itself, and the signals (which cannot refuse, only record and ignore).
+update's validator, the update itself, and the signals (which cannot refuse,
+only record and ignore).
+
+A decision can arrive in the same workflow task as the event that leads the
+run to open its request (a step's completion, a deadline's timer): Temporal
+runs validators and signal handlers before the workflow code sees that event.
+So the validator (`screen`) refuses only what can never apply whatever the run
+does next, and the handlers judge the rest (`take`) once the run has taken in
+the whole task (`HumanSteps._settle`).
 """
 
 from __future__ import annotations
 
 from workflows.approvals import ApprovalRequest, Verdict
 
+MAX_SETTLING = 8  # decisions that may wait at once for a request the run has not reached
+
 
 class ApprovalDesk:
     def __init__(self) -> None:
         self.open: dict[str, ApprovalRequest] = {}
         self.verdicts: dict[str, Verdict] = {}
+        self.closed: set[str] = set()  # requests asked and no longer open, decided or not
+        self.eligible: dict[str, set[str] | None] = {}  # who may decide a request at any of its stages
+        self.settling = 0  # decisions waiting for the run to reach their request (HumanSteps._settle)
+
+    def ask(self, request: ApprovalRequest, eligible: set[str] | None) -> None:
+        """Open a request; `eligible`: everyone its stages ask (None: roles are not enforced)."""
+        self.open[request.id] = request
+        self.eligible[request.id] = eligible
+
+    def close(self, request_id: str) -> ApprovalRequest:
+        self.closed.add(request_id)
+        return self.open.pop(request_id)
+
+    def can_judge(self, request_id: str | None) -> bool:
+        """Whether the run stands where a decision for `request_id` can be taken or refused for good."""
+        if request_id is None:
+            return bool(self.open)
+        return request_id in self.open or request_id in self.verdicts or request_id in self.closed
+
+    def screen(self, verdict: Verdict) -> None:
+        """Refuse (ValueError) a decision that can never apply, whatever this workflow task brings."""
+        request_id = verdict.request_id
+        if self.settling >= MAX_SETTLING and not self.can_judge(request_id):
+            raise ValueError(f"no open approval request {request_id!r} (and {self.settling} decisions wait already)")
+        if request_id is None:
+            if len(self.open) > 1:
+                raise ValueError(f"{len(self.open)} requests are open; name one with request_id ({', '.join(self.open)})")
+            return
+        if request_id in self.verdicts:
+            self._same_as_before(request_id, verdict)
+            return
+        if request_id in self.closed:
+            raise ValueError(f"request {request_id!r} is closed: nobody decided it in time")
+        eligible = self.eligible.get(request_id)
+        if request_id in self.open and eligible is not None and verdict.by not in eligible:
+            raise ValueError(self._not_theirs(verdict.by, self.open[request_id]))
 
     def resolve(self, verdict: Verdict) -> str:
-        """The request a decision is for; ValueError says why it cannot be taken."""
+        """The request a decision is for, as the run stands now; ValueError says why it cannot be taken."""
         request_id = verdict.request_id
         if request_id is None:
             if len(self.open) != 1:
                 named = f" ({', '.join(self.open)})" if self.open else ""
                 raise ValueError(f"{len(self.open)} requests are open; name one with request_id{named}")
             request_id = next(iter(self.open))
-        earlier = self.verdicts.get(request_id)
-        if earlier is not None:
-            if (earlier.approved, earlier.by) == (verdict.approved, verdict.by):
-                return request_id  # the same decision again: idempotent
-            raise ValueError(f"request {request_id!r} was already decided by {earlier.by}")
+        if request_id in self.verdicts:
+            self._same_as_before(request_id, verdict)
+            return request_id  # the same decision again: idempotent
         request = self.open.get(request_id)
         if request is None:
             raise ValueError(f"no open approval request {request_id!r}")
         if request.people is not None and verdict.by not in request.people:
-            raise ValueError(
-                f"{verdict.by!r} may not decide {request_id!r}: it is for role "
-                f"{' or '.join(request.roles)}"
-            )
+            raise ValueError(self._not_theirs(verdict.by, request))
         return request_id
 
     def take(self, verdict: Verdict) -> Verdict:
         """Record a decision (the first one stands); raises ValueError like `resolve`."""
         request_id = self.resolve(verdict)
         return self.verdicts.setdefault(request_id, verdict.model_copy(update={"request_id": request_id}))
+
+    def _same_as_before(self, request_id: str, verdict: Verdict) -> None:
+        earlier = self.verdicts[request_id]
+        if (earlier.approved, earlier.by) != (verdict.approved, verdict.by):
+            raise ValueError(f"request {request_id!r} was already decided by {earlier.by}")
+
+    @staticmethod
+    def _not_theirs(by: str, request: ApprovalRequest) -> str:
+        return f"{by!r} may not decide {request.id!r}: it is for role {' or '.join(request.roles)}"

@@ -7,6 +7,7 @@ stays about steps and budgets.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -15,8 +16,9 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from temporalio import workflow
 from temporalio.common import RawValue
+from temporalio.exceptions import ApplicationError
 
-from workflows.approval_desk import ApprovalDesk
+from workflows.approval_desk import MAX_SETTLING, ApprovalDesk
 from workflows.approvals import (
     ApprovalRequest,
     ApprovalResult,
@@ -30,6 +32,10 @@ from workflows.budget import span
 from workflows.ledger import StepKind
 from workflows.outcome import BudgetExceeded, RunState, StopRun
 from workflows.thresholds import Rule, RuleError
+
+
+SETTLE = timedelta(seconds=1)  # how long a decision waits for a request the run has not reached
+SETTLE_SUMMARY = "a decision before its request"
 
 
 class NotApproved(StopRun):
@@ -77,7 +83,7 @@ class HumanSteps:
             context=context.model_dump(mode="json"), cost_so_far_usd=round(self._cost, 6),
             requested_at=started, deadline=started + policy.timeout, at_deadline=policy.at_deadline,
         )
-        self._desk.open[request.id] = request
+        self._desk.ask(request, self._eligible(policy))
         result = await self._wait_through_stages(request, policy)
         self._close_request(request.id)
         self._record(
@@ -113,7 +119,8 @@ class HumanSteps:
                 if cut and cut[0] <= timedelta(0):
                     raise TimeoutError
                 await workflow.wait_condition(
-                    lambda: request.id in self._desk.verdicts, timeout=cut[0] if cut else stage.timeout
+                    lambda: request.id in self._desk.verdicts, timeout=cut[0] if cut else stage.timeout,
+                    timeout_summary=f"{request.id} · {cut[1] if cut else 'deadline for ' + '/'.join(stage.roles)}",
                 )
             except TimeoutError:
                 if cut:
@@ -141,7 +148,7 @@ class HumanSteps:
 
     def _close_request(self, request_id: str) -> None:
         """The request is answered (or given up): off the desk, its wait counted against the idle cap."""
-        request = self._desk.open.pop(request_id)
+        request = self._desk.close(request_id)
         waited = (workflow.now() - request.requested_at).total_seconds()
         self._longest_wait_s = max(self._longest_wait_s, round(waited, 3))
         self._state = RunState.AWAITING_APPROVAL if self._desk.open else RunState.RUNNING
@@ -181,6 +188,11 @@ class HumanSteps:
         )
         return result
 
+    def _eligible(self, policy: AskPolicy) -> set[str] | None:
+        """Everyone any stage of the policy asks: a decision from anyone else can never apply."""
+        people = [self._people(stage.roles) for stage in policy.stages()]
+        return None if None in people else {p for stage in people for p in stage}
+
     def _people(self, roles: list[str]) -> list[str] | None:
         """Who may decide for these roles, as the run's policy said at its start."""
         members = self._policy.roles
@@ -194,30 +206,58 @@ class HumanSteps:
     # reaches the handler and the ledger instead of being dropped by the SDK unseen.
     @workflow.signal
     @_one_payload
-    def approve(self, payload: RawValue = None, *extra: Any) -> None:  # type: ignore[assignment]  # no payload at all
-        self._decide_by_signal(payload, approved=True, extra=len(extra))
+    async def approve(self, payload: RawValue = None, *extra: Any) -> None:  # type: ignore[assignment]  # no payload at all
+        await self._decide_by_signal(payload, approved=True, extra=len(extra))
 
     @workflow.signal
     @_one_payload
-    def reject(self, payload: RawValue = None, *extra: Any) -> None:  # type: ignore[assignment]
-        self._decide_by_signal(payload, approved=False, extra=len(extra))
+    async def reject(self, payload: RawValue = None, *extra: Any) -> None:  # type: ignore[assignment]
+        await self._decide_by_signal(payload, approved=False, extra=len(extra))
 
     @workflow.update
-    def decide(self, verdict: Verdict) -> Verdict:
-        """Decide synchronously: refused decisions never reach history (see the validator)."""
-        return self._desk.take(verdict)
+    async def decide(self, verdict: Verdict) -> Verdict:
+        """Decide and answer: what can never apply is refused by the validator, before history."""
+        await self._settle(verdict.request_id)
+        try:
+            return self._desk.take(verdict)
+        except ValueError as refused:  # a request the run did not reach in this task after all
+            raise ApplicationError(str(refused), type="DecisionRefused", non_retryable=True) from None
 
     @decide.validator
     def _validate_decide(self, verdict: Verdict) -> None:
-        self._desk.resolve(verdict)
+        self._desk.screen(verdict)
 
-    def _decide_by_signal(self, payload: RawValue | None, approved: bool, extra: int = 0) -> None:
+    async def _settle(self, request_id: str | None) -> None:
+        """Let the run take in the rest of this workflow task before a decision is judged.
+
+        Temporal runs validators and signal handlers before the workflow code sees the
+        other events of the same task, so the request such an event leads to (a step
+        completed, a deadline passed) is not open yet. Wait for it; if the run does not
+        reach it in this task, a short timer ends the wait and the decision is judged
+        (refused) then. A timer cancelled in the task that started it never reaches
+        history. At most MAX_SETTLING decisions wait at once (the validator refuses more),
+        so a flood of decisions for requests that never open cannot flood history with timers.
+        """
+        if self._desk.can_judge(request_id) or self._desk.settling >= MAX_SETTLING:
+            return
+        self._desk.settling += 1
+        try:
+            await workflow.wait_condition(
+                lambda: self._desk.can_judge(request_id), timeout=SETTLE, timeout_summary=SETTLE_SUMMARY
+            )
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            self._desk.settling -= 1
+
+    async def _decide_by_signal(self, payload: RawValue | None, approved: bool, extra: int = 0) -> None:
         """A signal cannot be refused to its sender: a bad one is recorded in the ledger and ignored."""
         raw = _payload_text(payload)
         try:
             if extra:
                 raise ValueError(f"the signal carried {extra + 1} payloads; a decision is one JSON object")
             decision = _decision(payload)
+            await self._settle(decision.request_id)
             self._desk.take(Verdict(**decision.model_dump(), approved=approved))
         except (ValueError, ValidationError, TypeError) as refused:
             self._record(
