@@ -23,7 +23,7 @@ from workflows import search_attributes as sa
 from workflows import visibility
 from workflows.approvals import ApprovalRequest, Verdict
 from workflows.catalog import PROCESSES, ProcessSpec
-from workflows.ledger import LedgerEntry
+from workflows.ledger import LedgerEntry, StepKind
 from workflows.outcome import RunOutcome
 from workflows.status import RunStatus
 
@@ -220,8 +220,25 @@ class Baton:
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
                 await self._handle(run_id)  # UnknownRun when there never was such a run
+                earlier = await self._decided_before(run_id, verdict)
+                if earlier is not None:
+                    return earlier
                 raise Refused(f"run {run_id} is no longer running") from err
             raise
+
+    async def _decided_before(self, run_id: str, verdict: Verdict) -> Verdict | None:
+        """The decision a closed run took for this request, when it is the one asked again (idempotent)."""
+        decided = [
+            e for e in await self.ledger(run_id)
+            if e.kind is StepKind.APPROVAL and e.outcome in ("approved", "rejected") and e.by not in (None, "rule", "deadline")
+            and verdict.request_id in (None, e.step)
+        ]
+        if len(decided) != 1:
+            return None
+        (e,) = decided
+        if (e.by, e.outcome == "approved") != (verdict.by, verdict.approved):
+            return None
+        return Verdict(by=e.by, request_id=e.step, approved=verdict.approved, comment=e.comment or "")
 
     async def _query(self, run_id: str, name: str, result_type):
         try:

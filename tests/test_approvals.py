@@ -180,6 +180,27 @@ async def test_a_decision_for_a_missing_or_finished_run_is_refused_by_name(time_
         await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
         await baton.reject(run_id, by=REVIEWERS[0], comment="not today")
         await baton.result(run_id)
+        again = await baton.reject(run_id, by=REVIEWERS[0], request_id="compliance_review")  # answered as the first
         with pytest.raises(Refused, match="no longer running"):
             await baton.approve(run_id, by=REVIEWERS[0])
+        with pytest.raises(Refused, match="no longer running"):
+            await baton.reject(run_id, by=REVIEWERS[1])
         assert (await baton.status(run_id)).state is RunState.REJECTED  # a finished run still answers
+    assert (again.request_id, again.by, again.approved, again.comment) == ("compliance_review", REVIEWERS[0], False, "not today")
+
+
+async def test_the_deadline_timer_says_which_request_and_whom_it_waits_for(time_env, config):
+    """`temporal workflow show` and the Web UI's event history name the timer, not just its duration."""
+    async with running_worker(time_env.client, config) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        run_id = await baton.start("onboarding", PEP)
+        await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
+        handle = time_env.client.get_workflow_handle(run_id)
+        history = await handle.fetch_history()
+        await handle.terminate("test over")
+    convert = time_env.client.data_converter.payload_converter
+    summaries = [
+        convert.from_payload(e.user_metadata.summary, str) if e.user_metadata.HasField("summary") else None
+        for e in history.events if e.HasField("timer_started_event_attributes")
+    ]
+    assert summaries == ["compliance_review · deadline for compliance"]
