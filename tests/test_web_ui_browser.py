@@ -132,7 +132,7 @@ def shown_command(seen: Seen, program: str, run_id: str) -> list[str]:
     return argv
 
 
-async def test_a_person_reads_the_money_the_summary_and_how_to_answer(ui, browser, config, tmp_path):
+async def test_a_person_reads_the_money_the_summary_and_how_to_answer(browser, ui, config, tmp_path):
     client, target, address = ui
     async with running_worker(client, config) as w:
         baton = Baton(client, w.task_queue)
@@ -160,7 +160,7 @@ async def test_a_person_reads_the_money_the_summary_and_how_to_answer(ui, browse
     assert outcome.state is RunState.COMPLETED and outcome.result["reviewed_by"] == REVIEWERS[0]
 
 
-async def test_what_callers_and_systems_send_is_shown_as_text(ui, browser, config, tmp_path):
+async def test_what_callers_and_systems_send_is_shown_as_text(browser, ui, config, tmp_path):
     """Markup in an applicant's id and name stays text: no link, image, emphasis or heading a reader would trust."""
     seed = tmp_path / "register.json"
     seed.write_text(json.dumps({"applicants": [{
