@@ -92,9 +92,9 @@ def approval_markdown(run_id: str, r: ApprovalRequest) -> str:
         else f"escalates to {'/'.join(r.escalates_to)}" if r.escalates_to
         else "the request is rejected" if r.at_deadline == "reject" else "the run ends"
     )
-    stage = f" (escalated, stage {r.stage + 1})" if r.stage else ""
+    stage = " " + plain(f"(escalated, stage {r.stage + 1})") if r.stage else ""
     lines = [
-        f"### Waiting for approval {code(r.id)}{plain(stage)}",
+        f"### Waiting for approval {code(r.id)}{stage}",
         plain(r.ask),
         *([f"Proposed: {plain(r.proposed)}"] if r.proposed else []),
         plain(f"Who: {who} · deadline {r.deadline:%Y-%m-%d %H:%M} UTC, then {then}"),
