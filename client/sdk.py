@@ -139,7 +139,7 @@ class Baton:
             value,
             id=run_id,
             task_queue=self.queue,
-            static_summary=f"{process} · {key}" if key else process,
+            static_summary=visibility.run_summary(process, key),
             search_attributes=visibility.at_start(process),
         )
         return run_id

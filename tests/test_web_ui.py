@@ -68,7 +68,7 @@ async def test_current_details_tell_the_story_at_every_state(dev_env, config):
     assert summary == "onboarding · A-1002"
     assert "awaiting_approval" in details_parked and "compliance_review" in details_parked
     assert "model calls" in details_parked and "tool calls" in details_parked and "wall clock" in details_parked
-    assert "baton approve" in details_parked and "the run stops (max_approval_idle)" not in details_parked
+    assert "baton approve" in details_parked and "the run stops" not in details_parked
     assert "completed" in details_done and "Waiting for approval" not in details_done
     assert "budget_exceeded" in details_capped and "max_tool_calls" in details_capped
 

@@ -31,7 +31,7 @@ from workflows.outcome import BudgetExceeded, RunOutcome, RunState, StopRun, Too
 from workflows.plan import PlannedStep
 from workflows.retry_policies import TOOL_RETRY, bounded
 from workflows.status import RunStatus
-from workflows.visibility import SearchAttributeMirror, approval_markdown, run_attributes
+from workflows.visibility import SearchAttributeMirror, current_details, run_attributes
 
 with workflow.unsafe.imports_passed_through():
     from activities.policy import Budget, BudgetOverride, PolicyActivities, RunPolicy
@@ -286,10 +286,7 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, AgentSteps):
         return " · ".join([*parts, *calls_and_clock(b, self.usage())])
 
     def _details(self) -> str:
-        head = f"**{self.name}** · {self._state.value} · {self._budget_line()}"
-        if self._state.is_final:
-            return f"{head}\n\n{self._reason}"
-        if not self._desk.open:
-            return f"{head}\n\nRunning step `{self._current_step}`"
-        run_id = workflow.info().workflow_id
-        return "\n\n".join([head, *(approval_markdown(run_id, r) for r in self._desk.open.values())])
+        return current_details(
+            self.name, self._state, self._budget_line(), step=self._current_step, reason=self._reason,
+            run_id=workflow.info().workflow_id, asked=self._desk.open.values(),
+        )

@@ -1,7 +1,16 @@
-"""What the Web UI shows of a run: search attributes and the current-details markdown."""
+"""What the Web UI shows of a run: search attributes, and the markdown of its summary and current details.
+
+All of that markdown is made here. Every piece of text in it goes through `plain` (or `code`),
+so a caller's business key, a model's reason or a tool's answer reads as exactly that text:
+the only markup is the layout written in this module.
+"""
 
 from __future__ import annotations
 
+import json
+import re
+import shlex
+import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
@@ -61,22 +70,92 @@ class SearchAttributeMirror:
             self._published.update({key.name: v for key, v in changed})
 
 
+def current_details(
+    process: str, state: RunState, spent: str, *, step: str | None, reason: str | None, run_id: str,
+    asked: Iterable[ApprovalRequest],
+) -> str:
+    """What the run does now, what its caps have used (`spent`), and what it asks or why it ended."""
+    head = f"**{plain(process)}** · {plain(state.value)} · {plain(spent)}"
+    requests = list(asked)
+    if state.is_final:
+        return f"{head}\n\n{plain(reason)}"
+    if not requests:
+        return f"{head}\n\nRunning step {code(step)}"
+    return "\n\n".join([head, *(approval_markdown(run_id, r) for r in requests)])
+
+
 def approval_markdown(run_id: str, r: ApprovalRequest) -> str:
     """What is asked, of whom, by when, what happens then, and the exact commands to answer."""
-    payload = f'{{"request_id": "{r.id}", "by": "NAME"}}'
     who = "/".join(r.roles) + (f" ({', '.join(r.people)})" if r.people else "")
     then = (
         f"the run stops ({r.stops_run})" if r.stops_run
         else f"escalates to {'/'.join(r.escalates_to)}" if r.escalates_to
         else "the request is rejected" if r.at_deadline == "reject" else "the run ends"
     )
+    stage = " " + plain(f"(escalated, stage {r.stage + 1})") if r.stage else ""
     lines = [
-        f"### Waiting for approval `{r.id}`" + (f" (escalated, stage {r.stage + 1})" if r.stage else ""),
-        r.ask,
-        *([f"Proposed: {r.proposed}"] if r.proposed else []),
-        f"Who: {who} · deadline {r.deadline:%Y-%m-%d %H:%M} UTC, then {then}",
-        f"Approve: `baton approve {run_id} --request {r.id} --by NAME`  \n"
-        f"Reject: `baton reject {run_id} --request {r.id} --by NAME --comment WHY`  \n"
-        f"Or: `temporal workflow signal --workflow-id {run_id} --name approve --input '{payload}'`",
+        f"### Waiting for approval {code(r.id)}{stage}",
+        plain(r.ask),
+        *([f"Proposed: {plain(r.proposed)}"] if r.proposed else []),
+        plain(f"Who: {who} · deadline {r.deadline:%Y-%m-%d %H:%M} UTC, then {then}"),
+        "  \n".join(f"{label}: {code(shlex.join(argv))}" for label, argv in _answers(run_id, r.id)),
     ]
     return "\n\n".join(lines)
+
+
+def _answers(run_id: str, request_id: str) -> list[tuple[str, list[str]]]:
+    """The commands that answer a request, as argument lists (quoted for the shell when shown)."""
+    payload = json.dumps({"request_id": request_id, "by": "NAME"})
+    return [
+        ("Approve", ["baton", "approve", run_id, "--request", request_id, "--by", "NAME"]),
+        ("Reject", ["baton", "reject", run_id, "--request", request_id, "--by", "NAME", "--comment", "WHY"]),
+        ("Or", ["temporal", "workflow", "signal", "--workflow-id", run_id, "--name", "approve", "--input", payload]),
+    ]
+
+
+def run_summary(process: str, key: str) -> str:
+    """A run's static summary (markdown): the process and its business key, which the caller chose."""
+    return plain(f"{process} · {key}" if key else process)
+
+
+# ----- text into markdown: what a caller, a model or a system sent must read as exactly that ---------
+
+# Markdown reads these as markup somewhere (this Web UI also reads `$` as math and `(c)`, `--`, `...` as
+# typography); a backslash makes each a literal character, in CommonMark and in the UI's renderer.
+_MARKUP = re.compile(r"[\\`*_{}\[\]()#+\-.!:|<>~$^&]")
+# ... except where it cannot be markup: inside a word (A-1002, compliance_review) or a number (0.05, 10:30).
+_SAFE_BETWEEN = {"-": str.isalnum, "_": str.isalnum, ".": str.isdigit, ":": str.isdigit}
+_FRACTION = re.compile(r"(?<=\d)/(?=\d)")  # the UI would typeset 1/2 as a fraction
+
+
+def plain(text: object) -> str:
+    """Text from anywhere as markdown that shows exactly that text, on one line, with no markup in it.
+
+    Whitespace runs (line breaks too) become one space, so no heading, list, quote or table can
+    start inside; control and invisible format characters (bidi overrides, zero-width) are
+    dropped, so what a reader sees is in the order it was sent. Straight quotes may be shown
+    curled by the UI's typographer: no escape prevents it, and it changes no meaning.
+    """
+    return _FRACTION.sub("&#47;", _MARKUP.sub(_escape, _one_line(text)))
+
+
+def _escape(found: re.Match) -> str:
+    c, i, text = found[0], found.start(), found.string
+    safe = _SAFE_BETWEEN.get(c)
+    inside = safe is not None and 0 < i < len(text) - 1 and safe(text[i - 1]) and safe(text[i + 1])
+    return c if inside else "\\" + c
+
+
+def code(text: object) -> str:
+    """Text as an inline code span, shown exactly and copied as one piece, whatever backticks it holds."""
+    text = _one_line(text)
+    fence = "`" * (max(map(len, re.findall("`+", text)), default=0) + 1)
+    return f"{fence} {text} {fence}"
+
+
+def _one_line(text: object) -> str:
+    """The text's printable characters, each whitespace run made one space."""
+    text = str(text)
+    if not text.isprintable():
+        text = "".join(c for c in text if c.isspace() or unicodedata.category(c) not in ("Cc", "Cf"))
+    return " ".join(text.split())
