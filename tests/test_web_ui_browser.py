@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, async_playwright, expect
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
@@ -44,6 +44,7 @@ FLAGS = [
 TAGS = "main => [...main.querySelectorAll('*')].map(e => e.tagName.toLowerCase())"
 # The UI's typographer curls straight quotes; a person reads the same quote either way.
 QUOTES = str.maketrans("‘’“”", "''\"\"")
+RENDERED = re.compile(r"\S · \S")  # both the summary and the details' first line read "x · y"
 MONEY = re.compile(r"\$(\d+\.\d{6}) of \$(\d+(?:\.\d+)?)")
 
 # A caller controls an applicant's id (the run's business key: its summary and workflow id);
@@ -100,6 +101,8 @@ async def user_metadata(browser: Browser, ui: str, run_id: str, shot: Path) -> S
         await page.get_by_role("tab", name="User Metadata").click()
         summary = page.frame_locator("#user-metadata-summary").locator("main")
         details = page.frame_locator("#user-metadata-current-details").locator("main")
+        for frame in (summary, details):  # each frame renders its markdown after it appears
+            await expect(frame).to_contain_text(RENDERED, timeout=20_000)
         seen = Seen(
             summary=await summary.inner_text(), details=await details.inner_text(),
             summary_tags=await summary.evaluate(TAGS), details_tags=await details.evaluate(TAGS),
