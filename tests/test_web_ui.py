@@ -69,6 +69,8 @@ async def test_current_details_tell_the_story_at_every_state(dev_env, config):
     assert "awaiting_approval" in details_parked and "compliance_review" in details_parked
     assert "model calls" in details_parked and "tool calls" in details_parked and "wall clock" in details_parked
     assert "baton approve" in details_parked and "the run stops" not in details_parked
+    assert re.search(r"wall clock as of \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", details_parked)  # frozen while parked: say when
+    assert "as of" not in details_done  # a closed run's clock has stopped
     assert "completed" in details_done and "Waiting for approval" not in details_done
     assert "budget_exceeded" in details_capped and "max_tool_calls" in details_capped
 

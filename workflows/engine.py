@@ -283,7 +283,9 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, AgentSteps):
         if b is None:
             return f"${self._cost:.6f}"
         parts = [f"${self._cost:.6f} of ${b.max_cost_usd}", f"step {self._steps_taken()} of {b.max_steps}"]
-        return " · ".join([*parts, *calls_and_clock(b, self.usage())])
+        line = " · ".join([*parts, *calls_and_clock(b, self.usage())])
+        # The details change only when the run does: while it waits, say when its clock was read.
+        return line if self._state.is_final else f"{line} as of {workflow.now():%Y-%m-%d %H:%M:%S} UTC"
 
     def _details(self) -> str:
         return current_details(
