@@ -26,6 +26,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.llm.activity import LlmSettings, ModelActivities
 from activities.llm.catalog import Catalog, ModelSpec, Price, ProviderSpec
 from activities.llm.contracts import LlmRequest, LlmResult, ModelCall
+from activities.llm.conversation import ToolSchema
 from activities.llm.output_type import type_path
 from activities.llm.providers import build_providers
 from activities.llm.transport import HttpSettings
@@ -116,8 +117,8 @@ def request(**extra) -> LlmRequest:
                       prompt="Decide on application 42", output_type=type_path(Decision), **extra)
 
 
-async def run(acts: ModelActivities) -> LlmResult:
-    return await ActivityEnvironment().run(acts.call_model, request())
+async def run(acts: ModelActivities, req: LlmRequest | None = None) -> LlmResult:
+    return await ActivityEnvironment().run(acts.call_model, req or request())
 
 
 async def failure(acts: ModelActivities) -> ApplicationError:
@@ -236,6 +237,28 @@ async def test_an_anthropic_json_text_answer_counts_as_well_as_a_tool_use(dialec
 
     assert result.output == VALID
     assert dialects.fakes["claude"].requests[0].body["tool_choice"]["type"] == "tool"
+
+
+LOOKUP = ToolSchema(name="lookup_order", description="An order by id",
+                    parameters={"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]})
+
+
+@pytest.mark.parametrize(("server", "mode", "choice"), [
+    ("everything", "tool", "required"),  # an agent tool or the answer tool
+    ("everything", "json_schema", None), ("everything", "json_object", None), ("everything", "prompt", None),
+    ("claude", "tool", {"type": "any"}), ("claude", "json_schema", None), ("claude", "prompt", None),
+])
+async def test_an_agent_turn_offers_its_tools_in_every_mode(dialects, client, server, mode, choice) -> None:
+    """With agent tools the model may call one or answer; only the tool mode makes it call something."""
+    dialects.dialects[server].script(VALID)
+
+    result = await run(one(dialects, client, server, mode), request(tools=[LOOKUP]))
+
+    assert result.output == VALID and result.tool_uses == []
+    body = dialects.fakes[server].requests[0].body
+    names = [t["function"]["name"] if "function" in t else t["name"] for t in body["tools"]]
+    assert names == (["lookup_order", "Decision"] if mode == "tool" else ["lookup_order"])
+    assert body.get("tool_choice") == choice
 
 
 # ----- a mode the server refuses -------------------------------------------------------------
