@@ -30,7 +30,7 @@ from activities.llm.conversation import ToolSchema
 from activities.llm.output_type import type_path
 from activities.llm.providers import build_providers
 from activities.llm.transport import HttpSettings
-from tests.fake_provider import FakeProvider
+from tests.fake_provider import FakeProvider, error_reply
 from tests.provider_dialects import ANTHROPIC_FEATURES, OPENAI_FEATURES, AnthropicDialect, OpenAIDialect
 
 PRICE = Price(input=1.0, output=2.0)
@@ -291,8 +291,6 @@ async def test_a_mode_the_server_refuses_is_not_retried_and_names_the_modes_to_t
 
 
 async def test_a_bad_key_is_no_mode_problem(dialects, client) -> None:
-    from tests.fake_provider import error_reply
-
     dialects.fakes["everything"].script(error_reply(401, "Incorrect API key provided"))
     err = await failure(one(dialects, client, "everything", None))
     assert err.type == "ModelRejected" and err.non_retryable
@@ -335,8 +333,6 @@ async def test_when_no_candidate_validates_the_step_is_invalid_naming_each(diale
 
 async def test_an_invalid_candidate_and_an_unavailable_one_is_not_retried(dialects, client) -> None:
     """A retry would pay for the same repairs again: the step ends invalid, naming both."""
-    from tests.fake_provider import error_reply
-
     dialects.dialects["everything"].script(INVALID)
     dialects.fakes["claude"].script(error_reply(529, "overloaded", kind="overloaded_error"))
     acts = activities(dialects, client, {"t": ["everything", "claude"]}, {"everything": None, "claude": None},
@@ -369,3 +365,21 @@ async def test_a_refused_call_records_the_name_asked_for_and_no_answerer(dialect
     err = await failure(one(dialects, client, "neither", None))
     [call] = calls_of(err)
     assert (call.requested_model, call.reported_model) == ("neither-model", None)
+
+
+@pytest.mark.parametrize(("server", "body"), [
+    ("everything", {"tool_choice": {"type": "tool", "name": "Decision"}}),  # Anthropic's shape on Chat Completions
+    ("everything", {"response_format": {"type": "json_schema", "schema": {}}}),  # the schema outside json_schema
+    ("everything", {"max_output_tokens": 5}),  # not a Chat Completions parameter
+    ("claude", {"tool_choice": {"type": "function", "function": {"name": "Decision"}}}),  # OpenAI's shape
+    ("claude", {"output_format": {"type": "json_schema", "schema": {}}}),  # the beta's name, not the published one
+])
+async def test_the_dialect_servers_refuse_what_the_published_request_types_do_not_take(
+    dialects, client, server, body
+) -> None:
+    """The shape check can fail: a request off the providers' published types is a 400."""
+    base = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    path = "/v1/messages" if server == "claude" else "/v1/chat/completions"
+    dialects.dialects[server].script(VALID)
+    response = await client.post(dialects.fakes[server].url + path, json={**base, **body})
+    assert response.status_code == 400, response.text
