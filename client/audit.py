@@ -21,7 +21,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from client.render import table
+from client.render import model_text, table
 from client.run_record import RunRecord
 from workflows.ledger import digest
 
@@ -226,7 +226,8 @@ def _steps_table(steps: list[dict]) -> str:
     rows = [
         [
             str(s["seq"]), s["step"], s["kind"], s["name"], s.get("tier") or "-",
-            f"{s['provider']}/{s['model']}" if s.get("model") else "-",
+            model_text(s["provider"], s["model"], s.get("requested_model"), s.get("reported_model"))
+            if s.get("model") else "-",
             f"{s.get('tokens_in', 0)}/{s.get('tokens_out', 0)}",
             f"${s.get('cost_usd', 0):.6f}", f"{s.get('latency_ms', 0):,.0f} ms", str(s.get("attempts")),
             s["outcome"], _then_text(s["then"]),

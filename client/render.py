@@ -24,10 +24,22 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
+def model_text(provider: str | None, label: str, requested: str | None, reported: str | None) -> str:
+    """`provider/label` and what the label meant: the model asked for and, when another, the one that answered.
+
+    Entries recorded before the names were kept, and labels that are the model's own name, show the label alone.
+    """
+    names = list(dict.fromkeys(n for n in (requested, reported) if n))
+    if names in ([], [label]):
+        return f"{provider}/{label}"
+    answered = f", answered by {names[1]}" if len(names) > 1 else ""
+    return f"{provider}/{label} ({names[0]}{answered})"
+
+
 def _what(e: LedgerEntry) -> str:
     match e.kind:
         case StepKind.LLM:
-            return f"{e.tier}→{e.provider}/{e.model}"
+            return f"{e.tier}→{model_text(e.provider, e.model or '-', e.requested_model, e.reported_model)}"
         case StepKind.TOOL:
             return f"{e.name} ({e.effect})" if e.effect else e.name
         case StepKind.APPROVAL:

@@ -226,3 +226,30 @@ async def test_a_history_that_does_not_replay_is_one_clear_line(time_env, config
 async def test_an_unknown_run_is_one_line_and_exit_2(time_env):
     result = await baton_cli(time_env, "audit", "no-such-run-7f3a")
     expect_refusal(result, "no-such-run-7f3a")
+
+
+async def test_a_history_recorded_before_model_names_were_kept_still_audits():
+    """tests/histories predate requested_model / reported_model: their steps show the label alone."""
+    path = ROOT / "tests" / "histories" / "onboarding-clear.json"
+    record = await run_record_from_history(history_from_file("onboarding-clear", path))
+    llm = [e for e in record.ledger if e.kind == "llm"]
+    assert llm and all(e.model and (e.requested_model, e.reported_model) == (None, None) for e in llm)
+    data = audit(record)
+    text = audit_text(data)
+    for e in llm:
+        [step] = [s for s in data["steps"] if s["seq"] == e.seq]
+        assert (step["requested_model"], step["reported_model"]) == (None, None)
+        assert f"{e.provider}/{e.model} " in text  # no names in brackets after the label
+
+
+@pytest.mark.parametrize(("requested", "reported", "shown"), [
+    ("gpt-4o-mini", "gpt-4o-mini-2024-07-18", "openai/mini (gpt-4o-mini, answered by gpt-4o-mini-2024-07-18)"),
+    ("gpt-4o-mini", "gpt-4o-mini", "openai/mini (gpt-4o-mini)"),
+    ("gpt-4o-mini", None, "openai/mini (gpt-4o-mini)"),  # refused: nobody answered
+    ("mini", "mini", "openai/mini"),  # the label is the model's own name
+    (None, None, "openai/mini"),  # recorded before the names were kept
+])
+def test_a_model_cell_says_what_the_label_meant(requested, reported, shown):
+    from client.render import model_text
+
+    assert model_text("openai", "mini", requested, reported) == shown

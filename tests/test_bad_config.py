@@ -149,6 +149,8 @@ def test_bytes_that_are_not_toml_are_refused_in_one_line(tmp_path_factory, conte
 @pytest.mark.parametrize("text", [
     "[budgets.default]\nmax_cost_usd = -1\n",
     '[roles.compliance]\npeople = []\n',
+    '[providers.c]\nprotocol = "anthropic"\nbase_url = "http://127.0.0.1:1"\n\n'
+    '[models.c]\nprovider = "c"\nname = "c"\nprice = { input = 1, output = 1 }\nstructured_output = "json_object"\n',
 ])
 def test_python_m_worker_refuses_a_bad_file_in_one_line_and_exits_1(tmp_path, text):
     path = tmp_path / "baton.toml"
@@ -158,6 +160,7 @@ def test_python_m_worker_refuses_a_bad_file_in_one_line_and_exits_1(tmp_path, te
                           timeout=60, cwd=ROOT, env=env)
     assert done.returncode == 1, done.stderr
     assert done.stderr.count("\n") == 1 and done.stderr.startswith(f"worker: {path}: "), done.stderr
+    assert text.split("\n")[-2].split(" = ")[0] in done.stderr  # the key at fault
 
 
 @pytest.mark.parametrize(("text", "expected"), [

@@ -454,6 +454,50 @@ def test_a_model_without_a_price(tmp_path: Path) -> None:
         load(write(tmp_path, '[models.cheap]\nprovider = "offline"\nname = "c"\n'))
 
 
+LOCAL_MODEL = """
+[providers.local]
+protocol = "{protocol}"
+base_url = "http://localhost:8000/v1"
+
+[models.m]
+provider = "local"
+name = "some-model"
+price = {{ input = 0.0, output = 0.0 }}
+{mode}
+[tiers]
+fast = ["m"]
+"""
+
+
+@pytest.mark.parametrize(("protocol", "mode", "used"), [
+    ("openai", None, "json_schema"), ("anthropic", None, "tool"),
+    ("openai", "json_schema", "json_schema"), ("openai", "tool", "tool"), ("openai", "json_object", "json_object"),
+    ("openai", "prompt", "prompt"), ("anthropic", "json_schema", "json_schema"), ("anthropic", "prompt", "prompt"),
+])
+def test_each_model_has_a_structured_output_mode_with_a_default_per_protocol(
+    tmp_path: Path, protocol: str, mode: str | None, used: str
+) -> None:
+    line = f'structured_output = "{mode}"\n' if mode else ""
+    config = load(write(tmp_path, LOCAL_MODEL.format(protocol=protocol, mode=line)))
+    assert config.models["m"].structured_output == mode
+    assert config.models["m"].output_mode(protocol) == used
+
+
+@pytest.mark.parametrize(("protocol", "mode", "expected"), [
+    ("openai", "json", "models.m.structured_output: Input should be 'json_schema', 'tool', 'json_object' or 'prompt'"),
+    ("anthropic", "json_object", "models.m.structured_output: 'json_object' is not available on protocol "
+                                 "'anthropic' (choose tool, json_schema, prompt)"),
+])
+def test_a_bad_structured_output_mode_is_refused_in_one_line(
+    tmp_path: Path, protocol: str, mode: str, expected: str
+) -> None:
+    path = write(tmp_path, LOCAL_MODEL.format(protocol=protocol, mode=f'structured_output = "{mode}"\n'))
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    assert str(caught.value).startswith(f"{path}: {expected}")
+    assert "\n" not in str(caught.value)
+
+
 def test_http_and_llm_settings(tmp_path: Path) -> None:
     config = load(write(tmp_path, "[http]\ntimeout_s = 20\nmax_connections = 5\n\n[llm]\nrepair_turns = 1\n"))
     assert (config.http.timeout_s, config.http.max_connections, config.llm.repair_turns) == (20, 5, 1)

@@ -17,10 +17,13 @@ from temporalio.client import Client
 
 from activities.llm.catalog import ModelSpec, Price, ProviderSpec
 from activities.llm.transport import HttpSettings
+from client.audit import audit, audit_text
 from client.render import ledger_table
+from client.run_record import run_record
 from client.sdk import Baton
 from tests.conftest import running_worker
 from tests.fake_provider import FakeProvider, Reply, error_reply, openai_answer
+from tests.provider_dialects import OpenAIDialect
 from tests.processes import Drafting, DraftRequest
 from tests.test_onboarding_routes import CLEAR
 from worker.config import BatonConfig
@@ -36,13 +39,16 @@ def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BATON_TEST_KEY", KEY)
 
 
-def local_config(config: BatonConfig, *urls: str, **http) -> BatonConfig:
+def local_config(config: BatonConfig, *urls: str, structured_output: str | None = None, **http) -> BatonConfig:
     """`fast` points at OpenAI-compatible servers on localhost, in fallback order."""
     providers = {
         f"local{i}": ProviderSpec(protocol="openai", base_url=f"{url}/v1", api_key_env="BATON_TEST_KEY")
         for i, url in enumerate(urls)
     }
-    models = {f"local{i}-fast": ModelSpec(provider=f"local{i}", name=f"qwen-{i}", price=PRICE) for i in range(len(urls))}
+    models = {
+        f"local{i}-fast": ModelSpec(provider=f"local{i}", name=f"qwen-{i}", price=PRICE, structured_output=structured_output)
+        for i in range(len(urls))
+    }
     return config.model_copy(update={
         "providers": providers,
         "models": {**config.models, **models},
@@ -214,3 +220,69 @@ async def test_the_api_key_never_leaks(time_env, config, caplog):
     }
     assert [where for where, text in seen.items() if KEY in text] == []
     assert "Incorrect API key provided" in history  # the provider's message did get through
+
+
+# ----- structured-output modes, and which model answered -------------------------------------
+
+
+async def onboard(client: Client, config: BatonConfig) -> tuple[str, RunOutcome, list]:
+    async with running_worker(client, config) as w:
+        baton = Baton(client, w.task_queue)
+        run_id = await baton.start("onboarding", CLEAR)
+        return run_id, await baton.result(run_id), await baton.ledger(run_id)
+
+
+async def test_the_ledger_and_audit_keep_the_model_asked_for_and_the_one_that_answered(time_env, config):
+    """A json_object-only server, in JSON mode; the label's meaning at the time stays in the run's history."""
+    dialect = OpenAIDialect(frozenset({"json_object"}), served="qwen-0-served-2025-06")
+    dialect.script(EMAIL)
+    with FakeProvider(responder=dialect) as fake:
+        run_id, outcome, ledger = await onboard(
+            time_env.client, local_config(config, fake.url, structured_output="json_object"))
+    record = await run_record(time_env.client, run_id)  # from history alone, no worker
+
+    assert outcome.state is RunState.COMPLETED, outcome.reason
+    assert fake.requests[0].body["response_format"] == {"type": "json_object"}
+    email = next(e for e in ledger if e.step == "welcome_email")
+    assert (email.model, email.requested_model, email.reported_model) == (
+        "local0-fast", "qwen-0", "qwen-0-served-2025-06")
+    assert [(c.requested_model, c.reported_model) for c in email.calls] == [("qwen-0", "qwen-0-served-2025-06")]
+    [row] = [line for line in ledger_table(ledger).splitlines() if "welcome_email" in line]
+    assert "fast→local0/local0-fast (qwen-0, answered by qwen-0-served-2025-06)" in row
+    assert record.ledger == ledger
+    data = audit(record)
+    [step] = [s for s in data["steps"] if s["step"] == "welcome_email"]
+    assert (step["requested_model"], step["reported_model"]) == ("qwen-0", "qwen-0-served-2025-06")
+    [row] = [line for line in audit_text(data).splitlines() if "local0/local0-fast" in line]  # the steps table
+    assert "welcome_email" in row and "(qwen-0, answered by qwen-0-served-2025-06)" in row
+
+
+async def test_a_server_refusing_the_mode_fails_the_run_at_once_naming_the_modes_to_try(time_env, config):
+    """The default json_schema on a json_object-only server: a 422, one request, no retries."""
+    with FakeProvider(responder=OpenAIDialect(frozenset({"json_object"}), refusal="fastapi")) as fake:
+        _, outcome, ledger = await onboard(time_env.client, local_config(config, fake.url))
+
+    assert outcome.state is RunState.FAILED
+    assert len(fake.requests) == 1
+    email = next(e for e in ledger if e.step == "welcome_email")
+    assert (email.outcome, email.attempts) == ("error", 1)
+    assert [(c.outcome, c.status, c.requested_model, c.reported_model) for c in email.calls] == [
+        ("rejected", 422, "qwen-0", None)]
+    assert 'structured_output = "json_schema"' in outcome.reason
+    assert "[models.local0-fast]" in outcome.reason and '"json_object"' in outcome.reason
+
+
+async def test_a_model_whose_answers_never_validate_falls_over_to_the_next(time_env, config):
+    with FakeProvider(responder=lambda _: openai_answer({"subject": "Hi"})) as bad, FakeProvider() as good:
+        good.script(openai_answer(EMAIL, model="qwen-1-2025"))
+        _, outcome, ledger = await onboard(time_env.client, local_config(config, bad.url, good.url))
+
+    assert outcome.state is RunState.COMPLETED, outcome.reason
+    email = next(e for e in ledger if e.step == "welcome_email")
+    assert (email.model, email.requested_model, email.reported_model, email.attempts) == (
+        "local1-fast", "qwen-1", "qwen-1-2025", 1)
+    turns = config.llm.repair_turns + 1
+    assert [(c.model, c.outcome) for c in email.calls] == [
+        *[("local0-fast", "invalid")] * turns, ("local1-fast", "ok")]
+    assert (len(bad.requests), len(good.requests)) == (turns, 1)
+    assert email.cost_usd == pytest.approx((turns + 1) * cost(120, 30))

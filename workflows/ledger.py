@@ -34,7 +34,9 @@ class LedgerEntry(BaseModel):
     attempts: int = 1
     tier: str | None = None
     provider: str | None = None
-    model: str | None = None
+    model: str | None = None  # the label in baton.toml, which may mean another model later
+    requested_model: str | None = None  # the provider's model name the label meant when the step ran
+    reported_model: str | None = None  # the model the provider's response said answered
     tokens_in: int = 0
     tokens_out: int = 0
     cached_tokens: int = 0

@@ -89,6 +89,8 @@ class ModelSteps:
         entry.update(
             provider=res.provider,
             model=res.model,
+            requested_model=res.requested_model,
+            reported_model=res.reported_model,
             tokens_in=res.tokens_in,
             tokens_out=res.tokens_out,
             cached_tokens=res.cached_tokens,
@@ -111,6 +113,8 @@ class ModelSteps:
             **entry,
             "provider": calls[-1].provider,
             "model": calls[-1].model,
+            "requested_model": calls[-1].requested_model,
+            "reported_model": calls[-1].reported_model,
             "tokens_in": sum(c.tokens_in for c in calls),
             "tokens_out": sum(c.tokens_out for c in calls),
             "cached_tokens": sum(c.cached_tokens for c in calls),

@@ -1,8 +1,10 @@
 """The one activity through which every model call passes.
 
 It resolves the step's tier to candidate models, asks the first healthy one,
-falls over to the next when a provider is unavailable, sends validation errors
-back for up to `repair_turns` repairs, refuses a call whose worst case would
+sends validation errors back for up to `repair_turns` repairs, falls over to
+the next candidate when a provider is unavailable or its answers never
+validate, names the structured-output modes to try when a server refuses the
+request's shape, refuses a call whose worst case would
 overrun the run's budget, and prices every call it made. Temporal's retry
 policy owns retries of the whole step: calls made by earlier attempts travel
 in heartbeat details, so the ledger still lists every one of them. Each
@@ -41,6 +43,10 @@ from activities.llm.telemetry import StepTelemetry
 from activities.payloads import PayloadStore
 
 CALLS = TypeAdapter(list[ModelCall])
+
+
+class NeverValid(Exception):
+    """A candidate's answers failed validation through every repair turn: the next candidate is asked."""
 
 
 class LlmSettings(BaseModel):
@@ -91,12 +97,19 @@ class ModelActivities:
             max_output_tokens=request.max_output_tokens,
         )
         waits: list[float | None] = []
+        never_valid: list[str] = []
         for label, spec in self._health.order(self._candidates(request)):
             try:
                 return await self._converse(request, label, spec, conversation, output_type, calls)
             except ProviderUnavailable as err:
                 self._health.down(label, err.retry_after)
                 waits.append(err.retry_after)
+            except NeverValid as err:
+                never_valid.append(str(err))
+        if never_valid:  # a retry would pay for the same repairs again
+            unavailable = [f"{c.model}: {c.error}" for c in calls
+                           if c.attempt == activity.info().attempt and c.outcome == "unavailable"]
+            raise _failure("; ".join([*never_valid, *unavailable]), "InvalidModelOutput", calls)
         raise _failure(
             f"no model of tier {request.tier!r} answered: "
             + "; ".join(f"{c.model}: {c.error}" for c in calls if c.attempt == activity.info().attempt),
@@ -107,7 +120,7 @@ class ModelActivities:
         self, request: LlmRequest, label: str, spec: ModelSpec, conversation: Conversation,
         output_type: type[BaseModel], calls: list[ModelCall],
     ) -> LlmResult:
-        """Ask one model, then repair its answer until it validates or the turns run out."""
+        """Ask one model, then repair its answer until it validates or the turns run out (NeverValid)."""
         provider = self._provider(label, spec)
         for turn in range(self._settings.repair_turns + 1):
             self._check_budget(request, label, spec, conversation, calls, turn)
@@ -122,10 +135,9 @@ class ModelActivities:
             calls[-1].outcome, calls[-1].error = "invalid", problem
             activity.heartbeat(CALLS.dump_python(calls, mode="json"))
             conversation = conversation.answered(done.message, repair_request(output_type, problem))
-        raise _failure(
+        raise NeverValid(
             f"{label} gave no valid {output_type.__name__} after {self._settings.repair_turns} "
-            f"repair turns: {calls[-1].error}",
-            "InvalidModelOutput", calls,
+            f"repair turns: {calls[-1].error}"
         )
 
     async def _send(
@@ -133,13 +145,17 @@ class ModelActivities:
         calls: list[ModelCall], turn: int,
     ) -> Completion:
         """One request, and its span; every outcome, paid or not, becomes a ModelCall."""
-        call = ModelCall(model=label, provider=spec.provider, attempt=activity.info().attempt, turn=turn, outcome="ok")
+        call = ModelCall(
+            model=label, provider=spec.provider, requested_model=spec.name, attempt=activity.info().attempt,
+            turn=turn, outcome="ok",
+        )
         calls.append(call)
         protocol = self._catalog.providers[spec.provider].protocol
         started = time.perf_counter()
         try:
             with self._telemetry.model_call(request, label, spec, protocol, conversation) as span:
                 done = await provider.complete(conversation, spec)
+                call.reported_model = done.model
                 _price(call, spec, done)
                 span.answered(call, done)
         except ProviderUnavailable as err:
@@ -147,7 +163,8 @@ class ModelActivities:
             raise
         except ProviderRejected as err:
             call.outcome, call.status, call.error = "rejected", err.status, str(err)
-            raise _failure(f"{label} refused the request: {err}", "ModelRejected", calls) from None
+            hint = _mode_hint(label, spec, protocol) if err.malformed else ""
+            raise _failure(f"{label} refused the request: {err}{hint}", "ModelRejected", calls) from None
         finally:
             call.latency_ms = (time.perf_counter() - started) * 1000
             if call.outcome != "ok":
@@ -218,6 +235,16 @@ def _schema(output_type: type[BaseModel]) -> dict:
     return output_type.model_json_schema()
 
 
+def _mode_hint(label: str, spec: ModelSpec, protocol: str) -> str:
+    """For a request refused as malformed: the structured-output mode it was sent in, and the ones to try."""
+    others = [f'"{m}"' for m in spec.other_modes(protocol)]
+    listed = others[0] if len(others) == 1 else f"{', '.join(others[:-1])} or {others[-1]}"
+    return (
+        f'. It was sent with structured_output = "{spec.output_mode(protocol)}": if the server does not take that, '
+        f"set structured_output in [models.{label}] to one it does: {listed}"
+    )
+
+
 def _output_type(request: LlmRequest) -> type[BaseModel]:
     try:
         return resolve(request.output_type)
@@ -248,6 +275,8 @@ def _result(
         tier=request.tier,
         model=label,
         provider=spec.provider,
+        requested_model=spec.name,
+        reported_model=done.model,
         tokens_in=sum(c.tokens_in for c in calls),
         tokens_out=sum(c.tokens_out for c in calls),
         cached_tokens=sum(c.cached_tokens for c in calls),

@@ -1,19 +1,23 @@
 """Anthropic Messages: `x-api-key`, `anthropic-version`, `system`, `messages`, `max_tokens`.
 
-A typed answer comes through a forced tool named after the output model
-(`tool_choice: {type: tool}`); with agent tools offered, the model must call
-one of them or the answer tool (`tool_choice: {type: any}`). Usage counts
-`input_tokens` plus cache reads and cache writes, each priced on its own.
+A typed step asks in the model's structured-output mode: `tool` (the default)
+forces a tool named after the output model (`tool_choice: {type: tool}`; with
+agent tools offered, the model must call one of them or the answer tool,
+`tool_choice: {type: any}`); `json_schema` sends `output_config.format` with
+the step's schema and reads the JSON text answer; `prompt` puts the schema in
+the system prompt. A JSON text answer counts in every mode, as the answer
+tool's input does. Usage counts `input_tokens` plus cache reads and cache
+writes, each priced on its own.
 """
 
 from __future__ import annotations
 
-
 import httpx
 
 from activities.llm.catalog import ModelSpec, ProviderSpec
-from activities.llm.conversation import Conversation, Message, ToolUse
-from activities.llm.provider import Completion, Usage
+from activities.llm.conversation import ANSWER_TOOL, Conversation, Message, ToolUse
+from activities.llm.provider import Completion, Usage, reported_model
+from activities.llm.strict_schema import strict_schema
 from activities.llm.transport import Endpoint
 
 
@@ -30,24 +34,28 @@ class AnthropicMessages:
         return headers
 
     def body(self, conversation: Conversation, model: ModelSpec) -> dict:
-        answer_tool = {
-            "name": conversation.output_name,
-            "description": "Give your final answer by calling this tool with it.",
-            "input_schema": conversation.output_schema,
-        }
+        mode = model.output_mode("anthropic")
         tools = [
             {"name": t.name, "description": t.description, "input_schema": t.parameters}
             for t in conversation.tools
         ]
+        system = conversation.system_with_schema() if mode == "prompt" else conversation.system
         body: dict = {
             "model": model.name,
             "max_tokens": conversation.max_output_tokens,
             "messages": _messages(conversation.messages),
-            "tools": [*tools, answer_tool],
-            "tool_choice": {"type": "any"} if tools else {"type": "tool", "name": conversation.output_name},
         }
-        if conversation.system:
-            body["system"] = conversation.system
+        if mode == "tool":
+            answer = {"name": conversation.output_name, "description": ANSWER_TOOL,
+                      "input_schema": conversation.output_schema}
+            body["tool_choice"] = {"type": "any"} if tools else {"type": "tool", "name": conversation.output_name}
+            tools.append(answer)
+        elif mode == "json_schema":  # the strict subset: every object closed, as structured outputs require
+            body["output_config"] = {"format": {"type": "json_schema", "schema": strict_schema(conversation.output_schema)}}
+        if tools:
+            body["tools"] = tools
+        if system:
+            body["system"] = system
         return body
 
     async def complete(self, conversation: Conversation, model: ModelSpec) -> Completion:
@@ -71,9 +79,11 @@ class AnthropicMessages:
             )
         except (KeyError, TypeError, AttributeError) as err:
             raise self._endpoint.malformed(err, data) from None
-        output = next((u.arguments for u in uses if u.name == conversation.output_name), None)
         return Completion(
-            message=Message(role="assistant", content=text, tool_uses=uses), output=output, usage=reported
+            message=Message(role="assistant", content=text, tool_uses=uses),
+            output=conversation.typed_output(text, uses),
+            usage=reported,
+            model=reported_model(data),
         )
 
 

@@ -13,6 +13,16 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Protocol = Literal["openai", "anthropic", "offline"]
+StructuredOutput = Literal["json_schema", "tool", "json_object", "prompt"]
+
+# How each protocol can ask for a typed answer, the default first and the rest
+# from the most to the least held to the schema. `offline` answers schema-valid
+# output whatever it is asked.
+OUTPUT_MODES: dict[str, tuple[StructuredOutput, ...]] = {
+    "openai": ("json_schema", "tool", "json_object", "prompt"),
+    "anthropic": ("tool", "json_schema", "prompt"),
+    "offline": ("json_schema", "tool", "json_object", "prompt"),
+}
 
 
 class ProviderSpec(BaseModel):
@@ -79,6 +89,19 @@ class ModelSpec(BaseModel):
     provider: str
     name: str
     price: Price
+    structured_output: StructuredOutput | None = Field(
+        default=None,
+        description="how a typed answer is asked for: json_schema (native), tool (a forced tool call), "
+        "json_object (JSON mode, the schema in the prompt) or prompt (the schema in the prompt only); "
+        "unset, the protocol's default: json_schema for openai, tool for anthropic",
+    )
+
+    def output_mode(self, protocol: str) -> StructuredOutput:
+        return self.structured_output or OUTPUT_MODES[protocol][0]
+
+    def other_modes(self, protocol: str) -> list[StructuredOutput]:
+        """The modes to try when a server refuses this one, in the protocol's order."""
+        return [m for m in OUTPUT_MODES[protocol] if m != self.output_mode(protocol)]
 
 
 def _offline(name: str, price_in: float, price_out: float) -> ModelSpec:
@@ -107,6 +130,12 @@ class Catalog(BaseModel):
                 raise ValueError(
                     f"models.{label}.provider: unknown provider {spec.provider!r} "
                     f"(known: {', '.join(sorted(self.providers))}; add a [providers.{spec.provider}] table)"
+                )
+            protocol = self.providers[spec.provider].protocol
+            if spec.output_mode(protocol) not in OUTPUT_MODES[protocol]:
+                raise ValueError(
+                    f"models.{label}.structured_output: {spec.structured_output!r} is not available on protocol "
+                    f"{protocol!r} (choose {', '.join(OUTPUT_MODES[protocol])})"
                 )
         for name, spec in self.providers.items():
             if spec.protocol != "offline" and not spec.base_url:

@@ -40,8 +40,10 @@ CallOutcome = Literal["ok", "tool_use", "invalid", "unavailable", "rejected", "o
 class ModelCall(BaseModel):
     """One request to one model (or one that was refused before sending), for the ledger."""
 
-    model: str
+    model: str = Field(description="the label in baton.toml")
     provider: str
+    requested_model: str | None = Field(default=None, description="the provider's model name sent")
+    reported_model: str | None = Field(default=None, description="the model the response says answered")
     attempt: int = Field(description="Temporal's attempt number of the step")
     turn: int = Field(default=0, description="0 = the first ask, 1.. = repair turns")
     outcome: CallOutcome
@@ -63,6 +65,8 @@ class LlmResult(BaseModel):
     tier: str
     model: str
     provider: str
+    requested_model: str | None = None  # defaults: results recorded before these fields still load
+    reported_model: str | None = None
     tokens_in: int
     tokens_out: int
     cached_tokens: int = 0

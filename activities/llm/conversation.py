@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 CHARS_PER_TOKEN = 4
 PAYLOAD_SLOT = "{payload}"  # where a message's out-of-history content goes back in
+ANSWER_TOOL = "Give your final answer by calling this tool with it."  # the answer tool's description
 
 
 def estimate_tokens(text: str) -> int:
@@ -66,6 +68,24 @@ class Conversation(BaseModel):
         sent = self.model_dump_json(include={"system", "messages", "output_schema", "tools"})
         return estimate_tokens(sent)
 
+    def system_with_schema(self) -> str:
+        """The system prompt and the output schema, for modes where only the prompt carries the schema.
+
+        It says "JSON": OpenAI's JSON mode refuses messages without the word.
+        """
+        ask = (
+            "Give your final answer as one JSON object, and nothing else, matching this JSON schema "
+            f"(named {self.output_name}):\n{json.dumps(self.output_schema)}"
+        )
+        return f"{self.system}\n\n{ask}" if self.system else ask
+
+    def typed_output(self, text: str, uses: list[ToolUse]) -> dict | None:
+        """The typed answer: the answer tool's input, or else a JSON object in the text when no tool was called."""
+        answer = next((u.arguments for u in uses if u.name == self.output_name), None)
+        if answer is not None or uses:
+            return answer
+        return parse_json_object(text)
+
     def answered(self, answer: Message, feedback: str) -> Conversation:
         """The next turn: the model's answer and our reply to it (a repair or a tool result)."""
         replies = [
@@ -74,13 +94,25 @@ class Conversation(BaseModel):
         return self.model_copy(update={"messages": [*self.messages, answer, *replies]})
 
 
+FENCED = re.compile(r"```(?:json)?[ \t]*\n(.*?)```", re.DOTALL)
+
+
 def parse_json_object(text: str) -> dict | None:
-    """The JSON object in a model's text answer, tolerating a ```json fence around it."""
+    """The JSON object in a model's text answer: all of it, a ```json block in it, or what its outer braces hold.
+
+    A model asked for JSON in the prompt alone often wraps it in prose; the
+    answer is validated against the output model either way.
+    """
     body = text.strip()
-    if body.startswith("```"):
-        body = body.split("\n", 1)[-1].rsplit("```", 1)[0]
-    try:
-        value = json.loads(body)
-    except json.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else None
+    candidates = [body, *FENCED.findall(body)]
+    start, end = body.find("{"), body.rfind("}")
+    if 0 <= start < end:
+        candidates.append(body[start:end + 1])
+    for candidate in candidates:
+        try:
+            value = json.loads(candidate)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None

@@ -34,7 +34,7 @@ class OfflineProvider:
         prompt = next((m.content for m in conversation.messages if m.role == "user"), "")
         turn, index = self._scripted(conversation, prompt)
         if turn is not None:
-            return _play(turn, index, conversation)
+            return _play(turn, index, conversation).model_copy(update={"model": model.name})
         filler = SchemaFiller(conversation.output_schema, prompt)
         output = filler.value(conversation.output_schema, conversation.output_name)
         text = json.dumps(output)
@@ -42,6 +42,7 @@ class OfflineProvider:
             message=Message(role="assistant", content=text),
             output=output,
             usage=Usage(input=conversation.estimated_input_tokens(), output=estimate_tokens(text)),
+            model=model.name,
         )
 
     def _scripted(self, conversation: Conversation, prompt: str) -> tuple[Turn | None, int]:

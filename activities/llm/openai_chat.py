@@ -1,7 +1,11 @@
 """OpenAI-compatible Chat Completions: OpenAI, Azure, vLLM, Ollama, llama.cpp, LM Studio, LiteLLM.
 
-Typed steps send `response_format` with the step's schema (strict unless the
-provider says otherwise); agent steps send `tools`. Usage comes from
+A typed step asks in the model's structured-output mode: `json_schema` sends
+`response_format: {type: json_schema}` with the step's schema (strict unless
+the provider says otherwise); `tool` offers the schema as a function and forces
+it with `tool_choice`; `json_object` sends `response_format: {type:
+json_object}` and the schema in the system prompt; `prompt` puts the schema in
+the system prompt only. Agent steps send their `tools` too. Usage comes from
 `prompt_tokens`, `completion_tokens` and `prompt_tokens_details.cached_tokens`.
 """
 
@@ -12,8 +16,8 @@ import json
 import httpx
 
 from activities.llm.catalog import ModelSpec, ProviderSpec
-from activities.llm.conversation import Conversation, Message, ToolUse, parse_json_object
-from activities.llm.provider import Completion, Usage
+from activities.llm.conversation import ANSWER_TOOL, Conversation, Message, ToolUse, parse_json_object
+from activities.llm.provider import Completion, Usage, reported_model
 from activities.llm.strict_schema import strict_schema
 from activities.llm.transport import Endpoint
 
@@ -33,26 +37,31 @@ class OpenAIChat:
         return headers
 
     def body(self, conversation: Conversation, model: ModelSpec) -> dict:
-        spec = self._spec
-        schema = strict_schema(conversation.output_schema) if spec.strict else conversation.output_schema
+        mode = model.output_mode("openai")
+        system = conversation.system_with_schema() if mode in ("json_object", "prompt") else conversation.system
         body: dict = {
             "model": model.name,
-            "messages": _messages(conversation),
-            spec.max_tokens_field: conversation.max_output_tokens,
-            "response_format": {
-                "type": "json_schema",
-                "json_schema": {"name": conversation.output_name, "schema": schema, "strict": spec.strict},
-            },
+            "messages": _messages(system, conversation.messages),
+            self._spec.max_tokens_field: conversation.max_output_tokens,
         }
-        if conversation.tools:
-            body["tools"] = [
-                {
-                    "type": "function",
-                    "function": {"name": t.name, "description": t.description, "parameters": t.parameters},
-                }
-                for t in conversation.tools
-            ]
+        tools = [_function(t.name, t.description, t.parameters) for t in conversation.tools]
+        if mode == "json_schema":
+            body["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": conversation.output_name, "schema": self._schema(conversation), "strict": self._spec.strict,
+            }}
+        elif mode == "json_object":
+            body["response_format"] = {"type": "json_object"}
+        elif mode == "tool":
+            answer = _function(conversation.output_name, ANSWER_TOOL, self._schema(conversation), self._spec.strict)
+            chosen = {"type": "function", "function": {"name": conversation.output_name}}
+            body["tool_choice"] = "required" if tools else chosen
+            tools.append(answer)
+        if tools:
+            body["tools"] = tools
         return body
+
+    def _schema(self, conversation: Conversation) -> dict:
+        return strict_schema(conversation.output_schema) if self._spec.strict else conversation.output_schema
 
     async def complete(self, conversation: Conversation, model: ModelSpec) -> Completion:
         data = await self._endpoint.post(self.headers(), self.body(conversation, model))
@@ -76,13 +85,21 @@ class OpenAIChat:
         except (KeyError, IndexError, TypeError, AttributeError) as err:
             raise self._endpoint.malformed(err, data) from None
         answer = Message(role="assistant", content=content, tool_uses=uses)
-        output = None if uses or not message.get("content") else parse_json_object(content)
-        return Completion(message=answer, output=output, usage=reported)
+        output = conversation.typed_output(message.get("content") or "", uses)
+        return Completion(message=answer, output=output, usage=reported, model=reported_model(data))
 
 
-def _messages(conversation: Conversation) -> list[dict]:
-    wire: list[dict] = [{"role": "system", "content": conversation.system}] if conversation.system else []
-    for m in conversation.messages:
+def _function(name: str, description: str, parameters: dict, strict: bool = False) -> dict:
+    """A tool in Chat Completions' function shape; `strict` only when asked (not every server takes it)."""
+    function: dict = {"name": name, "description": description, "parameters": parameters}
+    if strict:
+        function["strict"] = True
+    return {"type": "function", "function": function}
+
+
+def _messages(system: str, messages: list[Message]) -> list[dict]:
+    wire: list[dict] = [{"role": "system", "content": system}] if system else []
+    for m in messages:
         if m.role == "tool":
             wire.append({"role": "tool", "tool_call_id": m.tool_use_id, "content": m.content})
         elif m.role == "assistant" and m.tool_uses:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from activities.llm.catalog import ModelSpec
 from activities.llm.conversation import Conversation, Message
@@ -25,11 +25,18 @@ class Usage(BaseModel):
 
 
 class Completion(BaseModel):
-    """One answer: the assistant message, its typed output if it gave one, and its usage."""
+    """One answer: the assistant message, its typed output if it gave one, its usage, who answered."""
 
     message: Message
     output: dict | None = None
     usage: Usage
+    model: str | None = Field(default=None, description="the model the response says answered, if it says")
+
+
+def reported_model(data: dict) -> str | None:
+    """The model a response says answered (`model` in both protocols' bodies), when it says one."""
+    model = data.get("model")
+    return model[:200] if isinstance(model, str) and model else None  # untrusted: bounded
 
 
 class ProviderUnavailable(Exception):
@@ -42,11 +49,16 @@ class ProviderUnavailable(Exception):
 
 
 class ProviderRejected(Exception):
-    """The request itself is wrong (bad key, unknown model, too long): retrying cannot help."""
+    """The request itself is wrong (bad key, unknown model, too long): retrying cannot help.
 
-    def __init__(self, message: str, *, status: int | None = None):
+    `malformed`: the server refused the request's shape (400/422, not its
+    length), as servers do for a structured-output mode they lack.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, malformed: bool = False):
         super().__init__(message)
         self.status = status
+        self.malformed = malformed
 
 
 class Provider(Protocol):

@@ -114,8 +114,9 @@ class ModelCallSpan:
 
     def answered(self, call: ModelCall, done: Completion) -> None:
         a = self._attributes
+        answered_by = done.model or a["gen_ai.request.model"]
         self._span.set_attributes({
-            "gen_ai.response.model": a["gen_ai.request.model"],  # providers do not hand back their own name
+            "gen_ai.response.model": answered_by,
             "gen_ai.usage.input_tokens": call.tokens_in,
             "gen_ai.usage.output_tokens": call.tokens_out,
             "gen_ai.usage.cache_read.input_tokens": call.cached_tokens,
@@ -128,7 +129,7 @@ class ModelCallSpan:
         step = {k: a[k] for k in ("baton.process", "baton.step", "baton.model")}
         self._telemetry.cost.add(call.cost_usd, step)
         gen_ai = {k: a[k] for k in ("gen_ai.operation.name", "gen_ai.system", "gen_ai.request.model")}
-        gen_ai["gen_ai.response.model"] = a["gen_ai.request.model"]
+        gen_ai["gen_ai.response.model"] = answered_by
         self._telemetry.tokens.record(call.tokens_in, {**gen_ai, "gen_ai.token.type": "input"})
         self._telemetry.tokens.record(call.tokens_out, {**gen_ai, "gen_ai.token.type": "output"})
 

@@ -22,6 +22,7 @@ from activities.llm.catalog import ProviderSpec
 from activities.llm.provider import ProviderRejected, ProviderUnavailable
 
 RETRYABLE_STATUS = {408, 409, 425, 429}
+MALFORMED_STATUS = {400, 422}  # the request's shape refused (FastAPI-style servers answer 422)
 CONTEXT_TOO_LONG = ("context length", "context_length", "maximum context", "prompt is too long", "too many tokens")
 MAX_ERROR_CHARS = 300
 
@@ -101,7 +102,7 @@ def _http_error(response: httpx.Response, secret: str | None) -> Exception:
         return ProviderRejected(f"context too long: {message}", status=status)
     if status in RETRYABLE_STATUS or status >= 500:
         return ProviderUnavailable(message, status=status, retry_after=retry_after(response.headers))
-    return ProviderRejected(message, status=status)
+    return ProviderRejected(message, status=status, malformed=status in MALFORMED_STATUS)
 
 
 def _provider_message(response: httpx.Response, secret: str | None) -> str:
