@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -31,6 +33,7 @@ from workflows.catalog import PROCESSES
 from workflows.ledger import LedgerEntry
 
 EXIT_BAD_INPUT = 2
+EXIT_PIPE_CLOSED = 128 + signal.SIGPIPE  # 141: what a shell reports for `yes | head -1`
 
 
 def emit(args: argparse.Namespace, data, text: str) -> None:
@@ -259,14 +262,25 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    try:
+        code = run(argv)
+        sys.stdout.flush()  # the last buffered output meets a closed pipe here, not in exit_now
+    except BrokenPipeError:
+        code = reader_gone()
+    exit_now(code)
+
+
+def run(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
     try:
-        code = asyncio.run(args.func(args))
+        return asyncio.run(args.func(args))
     except (InputError, UnknownRun, Refused) as err:
         print(f"baton: {err}", file=sys.stderr)
-        code = EXIT_BAD_INPUT
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        code = 130
+        return 130
+    except BrokenPipeError:  # a ConnectionError too, but not one with the server: see main
+        raise
     except Exception as err:  # connection, config and server errors: one line, not a traceback
         from worker.config import ConfigError
         from worker.devserver import DevServerError
@@ -274,5 +288,18 @@ def main(argv: list[str] | None = None) -> None:
         if not isinstance(err, (ConnectionError, ConfigError, DevServerError)):
             raise
         print(f"baton: {err}", file=sys.stderr)
-        code = 1
-    exit_now(code)
+        return 1
+
+
+def reader_gone() -> int:
+    """Whoever read our output has stopped (`baton report | head -1`): end quietly, as any Unix tool does.
+
+    Python ignores SIGPIPE, so the closed pipe surfaces as BrokenPipeError at the next write.
+    Whatever is still buffered goes to /dev/null, so the final flush cannot fail again; the
+    exit status is the one a shell shows for a tool stopped by SIGPIPE, so a script with
+    `pipefail` can tell a cut-short listing from a complete one.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_PIPE_CLOSED
