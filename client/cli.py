@@ -271,7 +271,10 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(argv: list[str] | None) -> int:
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as done:  # --help, or a usage error: its output is flushed by main like any other
+        return int(done.code or 0)
     try:
         return asyncio.run(args.func(args))
     except (InputError, UnknownRun, Refused) as err:

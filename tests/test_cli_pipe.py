@@ -36,7 +36,8 @@ HISTORY = ROOT / "tests" / "histories" / "sales-followup-approved.json"
 
 
 async def into_closed_pipe(*args: object, env: dict[str, str]) -> Completed:
-    """Run `baton ARGS` with stdout a pipe nobody reads any more."""
+    """Run `baton ARGS` with stdout a pipe nobody reads any more, buffered as a user's would be."""
+    env = {k: v for k, v in env.items() if k != "PYTHONUNBUFFERED"}
     read, write = os.pipe()
     os.close(read)
     try:
@@ -71,6 +72,7 @@ READS = {
     "audit": ["audit", "{run}"],
     "audit --history": ["audit", "sales-followup-approved", "--history", HISTORY],
     "tools": ["tools"],
+    "tools --json": ["tools", "--json"],  # more than the buffer holds: the write fails inside the command
     "help": ["--help"],
 }
 
@@ -80,10 +82,6 @@ async def test_a_command_that_reads_stops_quietly_at_a_closed_pipe(stack: Stack,
     run_id = await parked_follow_up(stack)
     try:
         args = [str(a).replace("{run}", run_id) for a in READS[command]]
-        if command == "help":  # argparse prints help itself and exits 0; quiet is what matters
-            result = await into_closed_pipe(*args, env=stack.env)
-            assert (result.rc, result.err) == (0, ""), str(result)
-            return
         quiet(await into_closed_pipe(*args, env=stack.env))
     finally:
         await stack.client.get_workflow_handle(run_id).terminate("test over")
