@@ -7,6 +7,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 
+# Where `make demo` / `make dev` put their Temporal server, for a second stack beside a first:
+#   make demo PORT=7300 UI_PORT=8300     (UI_PORT defaults to PORT+1000, DB to .baton/temporal-PORT.db)
+# Unset, the demo uses the server TEMPORAL_ADDRESS / TEMPORAL_PROFILE names, else 7233.
+STACK_ARGS = $(if $(PORT),--port $(PORT)) $(if $(UI_PORT),--ui-port $(UI_PORT)) $(if $(DB),--db $(DB))
+
 .PHONY: demo test chaos bench dev worker clean
 
 $(STAMP): pyproject.toml
@@ -15,7 +20,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)  ## run every shipped process on the example inputs, on a local Temporal
-	$(BIN)/baton demo
+	$(BIN)/baton demo $(STACK_ARGS)
 
 test: $(STAMP) $(CHROMIUM)  ## the whole suite: time-skipping unit tests, dev-server integration, Web UI in chromium, replay
 	$(BIN)/python -m pytest
@@ -38,7 +43,7 @@ bench: $(STAMP)  ## what Baton costs on top of bare Temporal: overhead, cost, th
 	$(BIN)/python -m benchmarks.parked --parked 2000 --cache 250
 
 dev: $(STAMP)  ## Temporal's dev server (Web UI :8233) and a worker, until Ctrl-C
-	$(BIN)/baton dev
+	$(BIN)/baton dev $(STACK_ARGS)
 
 worker: $(STAMP)  ## a worker only, against whatever TEMPORAL_* / profile points at
 	$(BIN)/python -m worker

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -27,10 +29,12 @@ from client.sdk import (
     read_input,
     validate_input,
 )
+from worker.devserver import DEFAULT_PORT
 from workflows.catalog import PROCESSES
 from workflows.ledger import LedgerEntry
 
 EXIT_BAD_INPUT = 2
+EXIT_PIPE_CLOSED = 128 + signal.SIGPIPE  # 141: what a shell reports for `yes | head -1`
 
 
 def emit(args: argparse.Namespace, data, text: str) -> None:
@@ -112,13 +116,19 @@ async def cmd_runs(args: argparse.Namespace) -> int:
 
 async def cmd_dev(args: argparse.Namespace) -> int:
     from worker.shutdown import until_interrupted
-    from worker.stack import local_stack
+    from worker.stack import address_hint, local_stack
 
+    sys.stdout.reconfigure(line_buffering=True)  # the banner reaches a log or a pipe while the stack runs
     async with local_stack(config_file=args.config, db=args.db, port=args.port, ui_port=args.ui_port) as stack:
-        how = "reusing" if stack.server.reused else "started"
-        print(f"Temporal dev server {how} at {stack.server.target} (data: {args.db})")
-        print(f"Web UI: {stack.server.ui_url}")
-        print("Worker polling; Ctrl-C stops both.")
+        server = stack.server
+        if server.reused:
+            print(f"Temporal server already at {stack.target}: reusing it (its data file is its own)")
+        else:
+            print(f"Temporal dev server started at {stack.target} (pid {server.process.pid}, data: {server.db})")
+        print(f"Web UI: {server.ui_url}")
+        if hint := address_hint(stack.target):
+            print(f"Other shells reach it with {hint}, e.g. `{hint} baton inbox`")
+        print("Worker polling; Ctrl-C stops " + ("the worker." if server.reused else "both."))
         await until_interrupted()
     print("stopped.")
     return 0
@@ -189,7 +199,8 @@ def _quiet_replays() -> None:
 async def cmd_demo(args: argparse.Namespace) -> int:
     from client.demo import demo
 
-    return await demo()
+    sys.stdout.reconfigure(line_buffering=True)  # each run's story as it happens, in a log or a pipe too
+    return await demo(port=args.port, ui_port=args.ui_port, db=args.db)
 
 
 def _dump_ledger(ledger: list[LedgerEntry]) -> list:
@@ -200,9 +211,10 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="baton", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, func, help: str) -> argparse.ArgumentParser:
+    def command(name: str, func, help: str, json: bool = True) -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=help, description=help)
-        c.add_argument("--json", action="store_true", help="machine-readable output")
+        if json:
+            c.add_argument("--json", action="store_true", help="machine-readable output")
         c.set_defaults(func=func)
         return c
 
@@ -234,13 +246,15 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--process", help="only this process")
     c.add_argument("--limit", type=int, default=50)
 
-    c = command("dev", cmd_dev, "run Temporal's dev server and a worker until Ctrl-C")
-    c.add_argument("--db", type=Path, default=Path(".baton/temporal.db"), help="server data file")
-    c.add_argument("--port", type=int, default=7233)
-    c.add_argument("--ui-port", type=int, default=8233)
+    # dev and demo are for a person (a stack to keep up, a guided tour): no --json; scripts use
+    # `run --wait --json`, `report --json` and `audit --json` for the same facts.
+    c = command("dev", cmd_dev, "run Temporal's dev server and a worker until Ctrl-C", json=False)
+    stack_options(c, port=DEFAULT_PORT)
     c.add_argument("--config", type=Path, help="baton.toml (default: $BATON_CONFIG or ./baton.toml)")
 
-    command("demo", cmd_demo, "run every shipped process on the example inputs")
+    c = command("demo", cmd_demo, "run every shipped process on the example inputs, on a local Temporal "
+                "(or the one TEMPORAL_ADDRESS / TEMPORAL_PROFILE names)", json=False)
+    stack_options(c, port=None)
 
     c = command("audit", cmd_audit, "a run's audit export: steps, decisions, approvals, refusals, budget")
     c.add_argument("run", help="run id")
@@ -258,15 +272,37 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def stack_options(c: argparse.ArgumentParser, port: int | None) -> None:
+    """Where the local server goes, so a second stack can run beside the first."""
+    c.add_argument("--port", type=int, default=port, help=f"the server's gRPC port (default {DEFAULT_PORT})")
+    c.add_argument("--ui-port", type=int, help="its Web UI's port (default: the gRPC port + 1000)")
+    c.add_argument("--db", type=Path, help="its data file (default: .baton/temporal.db on 7233, "
+                   ".baton/temporal-PORT.db on another port)")
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = parser().parse_args(argv)
     try:
-        code = asyncio.run(args.func(args))
+        code = run(argv)
+        sys.stdout.flush()  # the last buffered output meets a closed pipe here, not in exit_now
+    except BrokenPipeError:
+        code = reader_gone()
+    exit_now(code)
+
+
+def run(argv: list[str] | None) -> int:
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as done:  # --help, or a usage error: its output is flushed by main like any other
+        return int(done.code or 0)
+    try:
+        return asyncio.run(args.func(args))
     except (InputError, UnknownRun, Refused) as err:
         print(f"baton: {err}", file=sys.stderr)
-        code = EXIT_BAD_INPUT
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        code = 130
+        return 130
+    except BrokenPipeError:  # a ConnectionError too, but not one with the server: see main
+        raise
     except Exception as err:  # connection, config and server errors: one line, not a traceback
         from worker.config import ConfigError
         from worker.devserver import DevServerError
@@ -274,5 +310,18 @@ def main(argv: list[str] | None = None) -> None:
         if not isinstance(err, (ConnectionError, ConfigError, DevServerError)):
             raise
         print(f"baton: {err}", file=sys.stderr)
-        code = 1
-    exit_now(code)
+        return 1
+
+
+def reader_gone() -> int:
+    """Whoever read our output has stopped (`baton report | head -1`): end quietly, as any Unix tool does.
+
+    Python ignores SIGPIPE, so the closed pipe surfaces as BrokenPipeError at the next write.
+    Whatever is still buffered goes to /dev/null, so the final flush cannot fail again; the
+    exit status is the one a shell shows for a tool stopped by SIGPIPE, so a script with
+    `pipefail` can tell a cut-short listing from a complete one.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_PIPE_CLOSED

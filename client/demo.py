@@ -1,6 +1,8 @@
 """`baton demo` (what `make demo` runs): every shipped process on its example inputs.
 
-It starts (or reuses) the local stack, starts each run in `examples/demo.json`,
+It starts (or reuses) the local stack on `--port` (default 7233), or, when the
+connection settings name a server (TEMPORAL_ADDRESS, a profile), runs a worker
+on that one and starts nothing; then it starts each run in `examples/demo.json`,
 gives the approval a parked run waits for (after printing the commands a
 person would use), prints each outcome, ledger and Web UI link, and checks
 every run ended in the state the manifest expects, then prints `baton report`
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,10 +24,11 @@ from client.commands import approval_commands, awaiting_list_command
 from client.render import ledger_table, outcome_text
 from client.report import report as runs_report
 from client.report import report_text
-from client.sdk import Baton, read_input
+from client.sdk import Baton, InputError, read_input
 from worker.config import load
+from worker.devserver import DEFAULT_PORT
 from worker.shutdown import until_interrupted
-from worker.stack import local_stack
+from worker.stack import Stack, address_hint, given_server, given_stack, local_stack
 from workflows.outcome import RunState
 
 MANIFEST = Path("examples/demo.json")
@@ -47,13 +51,20 @@ class Manifest(BaseModel):
     runs: list[DemoRun]
 
 
-async def demo(manifest: Path = MANIFEST, interactive: bool | None = None) -> int:
+async def demo(
+    manifest: Path = MANIFEST,
+    interactive: bool | None = None,
+    *,
+    port: int | None = None,
+    ui_port: int | None = None,
+    db: Path | None = None,
+) -> int:
+    """Every run of the manifest; `port`, `ui_port` and `db` place the local server (none: 7233 and its file)."""
     if interactive is None:
         interactive = sys.stdin.isatty() and sys.stdout.isatty()
     plan = Manifest.model_validate_json(manifest.read_text())
-    async with local_stack() as stack:
-        state = "reused the Temporal server" if stack.server.reused else "started Temporal's dev server"
-        print(f"Baton demo: {state} at {stack.server.target} and a worker; Web UI {stack.server.ui_url}\n")
+    async with stack_for(port, ui_port, db) as stack:
+        print(banner(stack) + "\n")
         baton = Baton(stack.client)
         began = datetime.now(timezone.utc)
         run_ids = [await baton.start(r.process, read_input(r.input)) for r in plan.runs]
@@ -64,13 +75,39 @@ async def demo(manifest: Path = MANIFEST, interactive: bool | None = None) -> in
                 await give_approval(baton, run_id, run.approve)
         ok = 0
         for run, run_id in zip(plan.runs, run_ids):
-            ok += await report(baton, stack.server.ui_url, run, run_id)
+            ok += await report(baton, stack.ui_url, run, run_id)
         print(f"\n{ok} of {len(plan.runs)} runs ended as expected.")
         await print_report(baton, began)
         if interactive:
-            print(f"\nThe stack stays up: browse {stack.server.ui_url}  (Ctrl-C to stop)")
+            where = f"browse {stack.ui_url}" if stack.ui_url else f"the runs are on {stack.target}"
+            print(f"\nThe stack stays up: {where}  (Ctrl-C to stop)")
             await until_interrupted()
     return 0 if ok == len(plan.runs) else 1
+
+
+def stack_for(port: int | None, ui_port: int | None, db: Path | None) -> AbstractAsyncContextManager[Stack]:
+    """The server the connection settings name if they name one, else the local stack on `port`."""
+    given = given_server()
+    if not given:
+        return local_stack(db=db, port=port or DEFAULT_PORT, ui_port=ui_port)
+    if port or ui_port or db:  # two answers to "which server": refuse rather than pick one
+        raise InputError(
+            f"TEMPORAL_ADDRESS or TEMPORAL_PROFILE names a server ({given}) and --port/--ui-port/--db "
+            "start a local one: leave out one or the other"
+        )
+    return given_stack()
+
+
+def banner(stack: Stack) -> str:
+    """Where the demo runs, and what another shell needs to reach it."""
+    if stack.server is None:
+        return (f"Baton demo: a worker on the Temporal server at {stack.target} "
+                "(named by TEMPORAL_ADDRESS / TEMPORAL_PROFILE); nothing started")
+    server = stack.server
+    how = "reused the Temporal server" if server.reused else f"started Temporal's dev server (data: {server.db})"
+    text = f"Baton demo: {how} at {stack.target} and a worker; Web UI {server.ui_url}"
+    hint = address_hint(stack.target)
+    return text + (f"\nOther shells reach it with {hint}, e.g. `{hint} baton inbox`" if hint else "")
 
 
 async def give_approval(baton: Baton, run_id: str, approval: DemoApproval) -> None:
@@ -93,14 +130,15 @@ async def give_approval(baton: Baton, run_id: str, approval: DemoApproval) -> No
     print(f"  the demo approves as {verdict.by!r}: {verdict.comment}")
 
 
-async def report(baton: Baton, ui_url: str, run: DemoRun, run_id: str) -> bool:
+async def report(baton: Baton, ui_url: str | None, run: DemoRun, run_id: str) -> bool:
     outcome = await baton.result(run_id)
     ledger = await baton.ledger(run_id)
     expected = outcome.state is run.expect
     mark = "ok" if expected else f"UNEXPECTED (expected {run.expect.value})"
     print(f"\n[{mark}] {outcome_text(run_id, outcome)}")
     print(ledger_table(ledger))
-    print(f"Web UI: {ui_url}/{run_id}")
+    if ui_url:
+        print(f"Web UI: {ui_url}/{run_id}")
     return expected
 
 

