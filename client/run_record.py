@@ -34,11 +34,11 @@ from pydantic import BaseModel, ValidationError
 from temporalio.api.enums.v1 import EventType
 from temporalio.bridge.proto.workflow_activation import WorkflowActivation
 from temporalio.client import Client, WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, WorkflowRunner
 
+from client.converter import DATA_CONVERTER
 from client.sdk import InputError, UnknownRun
 from workflows.catalog import PROCESSES, WORKFLOWS
 from workflows.ledger import LedgerEntry
@@ -174,7 +174,7 @@ async def _replay(history: WorkflowHistory) -> dict[str, Any]:
     runtime, executor = _quiet()
     replayer = Replayer(
         workflows=WORKFLOWS,
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         workflow_runner=runner,
         unsandboxed_workflow_runner=runner,
         workflow_task_executor=executor,
@@ -263,7 +263,7 @@ class _Instance:
 
 
 def _decode(payload, type_hint):
-    return pydantic_data_converter.payload_converter.from_payload(payload, type_hint)
+    return DATA_CONVERTER.payload_converter.from_payload(payload, type_hint)
 
 
 def _decode_input(process: str, payloads) -> tuple[Any, str | None]:

@@ -25,9 +25,9 @@ from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.common import RawValue
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 
+from client.converter import DATA_CONVERTER
 from client.sdk import Baton, InputError, Refused, read_input, validate_input
 from tests.conftest import LEADS, REVIEWERS, ROOT, running_worker
 from tests.test_onboarding_routes import CLEAR, PEP, wait_for_state
@@ -106,7 +106,7 @@ def check_validation(process: str, data: object) -> object | None:
     except InputError as err:
         assert one_line(str(err)), repr(str(err))
         return None
-    converter = pydantic_data_converter.payload_converter
+    converter = DATA_CONVERTER.payload_converter
     back = converter.from_payloads(converter.to_payloads([value]), [PROCESSES[process].input])[0]
     assert back == value, f"{value!r} does not reach the workflow as it was accepted: {back!r}"
     return value
@@ -228,7 +228,7 @@ decision_like = st.fixed_dictionaries(
 def encodable(payload: object) -> bool:
     """What a client can send at all (a lone surrogate, say, never leaves the caller)."""
     try:
-        pydantic_data_converter.payload_converter.to_payloads([payload])
+        DATA_CONVERTER.payload_converter.to_payloads([payload])
     except Exception:  # noqa: BLE001
         return False
     return True
@@ -259,6 +259,7 @@ RAW_PAYLOADS = [
     Payload(metadata={"encoding": b"binary/plain"}, data=b"\x00\x01"),
     Payload(metadata={"encoding": b"json/protobuf", "messageType": b"no.Such"}, data=b"{}"),
     Payload(metadata={}, data=b"{}"),
+    Payload(metadata={"encoding": b"json/plain"}, data=json.dumps({"junk": "x" * 600_000}).encode()),  # oversized
 ]
 
 

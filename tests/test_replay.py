@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from activities.llm.output_type import resolve, type_path
+from client.converter import DATA_CONVERTER
 from client.sdk import Baton
 from tests.conftest import (
     LEADS,
@@ -46,7 +46,7 @@ RECORD = os.environ.get("BATON_RECORD_HISTORIES") == "1"
 def replayer() -> Replayer:
     return Replayer(
         workflows=WORKFLOWS,
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         workflow_runner=workflow_runner(),
     )
 
