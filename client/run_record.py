@@ -18,7 +18,8 @@ the core's command matching.
 
 The rest comes from history events: workflow type, Temporal run id, start and
 close times, how Temporal closed it, the static summary, the input (and its
-business key) and, for a completed run, its RunOutcome.
+business key) and its RunOutcome: a completed run's result, or the details of
+the failure a failed, over-budget or timed-out end closes the run with.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, WorkflowRunner
 
 from client.converter import DATA_CONVERTER
-from client.sdk import InputError, UnknownRun
+from client.sdk import InputError, UnknownRun, outcome_of_failure
 from workflows.catalog import PROCESSES, WORKFLOWS
 from workflows.ledger import LedgerEntry
 from workflows.outcome import RunOutcome
@@ -146,7 +147,7 @@ async def run_record_from_history(history: WorkflowHistory) -> RunRecord:
         closed_at=last.event_time.ToDatetime().replace(tzinfo=timezone.utc) if close_status else None,
         close_status=close_status,
         audit_values=_audit_values(history, data),
-        outcome=_decode_outcome(last),
+        outcome=_decode_outcome(last, attrs.workflow_type.name),
         status=status,
         ledger=answers["ledger"],
     )
@@ -305,13 +306,16 @@ def _audit_values(history: WorkflowHistory, data: Any) -> str:
     return "digests"
 
 
-def _decode_outcome(last) -> RunOutcome[dict] | None:
-    if last.event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
-        return None
-    payloads = last.workflow_execution_completed_event_attributes.result.payloads
-    if not payloads:
-        return None
+def _decode_outcome(last, workflow_type: str) -> RunOutcome[dict] | None:
+    """The RunOutcome a closed run returned, or failed with (client/sdk.py `outcome_of_failure`)."""
     try:
-        return _decode(payloads[0], RunOutcome[dict])
+        if last.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
+            failure = DATA_CONVERTER.failure_converter.from_failure(
+                last.workflow_execution_failed_event_attributes.failure, DATA_CONVERTER.payload_converter)
+            return outcome_of_failure(failure, workflow_type)
+        if last.event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
+            return None
+        payloads = last.workflow_execution_completed_event_attributes.result.payloads
+        return _decode(payloads[0], RunOutcome[dict]) if payloads else None
     except (ValidationError, ValueError, TypeError):
         return None

@@ -3,6 +3,9 @@
 Everything goes through Temporal: runs are workflows, status and ledger are
 queries, decisions are an update (a synchronous, validated answer), lists are
 visibility queries over Baton's search attributes.
+
+A run that ends `failed`, `budget_exceeded` or `timed_out` is Failed in
+Temporal, its RunOutcome in the failure's details; the SDK reads it back.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from client.connection import connect, task_queue
@@ -24,7 +28,7 @@ from workflows import visibility
 from workflows.approvals import ApprovalRequest, Verdict
 from workflows.catalog import PROCESSES, ProcessSpec
 from workflows.ledger import LedgerEntry
-from workflows.outcome import RunOutcome
+from workflows.outcome import RunOutcome, RunState
 from workflows.status import RunStatus
 
 QUERY_TIMEOUT = timedelta(seconds=15)
@@ -119,6 +123,22 @@ def verdict(**fields) -> Verdict:
         raise InputError(f"invalid decision: {field}: {first['msg']}") from err
 
 
+def outcome_of_failure(failure: BaseException | None, workflow_type: str) -> RunOutcome[dict] | None:
+    """The RunOutcome of a run Temporal closed as Failed, if Baton failed it; None for any other failure.
+
+    An end Baton fails in Temporal carries its RunOutcome as the failure's details
+    (workflows/engine.py).
+    """
+    if not isinstance(failure, ApplicationError):
+        return None
+    if failure.type not in {s.value for s in RunState if s.fails_in_temporal} or not failure.details:
+        return None
+    try:
+        return RunOutcome[dict].model_validate(failure.details[0])
+    except ValidationError:
+        return None
+
+
 class Baton:
     def __init__(self, client: Client, queue: str | None = None) -> None:
         self.client = client
@@ -145,9 +165,19 @@ class Baton:
         return run_id
 
     async def result(self, run_id: str) -> RunOutcome[dict]:
-        """Wait for the run to end; the process's own result comes back as plain data."""
+        """Wait for the run to end; the process's own result comes back as plain data.
+
+        Ends Temporal records as Failed come back typed too; a run Temporal ended
+        otherwise (terminated, cancelled, timed out) raises WorkflowFailureError.
+        """
         handle = await self._handle(run_id, result_type=RunOutcome[dict])
-        return await handle.result()
+        try:
+            return await handle.result()
+        except WorkflowFailureError as err:
+            outcome = outcome_of_failure(err.cause, (await handle.describe()).workflow_type)
+            if outcome is None:
+                raise
+            return outcome
 
     async def status(self, run_id: str) -> RunStatus:
         return await self._query(run_id, "status", RunStatus)
@@ -233,7 +263,7 @@ class Baton:
                 await self._handle(run_id)  # UnknownRun when there never was such a run
             raise
 
-    async def _handle(self, run_id: str, result_type: type | None = None):
+    async def _handle(self, run_id: str, result_type: type | None = None) -> WorkflowHandle:
         handle = self.client.get_workflow_handle(run_id, result_type=result_type)
         try:
             await handle.describe()

@@ -62,6 +62,8 @@ async def run_route(time_env, baton: Baton, route: str) -> list[str]:
             run_id = await baton.start("onboarding", CLEAR, run_id=route)
         case "onboarding-reject":
             run_id = await baton.start("onboarding", SANCTIONED, run_id=route)
+        case "onboarding-over-budget":  # a budget_exceeded end: Failed in Temporal, typed for Baton
+            run_id = await baton.start("onboarding", {**CLEAR, "budget": {"max_steps": 2}}, run_id=route)
         case "onboarding-review-approved" | "onboarding-review-escalated" | "onboarding-review-timeout":
             run_id = await baton.start("onboarding", PEP, run_id=route)
             await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
@@ -112,6 +114,7 @@ async def run_route(time_env, baton: Baton, route: str) -> list[str]:
 ROUTES = [
     "onboarding-clear",
     "onboarding-reject",
+    "onboarding-over-budget",
     "onboarding-review-approved",
     "onboarding-review-escalated",
     "onboarding-review-timeout",
