@@ -68,8 +68,10 @@ async def cmd_status(args: argparse.Namespace) -> int:
 
 
 async def cmd_ledger(args: argparse.Namespace) -> int:
-    ledger = await (await Baton.connect()).ledger(args.run)
-    emit(args, _dump_ledger(ledger), render.ledger_table(ledger))
+    baton = await Baton.connect()
+    ledger = await baton.ledger(args.run)
+    text = render.ledger_table(ledger) if ledger else render.no_steps(args.run, await baton.status(args.run))
+    emit(args, _dump_ledger(ledger), text)
     return 0
 
 
