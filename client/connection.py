@@ -3,8 +3,9 @@
 Connection settings come from Temporal's own environment configuration
 (`temporalio.envconfig`: the `TEMPORAL_*` variables and the profiles in
 `temporal.toml`), so the same code reaches the local dev server, a
-self-hosted cluster or Temporal Cloud unchanged. Payloads go through the
-pydantic data converter so every contract stays a typed model. When tracing is
+self-hosted cluster or Temporal Cloud unchanged. Payloads go through Baton's
+data converter (client/converter.py): pydantic, so every contract stays a typed
+model, and bad input fails a run rather than its workflow task. When tracing is
 on (OTEL_TRACES_EXPORTER, worker/telemetry.py, or a tracer provider the host
 application installed), every client carries Temporal's tracing interceptor,
 which workers built from it inherit. Off, there is none: its no-op spans cost a
@@ -19,9 +20,9 @@ import re
 from opentelemetry import trace
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
 
+from client.converter import DATA_CONVERTER
 from worker import telemetry
 
 DEFAULT_TARGET = "localhost:7233"
@@ -46,7 +47,7 @@ async def connect(target: str | None = None) -> Client:
     telemetry.install("baton-client", client=True)  # no-op when the worker installed first
     try:
         return await Client.connect(
-            **options, data_converter=pydantic_data_converter,
+            **options, data_converter=DATA_CONVERTER,
             interceptors=[tracing_interceptor()] if tracing_on() else [],
         )
     except RuntimeError as err:

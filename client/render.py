@@ -124,6 +124,13 @@ def status_text(run_id: str, s: RunStatus) -> str:
     return "\n".join(lines)
 
 
+def no_steps(run_id: str, s: RunStatus) -> str:
+    """A ledger with no entry, in one line: a run that has not taken a step yet, or never will."""
+    if not s.state.is_final:
+        return f"{run_id}: no steps yet ({s.state.value})"
+    return f"{run_id}: no steps: {s.state.value}" + (f" — {s.reason}" if s.reason else "")
+
+
 def outcome_text(run_id: str, o: RunOutcome) -> str:
     return f"{run_id}: {o.state.value} — {o.reason} (${o.cost_usd:.6f}, {o.steps} steps)"
 

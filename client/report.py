@@ -25,7 +25,7 @@ from temporalio.client import Client
 
 from client.render import table
 from client.run_record import ReplayFailed, RunRecord, run_record
-from client.sdk import InputError, UnknownRun, quoted
+from client.sdk import InputError, UnknownRun, process_clause, quoted, runs_clause
 from workflows import search_attributes as sa
 
 SUCCESS_STATES = ("completed", "rejected")
@@ -73,9 +73,10 @@ def parse_since(text: str) -> timedelta:
 
 
 def visibility_query(queue: str, process: str | None, since: datetime | None) -> str:
-    clauses = [f"{sa.PROCESS.name} IS NOT NULL", f"TaskQueue = '{quoted(queue)}'"]
+    """This queue's runs, those refused for their input before their first step (no attributes) included."""
+    clauses = [runs_clause(queue), f"TaskQueue = '{quoted(queue)}'"]
     if process:
-        clauses.append(f"{sa.PROCESS.name} = '{quoted(process)}'")
+        clauses.append(process_clause(process))
     if since:
         clauses.append(f"StartTime > '{since.astimezone(timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}'")
     return " AND ".join(clauses)

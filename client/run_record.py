@@ -18,7 +18,10 @@ the core's command matching.
 
 The rest comes from history events: workflow type, Temporal run id, start and
 close times, how Temporal closed it, the static summary, the input (and its
-business key) and, for a completed run, its RunOutcome.
+business key) and its RunOutcome: a completed run's result, or the details of
+the failure a failed, over-budget or timed-out end closes the run with. A run
+Temporal failed on its input (client/converter.py) never ran: it answers no
+query, and is recorded as failed, with no step, from that failure.
 """
 
 from __future__ import annotations
@@ -34,15 +37,15 @@ from pydantic import BaseModel, ValidationError
 from temporalio.api.enums.v1 import EventType
 from temporalio.bridge.proto.workflow_activation import WorkflowActivation
 from temporalio.client import Client, WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, WorkflowRunner
 
-from client.sdk import InputError, UnknownRun
+from client.converter import DATA_CONVERTER, INVALID_INPUT
+from client.sdk import InputError, UnknownRun, outcome_of_failure
 from workflows.catalog import PROCESSES, WORKFLOWS
 from workflows.ledger import LedgerEntry
-from workflows.outcome import RunOutcome
+from workflows.outcome import RunOutcome, RunState
 from workflows.status import RunStatus
 
 CLOSING_EVENTS = {
@@ -132,7 +135,11 @@ async def run_record_from_history(history: WorkflowHistory) -> RunRecord:
     attrs = started.workflow_execution_started_event_attributes
     last = history.events[-1]
     close_status = CLOSING_EVENTS.get(last.event_type)
-    status: RunStatus = answers["status"]
+    outcome = _decode_outcome(last, attrs.workflow_type.name)
+    if outcome is not None and _refused_input(last) and not _answered(answers):
+        status, ledger = _never_ran(outcome), []
+    else:
+        status, ledger = _checked(history, answers)
     data, key = _decode_input(status.process, attrs.input.payloads)
     return RunRecord(
         run_id=history.workflow_id,
@@ -146,10 +153,31 @@ async def run_record_from_history(history: WorkflowHistory) -> RunRecord:
         closed_at=last.event_time.ToDatetime().replace(tzinfo=timezone.utc) if close_status else None,
         close_status=close_status,
         audit_values=_audit_values(history, data),
-        outcome=_decode_outcome(last),
+        outcome=outcome,
         status=status,
-        ledger=answers["ledger"],
+        ledger=ledger,
     )
+
+
+def _answered(answers: dict[str, Any]) -> bool:
+    return all(q in answers and not isinstance(answers[q], str) for q in QUERIES)
+
+
+def _checked(history: WorkflowHistory, answers: dict[str, Any]) -> tuple[RunStatus, list[LedgerEntry]]:
+    """The replayed run's status and ledger; ReplayFailed when it did not answer both."""
+    missing = [q for q in QUERIES if q not in answers]
+    if missing:
+        raise ReplayFailed(f"{history.workflow_id}: the replayed run answered no {missing[0]} query")
+    for name, answer in answers.items():
+        if isinstance(answer, str):
+            raise ReplayFailed(f"{history.workflow_id}: the replayed run refused the {name} query: {answer}")
+    return answers["status"], answers["ledger"]
+
+
+def _never_ran(outcome: RunOutcome[dict]) -> RunStatus:
+    """The status of a run Temporal failed on its input: failed, before any step."""
+    return RunStatus(process=outcome.process, state=RunState.FAILED, reason=outcome.reason, current_step=None,
+                     steps=0, cost_usd=0, budget=None, open_requests=[])
 
 
 # ----- replay --------------------------------------------------------------------------
@@ -174,7 +202,7 @@ async def _replay(history: WorkflowHistory) -> dict[str, Any]:
     runtime, executor = _quiet()
     replayer = Replayer(
         workflows=WORKFLOWS,
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         workflow_runner=runner,
         unsandboxed_workflow_runner=runner,
         workflow_task_executor=executor,
@@ -183,13 +211,7 @@ async def _replay(history: WorkflowHistory) -> dict[str, Any]:
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     if result.replay_failure is not None:
         raise ReplayFailed(_failure_line(history, result.replay_failure))
-    missing = [q for q in QUERIES if q not in answers]
-    if missing:
-        raise ReplayFailed(f"{history.workflow_id}: the replayed run answered no {missing[0]} query")
-    for name, answer in answers.items():
-        if isinstance(answer, str):
-            raise ReplayFailed(f"{history.workflow_id}: the replayed run refused the {name} query: {answer}")
-    return answers
+    return answers  # each a decoded answer, or the query's failure message
 
 
 def _failure_line(history: WorkflowHistory, failure: Exception) -> str:
@@ -263,7 +285,7 @@ class _Instance:
 
 
 def _decode(payload, type_hint):
-    return pydantic_data_converter.payload_converter.from_payload(payload, type_hint)
+    return DATA_CONVERTER.payload_converter.from_payload(payload, type_hint)
 
 
 def _decode_input(process: str, payloads) -> tuple[Any, str | None]:
@@ -273,7 +295,10 @@ def _decode_input(process: str, payloads) -> tuple[Any, str | None]:
     """
     if not payloads:
         return None, None
-    data = _decode(payloads[0], Any)
+    try:
+        data = _decode(payloads[0], Any)
+    except (ValidationError, ValueError):  # not JSON a run could read (nested too deep, say): no value to show
+        return None, None
     spec = PROCESSES.get(process)
     if spec is None or not hasattr(spec.input, "business_key"):
         return data, None
@@ -305,13 +330,22 @@ def _audit_values(history: WorkflowHistory, data: Any) -> str:
     return "digests"
 
 
-def _decode_outcome(last) -> RunOutcome[dict] | None:
-    if last.event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
-        return None
-    payloads = last.workflow_execution_completed_event_attributes.result.payloads
-    if not payloads:
-        return None
+def _decode_outcome(last, workflow_type: str) -> RunOutcome[dict] | None:
+    """The RunOutcome a closed run returned, or failed with (client/sdk.py `outcome_of_failure`)."""
     try:
-        return _decode(payloads[0], RunOutcome[dict])
+        if last.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
+            failure = DATA_CONVERTER.failure_converter.from_failure(
+                last.workflow_execution_failed_event_attributes.failure, DATA_CONVERTER.payload_converter)
+            return outcome_of_failure(failure, workflow_type)
+        if last.event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
+            return None
+        payloads = last.workflow_execution_completed_event_attributes.result.payloads
+        return _decode(payloads[0], RunOutcome[dict]) if payloads else None
     except (ValidationError, ValueError, TypeError):
         return None
+
+
+def _refused_input(last) -> bool:
+    """Whether Temporal closed the run as Failed on its input (client/converter.py)."""
+    return (last.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED
+            and last.workflow_execution_failed_event_attributes.failure.application_failure_info.type == INVALID_INPUT)

@@ -3,6 +3,11 @@
 Everything goes through Temporal: runs are workflows, status and ledger are
 queries, decisions are an update (a synchronous, validated answer), lists are
 visibility queries over Baton's search attributes.
+
+A run that ends `failed`, `budget_exceeded` or `timed_out` is Failed in
+Temporal, its RunOutcome in the failure's details; a run started past
+`baton run` with input it cannot take fails before its first step (type
+InvalidInput, client/converter.py). The SDK reads both back as RunOutcomes.
 """
 
 from __future__ import annotations
@@ -15,16 +20,25 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from client.connection import connect, task_queue
+from client.converter import INVALID_INPUT, MAX_PAYLOAD_BYTES
 from workflows import search_attributes as sa
 from workflows import visibility
 from workflows.approvals import ApprovalRequest, Verdict
 from workflows.catalog import PROCESSES, ProcessSpec
 from workflows.ledger import LedgerEntry, StepKind
-from workflows.outcome import RunOutcome
+from workflows.outcome import RunOutcome, RunState
 from workflows.status import RunStatus
 
 QUERY_TIMEOUT = timedelta(seconds=15)
@@ -101,12 +115,16 @@ def validate_input(process: str, data: dict | BaseModel) -> BaseModel:
     if not isinstance(data, (dict, BaseModel)):
         raise InputError(f"invalid input for {process}: a JSON object is needed, not {type(data).__name__}")
     try:
-        return spec.input.model_validate(data if isinstance(data, dict) else data.model_dump())
+        value = spec.input.model_validate(data if isinstance(data, dict) else data.model_dump())
     except ValidationError as err:
         first = err.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "(input)"
         more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
         raise InputError(f"invalid input for {process}: field {field!r}: {first['msg']}{more}") from err
+    size = len(value.model_dump_json().encode())
+    if size > MAX_PAYLOAD_BYTES:  # the run would refuse it (client/converter.py): refuse it here instead
+        raise InputError(f"invalid input for {process}: {size:,} bytes, more than the {MAX_PAYLOAD_BYTES:,} a run takes")
+    return value
 
 
 def verdict(**fields) -> Verdict:
@@ -117,6 +135,25 @@ def verdict(**fields) -> Verdict:
         first = err.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "(decision)"
         raise InputError(f"invalid decision: {field}: {first['msg']}") from err
+
+
+def outcome_of_failure(failure: BaseException | None, workflow_type: str) -> RunOutcome[dict] | None:
+    """The RunOutcome of a run Temporal closed as Failed, if Baton failed it; None for any other failure.
+
+    An end Baton fails in Temporal carries its RunOutcome as the failure's details
+    (workflows/engine.py); a run refused for its input never ran a step.
+    """
+    if not isinstance(failure, ApplicationError):
+        return None
+    if failure.type == INVALID_INPUT:
+        return RunOutcome[dict](process=workflow_type, state=RunState.FAILED, reason=failure.message,
+                                cost_usd=0, steps=0)
+    if failure.type not in {s.value for s in RunState if s.fails_in_temporal} or not failure.details:
+        return None
+    try:
+        return RunOutcome[dict].model_validate(failure.details[0])
+    except ValidationError:
+        return None
 
 
 class Baton:
@@ -145,15 +182,39 @@ class Baton:
         return run_id
 
     async def result(self, run_id: str) -> RunOutcome[dict]:
-        """Wait for the run to end; the process's own result comes back as plain data."""
+        """Wait for the run to end; the process's own result comes back as plain data.
+
+        Ends Temporal records as Failed come back typed too; a run Temporal ended
+        otherwise (terminated, cancelled, timed out) raises WorkflowFailureError.
+        """
         handle = await self._handle(run_id, result_type=RunOutcome[dict])
-        return await handle.result()
+        try:
+            return await handle.result()
+        except WorkflowFailureError as err:
+            outcome = outcome_of_failure(err.cause, (await handle.describe()).workflow_type)
+            if outcome is None:
+                raise
+            return outcome
 
     async def status(self, run_id: str) -> RunStatus:
-        return await self._query(run_id, "status", RunStatus)
+        """The run's live status; for a run that failed on its input (it never ran), that end."""
+        try:
+            return await self._query(run_id, "status", RunStatus)
+        except (WorkflowQueryFailedError, RPCError):
+            refused = await self._refused_input(run_id)
+            if refused is None:
+                raise
+            return RunStatus(process=refused.process, state=refused.state, reason=refused.reason, current_step=None,
+                             steps=0, cost_usd=0, budget=None, open_requests=[])
 
     async def ledger(self, run_id: str) -> list[LedgerEntry]:
-        return await self._query(run_id, "ledger", list[LedgerEntry])
+        """The run's ledger; empty for a run that failed on its input (it never ran a step)."""
+        try:
+            return await self._query(run_id, "ledger", list[LedgerEntry])
+        except (WorkflowQueryFailedError, RPCError):
+            if await self._refused_input(run_id) is None:
+                raise
+            return []
 
     async def approve(self, run_id: str, by: str, request_id: str | None = None, comment: str = "") -> Verdict:
         return await self._decide(run_id, verdict(by=by, request_id=request_id, comment=comment, approved=True))
@@ -162,23 +223,30 @@ class Baton:
         return await self._decide(run_id, verdict(by=by, request_id=request_id, comment=comment, approved=False))
 
     async def runs(self, status: str | None = None, process: str | None = None, limit: int = 50) -> list[RunSummary]:
-        clauses = [f"{sa.PROCESS.name} IS NOT NULL"]
+        """Baton's runs, newest first: those with its search attributes, and this queue's runs without them.
+
+        A run started past `baton run` (plain `temporal workflow start`) gets the
+        attributes in its first task; one refused for its input never has them,
+        so its process is its workflow type and its status Temporal's (`failed`).
+        """
+        clauses = [runs_clause(self.queue)]
         if status:
-            clauses.append(f"{sa.STATUS.name} = '{quoted(status)}'")
+            clauses.append(status_clause(status))
         if process:
-            clauses.append(f"{sa.PROCESS.name} = '{quoted(process)}'")
+            clauses.append(process_clause(process))
         found = []
         async for wf in self.client.list_workflows(" AND ".join(clauses), limit=limit):
             attrs = wf.typed_search_attributes
+            temporal_status = wf.status.name if wf.status else "UNKNOWN"
             found.append(
                 RunSummary(
                     run_id=wf.id,
-                    process=attrs.get(sa.PROCESS),
-                    status=attrs.get(sa.STATUS),
+                    process=attrs.get(sa.PROCESS) or wf.workflow_type,
+                    status=attrs.get(sa.STATUS) or temporal_status.lower(),
                     cost_usd=attrs.get(sa.COST_USD),
                     awaiting_approval=attrs.get(sa.AWAITING_APPROVAL),
                     started=wf.start_time,
-                    temporal_status=wf.status.name if wf.status else "UNKNOWN",
+                    temporal_status=temporal_status,
                 )
             )
         return found
@@ -250,7 +318,20 @@ class Baton:
                 await self._handle(run_id)  # UnknownRun when there never was such a run
             raise
 
-    async def _handle(self, run_id: str, result_type: type | None = None):
+    async def _refused_input(self, run_id: str) -> RunOutcome[dict] | None:
+        """The outcome of a run Temporal failed on its input before its first step; None for any other run."""
+        handle = self.client.get_workflow_handle(run_id, result_type=RunOutcome[dict])
+        described = await handle.describe()
+        if described.status is not WorkflowExecutionStatus.FAILED:
+            return None
+        try:
+            await handle.result(follow_runs=False)
+        except WorkflowFailureError as err:
+            if isinstance(err.cause, ApplicationError) and err.cause.type == INVALID_INPUT:
+                return outcome_of_failure(err.cause, described.workflow_type)
+        return None
+
+    async def _handle(self, run_id: str, result_type: type | None = None) -> WorkflowHandle:
         handle = self.client.get_workflow_handle(run_id, result_type=result_type)
         try:
             await handle.describe()
@@ -259,6 +340,30 @@ class Baton:
                 raise UnknownRun(f"no run {run_id!r} in namespace {self.client.namespace!r}") from err
             raise
         return handle
+
+
+# A run without Baton's attributes stands as Temporal says: its status, lower-cased, as visibility names it.
+EXECUTION_STATUS = {s.name.lower(): s.name.title().replace("_", "") for s in WorkflowExecutionStatus}
+
+
+def runs_clause(queue: str) -> str:
+    """Runs with Baton's attributes, or this queue's runs of Baton's processes that never got them."""
+    types = ", ".join(f"'{quoted(name)}'" for name in sorted(PROCESSES))
+    return f"({sa.PROCESS.name} IS NOT NULL OR (TaskQueue = '{quoted(queue)}' AND WorkflowType IN ({types})))"
+
+
+def process_clause(process: str) -> str:
+    """Runs of `process`, by Baton's attribute or, for runs without it, by workflow type."""
+    name = quoted(process)
+    return f"({sa.PROCESS.name} = '{name}' OR ({sa.PROCESS.name} IS NULL AND WorkflowType = '{name}'))"
+
+
+def status_clause(status: str) -> str:
+    """Runs in Baton state `status`; for runs without Baton's attributes, in the matching Temporal status."""
+    clause = f"{sa.STATUS.name} = '{quoted(status)}'"
+    if status in EXECUTION_STATUS:
+        clause += f" OR ({sa.STATUS.name} IS NULL AND ExecutionStatus = '{EXECUTION_STATUS[status]}')"
+    return f"({clause})"
 
 
 def quoted(value: str) -> str:

@@ -20,7 +20,6 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -29,6 +28,7 @@ from activities.payloads import PayloadSettings
 from activities.tools.grants import Grant
 from activities.tools.systems import SystemsOfRecord
 from client.connection import traced
+from client.converter import DATA_CONVERTER
 from tests.fake_provider import FakeProvider
 from worker.binaries import temporal_cli, temporal_test_server
 from worker.config import (
@@ -50,7 +50,7 @@ SEED = ROOT / "examples" / "systems.json"
 async def time_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(temporal_test_server()),
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
     )
     await register_search_attributes(env.client, env.client.namespace)
     async with env:
@@ -61,7 +61,7 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_cli()),
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         search_attributes=sa.ALL,
     )
     async with env:

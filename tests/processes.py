@@ -100,3 +100,30 @@ class UnguardedSend(Process):
     async def _send(self) -> RunOutcome[dict]:
         await self.tool("notify", "send_email", Email(to="x@example.com", subject="hi", body="hello"))
         return self.end(RunState.COMPLETED, "sent")
+
+
+class Unanswered(BaseModel):
+    """How long nobody answers, and how the run ends when the deadline passes."""
+
+    seconds: float = Field(default=1, gt=0)
+    end_state: RunState = RunState.TIMED_OUT
+
+
+@workflow.defn(name="test-unanswered")
+class NobodyAnswers(Process):
+    """Asks compliance with a deadline of seconds, so a `timed_out` (or `escalated`) end happens on real time."""
+
+    name = "test-unanswered"
+    roles = ("compliance",)
+
+    @workflow.run
+    async def run(self, request: Unanswered) -> RunOutcome[dict]:
+        return await self.execute(lambda: self._ask(request), None)
+
+    async def _ask(self, request: Unanswered) -> RunOutcome[dict]:
+        await self.approval(
+            "sign_off", ask="Sign off?", context=request,
+            policy=AskPolicy(roles=["compliance"], timeout=timedelta(seconds=request.seconds),
+                             end_state=request.end_state),
+        )
+        return self.end(RunState.COMPLETED, "signed off")

@@ -418,8 +418,8 @@ async def _collect(baton: Baton, r: RunRecord) -> None:
         await handle.terminate(reason="fault scenario deadline")
         return
     try:
-        r.outcome = await handle.result()
-    except Exception as err:  # noqa: BLE001 (the workflow itself failed: no typed outcome)
+        r.outcome = await baton.result(r.run_id)  # typed, the ends Temporal records as Failed included
+    except Exception as err:  # noqa: BLE001 (Temporal ended it otherwise: no typed outcome)
         r.problems.append(f"ended without a typed outcome: {type(err).__name__}: {err}")
         return
     r.ledger = list(await baton.ledger(r.run_id))

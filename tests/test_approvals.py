@@ -161,7 +161,7 @@ async def test_a_bad_signal_is_recorded_and_the_run_keeps_waiting(time_env, conf
 async def test_an_irreversible_tool_without_an_approval_policy_is_refused(time_env, config, systems):
     async with running_worker(time_env.client, config, extra_workflows=EXTRA) as w:
         handle = await start(time_env.client, w.task_queue, UnguardedSend, DraftRequest(topic="x"))
-        outcome = await handle.result()
+        outcome = await Baton(time_env.client, w.task_queue).result(handle.id)  # Failed in Temporal, typed here
     assert outcome.state is RunState.FAILED
     assert "send_email is irreversible" in outcome.reason
     assert systems.count("outbox") == 0

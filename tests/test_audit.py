@@ -172,6 +172,25 @@ async def test_a_rule_approval_a_refused_proposal_and_the_budget_consumed(time_e
     assert f"max_cost_usd={status.budget.max_cost_usd}" in audit_text(parent)
 
 
+async def test_a_run_that_failed_in_temporal_is_audited_with_its_baton_end_and_result(time_env, config):
+    """budget_exceeded closes the run Failed in Temporal; the audit still reads Baton's end, reason and result."""
+    async with running_worker(time_env.client, config) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        run_id = await baton.start("onboarding", {**CLEAR, "budget": {"max_steps": 2}})
+        outcome = await baton.result(run_id)
+        queried = await baton.ledger(run_id)
+
+    record = await run_record(time_env.client, run_id)
+    assert (outcome.state, record.close_status, record.outcome) == (RunState.BUDGET_EXCEEDED, "failed", outcome)
+    data = audit(record)
+    assert (data["run"]["state"], data["run"]["temporal_status"], data["run"]["reason"]) == (
+        "budget_exceeded", "failed", outcome.reason)
+    assert data["run"]["result"] == outcome.result and outcome.result["applicant_id"] == CLEAR["applicant_id"]
+    assert [s["step"] for s in data["steps"]] == [e.step for e in queried] == ["validate_identity", "pull_credit"]
+    assert data["steps"][-1]["then"] == {"end": "budget_exceeded"}
+    assert "closed   " in audit_text(data) and "(temporal: failed)" in audit_text(data)
+
+
 async def test_history_file_audits_with_no_server(time_env, config, tmp_path: Path):
     async with running_worker(time_env.client, config) as w:
         baton = Baton(time_env.client, w.task_queue)

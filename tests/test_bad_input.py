@@ -15,6 +15,7 @@ import json
 import math
 import subprocess
 import sys
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,13 +24,23 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowQueryFailedError, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import RawValue
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
+from client.converter import DATA_CONVERTER
 from client.sdk import Baton, InputError, Refused, read_input, validate_input
 from tests.conftest import LEADS, REVIEWERS, ROOT, running_worker
+from tests.test_integration import Stack, eventually, stack, temporal  # noqa: F401 (stack: the fixture)
+from tests.test_integration import baton as baton_cli
 from tests.test_onboarding_routes import CLEAR, PEP, wait_for_state
 from workflows.catalog import PROCESSES
 from workflows.outcome import RunOutcome, RunState
@@ -106,7 +117,7 @@ def check_validation(process: str, data: object) -> object | None:
     except InputError as err:
         assert one_line(str(err)), repr(str(err))
         return None
-    converter = pydantic_data_converter.payload_converter
+    converter = DATA_CONVERTER.payload_converter
     back = converter.from_payloads(converter.to_payloads([value]), [PROCESSES[process].input])[0]
     assert back == value, f"{value!r} does not reach the workflow as it was accepted: {back!r}"
     return value
@@ -228,7 +239,7 @@ decision_like = st.fixed_dictionaries(
 def encodable(payload: object) -> bool:
     """What a client can send at all (a lone surrogate, say, never leaves the caller)."""
     try:
-        pydantic_data_converter.payload_converter.to_payloads([payload])
+        DATA_CONVERTER.payload_converter.to_payloads([payload])
     except Exception:  # noqa: BLE001
         return False
     return True
@@ -259,6 +270,7 @@ RAW_PAYLOADS = [
     Payload(metadata={"encoding": b"binary/plain"}, data=b"\x00\x01"),
     Payload(metadata={"encoding": b"json/protobuf", "messageType": b"no.Such"}, data=b"{}"),
     Payload(metadata={}, data=b"{}"),
+    Payload(metadata={"encoding": b"json/plain"}, data=json.dumps({"junk": "x" * 600_000}).encode()),  # oversized
 ]
 
 
@@ -422,3 +434,116 @@ def test_baton_run_refuses_bad_input_in_one_line_with_exit_2_and_starts_nothing(
     )
     assert done.returncode == 2, done.stderr
     assert done.stdout == "" and done.stderr.count("\n") == 1 and done.stderr.startswith("baton: "), done.stderr
+
+
+# ----- 6. bad input past the door: a plain `temporal workflow start` ------------------------------
+# Anyone who can reach the namespace can start a run without `baton run`'s checks. Such a run must
+# end at once, failed in Temporal and typed for Baton, naming what is wrong and never echoing it.
+
+DEEP_FOR_THE_CLI = 5_000  # the `temporal` CLI itself refuses JSON nested more than 10,000 deep
+RAW_STARTS = {  # case: (the input as sent, words the failure must name, text it must not show)
+    "invalid-email": (json.dumps({**CLEAR, "email": "not-an-email"}), ["email"], ["not-an-email"]),
+    "1.9 MB": (json.dumps({**CLEAR, "notes": "private " * 240_000}), ["1,920,", "bytes"], ["private"]),
+    f"{DEEP_FOR_THE_CLI:,} deep": ('{"a":' * DEEP_FOR_THE_CLI + "1" + "}" * DEEP_FOR_THE_CLI, ["JSON", "recursion"], ['{"a"']),
+    "100,000 deep, by SDK": ("[" * 100_000 + "]" * 100_000, ["JSON", "recursion"], ["[["]),
+}
+
+
+async def start_raw(stack: Stack, case: str, tmp_path: Path) -> str:
+    """Start an onboarding run the way a user of plain Temporal would, with no Baton check in between."""
+    run_id = f"raw-{uuid.uuid4().hex[:8]}"
+    text = RAW_STARTS[case][0]
+    if case.endswith("by SDK"):  # deeper than the CLI sends: a client that sends raw JSON
+        payload = Payload(metadata={"encoding": b"json/plain"}, data=text.encode())
+        await stack.client.start_workflow("onboarding", RawValue(payload), id=run_id, task_queue=stack.queue)
+        return run_id
+    path = tmp_path / "input.json"
+    path.write_text(text)
+    started = await temporal("workflow", "start", "--type", "onboarding", "--task-queue", stack.queue,
+                             "--workflow-id", run_id, "--input-file", path, env=stack.env)
+    assert started.rc == 0, str(started)
+    return run_id
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("case", list(RAW_STARTS))
+async def test_a_raw_start_with_bad_input_fails_at_once_naming_the_problem_not_the_value(stack, tmp_path, case):
+    _, named, hidden = RAW_STARTS[case]
+    run_id = await start_raw(stack, case, tmp_path)
+    handle = stack.client.get_workflow_handle(run_id)
+    with pytest.raises(WorkflowFailureError) as ended:
+        await asyncio.wait_for(handle.result(), 30)
+    failure = ended.value.cause
+    assert isinstance(failure, ApplicationError), repr(failure)
+    assert (failure.type, failure.non_retryable) == ("InvalidInput", True)
+    assert all(word in failure.message for word in named), failure.message
+    assert (await handle.describe()).status is WorkflowExecutionStatus.FAILED  # the Web UI's Failures filter
+    assert await task_failures(stack.client, run_id) == []
+    closing = (await handle.fetch_history()).events[-1]
+    assert closing.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED
+    recorded = str(closing.workflow_execution_failed_event_attributes.failure)  # message, cause, stack, details
+    for value in (*hidden, CLEAR["name"], CLEAR["email"], CLEAR["document_number"]):
+        assert value not in recorded, f"{value!r} echoed in the failure: {recorded[:2000]}"
+
+    outcome = await stack.baton.result(run_id)  # the SDK's typed answer, for a run that never ran
+    assert (outcome.process, outcome.state, outcome.steps, outcome.cost_usd) == ("onboarding", RunState.FAILED, 0, 0)
+    assert outcome.reason == failure.message
+
+    async def listed_failed():
+        return [r for r in await stack.baton.runs(status="failed") if r.run_id == run_id]
+
+    (summary,) = await eventually(listed_failed, f"{run_id} in Baton.runs(status='failed')")
+    assert (summary.process, summary.status, summary.temporal_status) == ("onboarding", "failed", "FAILED")
+
+
+@pytest.mark.integration
+async def test_every_baton_command_answers_for_a_run_that_failed_on_its_input(stack, tmp_path):
+    """`baton runs`, `status`, `ledger`, `audit`, `approve` and `report` on it: clear answers, no traceback."""
+    run_id = await start_raw(stack, "invalid-email", tmp_path)
+    with pytest.raises(WorkflowFailureError):
+        await asyncio.wait_for(stack.client.get_workflow_handle(run_id).result(), 30)
+    env = stack.env
+
+    async def listed_by_cli():
+        found = (await baton_cli("runs", "--status", "failed", "--json", env=env)).json()
+        return [r for r in found if r["run_id"] == run_id]
+
+    (row,) = await eventually(listed_by_cli, f"{run_id} in `baton runs --status failed`")
+    assert (row["process"], row["status"]) == ("onboarding", "failed")
+    for filters in ([], ["--process", "onboarding"], ["--process", "onboarding", "--status", "failed"]):
+        found = (await baton_cli("runs", *filters, "--json", env=env)).json()
+        assert run_id in [r["run_id"] for r in found], filters
+    for filters in (["--process", "sales-followup"], ["--status", "completed"], ["--status", "running"]):
+        found = (await baton_cli("runs", *filters, "--json", env=env)).json()
+        assert run_id not in [r["run_id"] for r in found], filters
+    results = {
+        name: await baton_cli(*args, env=env)
+        for name, args in {
+            "status": ("status", run_id, "--json"),
+            "status text": ("status", run_id),
+            "ledger": ("ledger", run_id),
+            "audit": ("audit", run_id, "--json"),
+            "approve": ("approve", run_id, "--by", REVIEWERS[0]),
+            "report": ("report", "--json"),
+        }.items()
+    }
+    for name, result in results.items():
+        assert "Traceback" not in result.err and "not-an-email" not in result.out + result.err, f"{name}: {result}"
+
+    assert results["status"].rc == 0, str(results["status"])
+    status = results["status"].json()
+    assert (status["process"], status["state"], status["steps"], status["open_requests"]) == ("onboarding", "failed", 0, [])
+    assert "email" in status["reason"]
+    assert results["status text"].rc == 0 and "failed" in results["status text"].out
+    ledger = results["ledger"]
+    assert ledger.rc == 0 and ledger.out.count("\n") == 1 and "no steps" in ledger.out and "email" in ledger.out, str(ledger)
+    assert results["audit"].rc == 0, str(results["audit"])
+    audited = results["audit"].json()
+    assert (audited["run"]["state"], audited["run"]["temporal_status"], audited["steps"]) == ("failed", "failed", [])
+    assert "email" in audited["run"]["reason"]
+    approve = results["approve"]
+    assert approve.rc == 2 and len(approve.err_lines) == 1 and "no longer running" in approve.err, str(approve)
+    report = results["report"]
+    assert report.rc == 0, str(report)
+    (onboarding,) = [p for p in report.json()["processes"] if p["process"] == "onboarding"]
+    assert onboarding["by_state"].get("failed", 0) >= 1 and report.json()["unreadable"] == []

@@ -29,7 +29,8 @@ from typing import Any, TypeVar
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.tools.catalog import TOOLS
@@ -37,12 +38,12 @@ from activities.tools.systems import SystemsOfRecord
 from client.connection import connect
 from client.sdk import Baton
 from tests.conftest import LEADS, REVIEWERS, ROOT, running_worker
-from tests.processes import Refund, Signoff
+from tests.processes import DraftRequest, NobodyAnswers, Refund, Signoff, Unanswered, UnguardedSend
 from worker.binaries import temporal_cli
 from worker.config import BatonConfig
 from worker.devserver import DevServer, DevServerError, port_in_use
 from workflows import search_attributes as sa
-from workflows.outcome import RunState
+from workflows.outcome import RunOutcome, RunState
 
 pytestmark = pytest.mark.integration
 
@@ -220,7 +221,9 @@ class Stack:
 
 @pytest.fixture
 async def stack(dev_env: WorkflowEnvironment, config: BatonConfig) -> AsyncIterator[Stack]:
-    async with running_worker(dev_env.client, config, extra_workflows=(Signoff,)) as worker:
+    async with running_worker(
+        dev_env.client, config, extra_workflows=(Signoff, UnguardedSend, NobodyAnswers)
+    ) as worker:
         target = dev_env.client.service_client.config.target_host
         yield Stack(
             client=dev_env.client,
@@ -483,6 +486,83 @@ async def test_bad_input_is_refused_with_one_line_and_starts_nothing(stack: Stac
     control_id = control.json()["run_id"]
     assert await wait_until_listed(f"TaskQueue='{stack.queue}'", control_id, env) == {control_id}
     assert (await outcome_of(stack, control_id)).state is RunState.COMPLETED
+
+
+# ----- 4b. Temporal's status tells the end ------------------------------------------------
+
+FAILED_IN_TEMPORAL = {RunState.FAILED, RunState.BUDGET_EXCEEDED, RunState.TIMED_OUT}
+
+
+async def start_one_run_per_end(stack: Stack) -> dict[RunState, str]:
+    """One run for each end a run can reach: shipped processes where they reach it, test processes elsewhere."""
+    clear = json.loads(CLEAR.read_text())
+    runs = {
+        RunState.COMPLETED: await stack.baton.start("onboarding", clear),
+        RunState.REJECTED: await stack.baton.start("onboarding", json.loads((EXAMPLES / "reject.json").read_text())),
+        RunState.BUDGET_EXCEEDED: await stack.baton.start("onboarding", {**clear, "budget": {"max_cost_usd": 1e-5}}),
+    }
+    others = {
+        RunState.FAILED: (UnguardedSend.run, DraftRequest(topic="x")),  # irreversible tool, no approval policy
+        RunState.TIMED_OUT: (NobodyAnswers.run, Unanswered()),
+        RunState.ESCALATED: (NobodyAnswers.run, Unanswered(end_state=RunState.ESCALATED)),
+    }
+    for state, (run, arg) in others.items():
+        handle = await stack.client.start_workflow(run, arg, id=f"ends-{state.value}-{os.urandom(3).hex()}",
+                                                   task_queue=stack.queue)
+        runs[state] = handle.id
+    return runs
+
+
+async def test_temporal_status_tells_how_each_run_ended_and_baton_still_reads_it_typed(stack: Stack):
+    """failed, budget_exceeded and timed_out are Failed in Temporal (the Web UI's Failures filter); the
+    designed business ends are Completed; the SDK, `baton audit` and search attributes keep Baton's state."""
+    env = stack.env
+    runs = await start_one_run_per_end(stack)
+    outcomes = {state: await outcome_of(stack, run_id) for state, run_id in runs.items()}
+    for state, outcome in outcomes.items():
+        assert outcome.state is state, (state, outcome.reason)
+
+    for state, run_id in runs.items():
+        handle = stack.client.get_workflow_handle(run_id)
+        described = await handle.describe()
+        assert described.typed_search_attributes.get(sa.STATUS) == state.value  # set before the run failed
+        if state not in FAILED_IN_TEMPORAL:
+            assert described.status is WorkflowExecutionStatus.COMPLETED, state
+            continue
+        assert described.status is WorkflowExecutionStatus.FAILED, state
+        with pytest.raises(WorkflowFailureError) as ended:
+            await handle.result()
+        failure = ended.value.cause
+        assert isinstance(failure, ApplicationError) and failure.non_retryable
+        assert (failure.type, failure.message) == (state.value, outcomes[state].reason)
+        assert RunOutcome[dict].model_validate(failure.details[0]) == outcomes[state]
+
+    in_queue = f"TaskQueue = '{stack.queue}'"
+    failed = await eventually(
+        _async_listed(f"ExecutionStatus = 'Failed' AND {in_queue}", env, len(FAILED_IN_TEMPORAL)),
+        "the failed ends in `temporal workflow list`",
+    )
+    assert failed == {runs[s] for s in FAILED_IN_TEMPORAL}
+    assert await listed(f"ExecutionStatus = 'Completed' AND {in_queue}", env) == {
+        run_id for state, run_id in runs.items() if state not in FAILED_IN_TEMPORAL}
+
+    for state in (RunState.COMPLETED, RunState.REJECTED, RunState.BUDGET_EXCEEDED):  # shipped: `baton audit` replays them
+        audited = await baton("audit", runs[state], "--json", env=env)
+        expect_exit(audited, 0)
+        run = audited.json()["run"]
+        closed_as = "failed" if state in FAILED_IN_TEMPORAL else "completed"
+        assert (run["state"], run["temporal_status"], run["reason"]) == (state.value, closed_as, outcomes[state].reason)
+        assert run["result"] == outcomes[state].result
+
+
+def _async_listed(query: str, env: dict[str, str], count: int) -> Callable[[], Awaitable[set[str] | None]]:
+    """A probe for `eventually`: the ids the listing shows, once it shows `count` of them."""
+
+    async def probe() -> set[str] | None:
+        ids = await listed(query, env)
+        return ids if len(ids) >= count else None
+
+    return probe
 
 
 # ----- 5. `baton dev`'s dev server: refuse, reuse, start --------------------------------

@@ -186,10 +186,11 @@ async def test_a_never_valid_answer_can_be_routed_to_a_person(time_env, config):
 
 async def test_unbounded_retries_are_refused(time_env, config):
     async with running_worker(time_env.client, config, extra_workflows=(Drafting,)) as w:
-        outcome = await time_env.client.execute_workflow(
+        handle = await time_env.client.start_workflow(
             Drafting.run, DraftRequest(topic="tides", unbounded_retries=True),
-            id=f"draft-{uuid.uuid4().hex[:6]}", task_queue=w.task_queue, result_type=RunOutcome[dict],
+            id=f"draft-{uuid.uuid4().hex[:6]}", task_queue=w.task_queue,
         )
+        outcome = await Baton(time_env.client, w.task_queue).result(handle.id)  # Failed in Temporal, typed here
     assert outcome.state is RunState.FAILED
     assert "maximum_attempts" in outcome.reason and "draft" in outcome.reason
 

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+import uuid
 from datetime import timedelta
+
+import pytest
 
 from activities.tools.systems import SystemsOfRecord
 from client.sdk import Baton
-from tests.conftest import running_worker
+from tests.conftest import ROOT, running_worker
 from workflows.outcome import RunState
 
 CLEAR = dict(applicant_id="A-1001", name="Ada Lovelace", email="ada@example.com", document_number="P1234567")
@@ -121,3 +126,71 @@ async def test_applicant_missing_from_the_register_is_rejected(time_env, config,
         outcome = await baton.result(await baton.start("onboarding", CLEAR))
     assert outcome.state is RunState.REJECTED
     assert "identity not verified: applicant not in the register" in outcome.reason
+
+
+# ----- `baton run --wait`: the exit status says how the run ended ---------------------------------
+
+WAIT_ROUTES = {  # route: (input, the worker's tools fail the send, nobody answers for a while, the end)
+    "clear": (CLEAR, False, False, RunState.COMPLETED),
+    "sanctioned": (SANCTIONED, False, False, RunState.REJECTED),
+    "over-budget": ({**CLEAR, "budget": {"max_cost_usd": 1e-5}}, False, False, RunState.BUDGET_EXCEEDED),
+    "bounced": (CLEAR, True, False, RunState.FAILED),
+    "nobody-reviews": (PEP, False, True, RunState.TIMED_OUT),
+}
+
+
+def test_every_end_has_its_own_exit_status_and_only_completed_is_0():
+    from client.cli import EXIT_BAD_INPUT, EXIT_BY_STATE
+
+    finals = {s for s in RunState if s.is_final}
+    assert set(EXIT_BY_STATE) == finals
+    assert len(set(EXIT_BY_STATE.values())) == len(finals)
+    assert [s for s, code in EXIT_BY_STATE.items() if code == 0] == [RunState.COMPLETED]
+    assert not {1, EXIT_BAD_INPUT, 130} & set(EXIT_BY_STATE.values())  # errors, bad input, Ctrl-C
+    documented = re.findall(r"^\| (\d+)\s+\| `(\w+)`", (ROOT / "README.md").read_text(), re.M)
+    assert {RunState(state): int(code) for code, state in documented} == EXIT_BY_STATE  # the README's table
+
+
+@pytest.mark.parametrize("route", list(WAIT_ROUTES))
+async def test_baton_run_wait_exits_with_the_status_of_the_end(time_env, config, tmp_path, route):
+    """Through the `baton` command (its main()), as a script would run it."""
+    from client.cli import EXIT_BY_STATE
+    from tests.test_engine import OutboxRejects  # (test_engine imports this module)
+    from tests.test_integration import BATON, cli_env, run_cli
+
+    data, bounces, nobody_answers, end = WAIT_ROUTES[route]
+    path = tmp_path / "input.json"
+    path.write_text(json.dumps(data))
+    tools = {"tools_class": OutboxRejects} if bounces else {}
+    async with running_worker(time_env.client, config, **tools) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        run_id = f"wait-{route}-{uuid.uuid4().hex[:6]}"
+        env = cli_env(time_env.client.service_client.config.target_host, w.task_queue)
+        waiting = asyncio.create_task(run_cli(BATON, "run", "onboarding", "--input", path, "--id", run_id, "--wait",
+                                              "--json", env=env))
+        if nobody_answers:
+            await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
+            await time_env.sleep(timedelta(hours=49))
+        result = await waiting
+    assert result.rc == EXIT_BY_STATE[end], str(result)
+    assert result.json()["state"] == end.value and result.json()["run_id"] == run_id
+
+
+async def test_baton_run_wait_exits_8_with_one_line_when_temporal_ends_the_run(time_env, config, tmp_path):
+    """Terminated (or cancelled, or timed out by Temporal): no Baton end, no traceback either."""
+    from client.cli import EXIT_ENDED_IN_TEMPORAL
+    from tests.test_integration import BATON, cli_env, run_cli
+
+    path = tmp_path / "input.json"
+    path.write_text(json.dumps(PEP))
+    async with running_worker(time_env.client, config) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        run_id = f"wait-terminated-{uuid.uuid4().hex[:6]}"
+        env = cli_env(time_env.client.service_client.config.target_host, w.task_queue)
+        waiting = asyncio.create_task(run_cli(BATON, "run", "onboarding", "--input", path, "--id", run_id, "--wait",
+                                              env=env))
+        await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
+        await time_env.client.get_workflow_handle(run_id).terminate("an operator stopped it")
+        result = await waiting
+    assert result.rc == EXIT_ENDED_IN_TEMPORAL == 8, str(result)
+    assert len(result.err_lines) == 1 and "terminated" in result.err and run_id in result.err, str(result)

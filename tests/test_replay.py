@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from activities.llm.output_type import resolve, type_path
+from client.converter import DATA_CONVERTER
 from client.sdk import Baton
 from tests.conftest import (
     LEADS,
@@ -46,7 +46,7 @@ RECORD = os.environ.get("BATON_RECORD_HISTORIES") == "1"
 def replayer() -> Replayer:
     return Replayer(
         workflows=WORKFLOWS,
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         workflow_runner=workflow_runner(),
     )
 
@@ -62,6 +62,8 @@ async def run_route(time_env, baton: Baton, route: str) -> list[str]:
             run_id = await baton.start("onboarding", CLEAR, run_id=route)
         case "onboarding-reject":
             run_id = await baton.start("onboarding", SANCTIONED, run_id=route)
+        case "onboarding-over-budget":  # a budget_exceeded end: Failed in Temporal, typed for Baton
+            run_id = await baton.start("onboarding", {**CLEAR, "budget": {"max_steps": 2}}, run_id=route)
         case "onboarding-review-approved" | "onboarding-review-escalated" | "onboarding-review-timeout":
             run_id = await baton.start("onboarding", PEP, run_id=route)
             await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
@@ -112,6 +114,7 @@ async def run_route(time_env, baton: Baton, route: str) -> list[str]:
 ROUTES = [
     "onboarding-clear",
     "onboarding-reject",
+    "onboarding-over-budget",
     "onboarding-review-approved",
     "onboarding-review-escalated",
     "onboarding-review-timeout",

@@ -138,6 +138,11 @@ async def test_report_figures_match_those_derived_from_the_ledgers(time_env, con
         await client.get_workflow_handle(parked).terminate("test over")  # never leave a run parked
     for e, r in zip(seen, records):  # the report reads what the worker answered, from history alone
         assert r.ledger == e.ledger, (e.run_id, [(a, b) for a, b in zip(e.ledger, r.ledger) if a != b])
+    # Temporal closed the runs that ended failed, over budget or timed out as Failed; each keeps its typed outcome.
+    closed_as = {(r.state, r.close_status) for r in records if not r.is_open}
+    assert closed_as == {("completed", "completed"), ("rejected", "completed"), ("budget_exceeded", "failed"),
+                         ("timed_out", "failed"), ("failed", "failed")}
+    assert all(r.outcome is not None and r.outcome.state.value == r.state for r in records if not r.is_open)
     assert [agents_that_waited(r) for r in records if r.process == "support-triage"] == [[agent]]
     children = {agent: await run_record(client, agent)}
 

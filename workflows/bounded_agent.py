@@ -59,6 +59,7 @@ class CapReached(Exception):
 @workflow.defn(name="baton-agent")
 class BoundedAgent(Process):
     name = "agent"
+    ends_in_temporal = False  # its report, escalated or not, is its parent's to route on: the child completes
 
     @workflow.run
     async def run(self, task: AgentTask) -> RunOutcome[AgentReport]:

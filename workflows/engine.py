@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, NoReturn, TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, RetryState
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 
 from workflows.agent_steps import AgentSteps
 from workflows.agents import Agent
@@ -43,6 +43,9 @@ with workflow.unsafe.imports_passed_through():
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R", bound=BaseModel)
 
+# Runs started before a failed, over-budget or timed-out end failed the run in Temporal completed it there.
+FAILED_ENDS_PATCH = "failed-ends-fail-in-temporal"
+
 
 class Process(BudgetSteps, ModelSteps, HumanSteps, AgentSteps):
     """Base of every Baton process. Subclasses set `name` and define `@workflow.run`."""
@@ -51,6 +54,7 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, AgentSteps):
     roles: ClassVar[tuple[str, ...]] = ()  # roles the process may ask; the worker checks baton.toml has them
     agents: ClassVar[tuple[Agent, ...]] = ()  # agents it delegates to; baton.toml grants them tools
     plan: ClassVar[tuple[PlannedStep, ...]] = ()  # its steps, declared for `baton tools` (workflows/plan.py)
+    ends_in_temporal: ClassVar[bool] = True  # its failed ends fail the workflow (False: its caller reads them)
 
     def __init__(self) -> None:
         self._ledger: list[LedgerEntry] = []
@@ -90,7 +94,19 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, AgentSteps):
         self._state, self._reason, self._current_step = outcome.state, outcome.reason, None
         self._desk.open.clear()  # a run that ended asks nobody anything
         self._publish()
+        if outcome.state.fails_in_temporal and self.ends_in_temporal and workflow.patched(FAILED_ENDS_PATCH):
+            self._fail_in_temporal(outcome)
         return outcome
+
+    @staticmethod
+    def _fail_in_temporal(outcome: RunOutcome) -> NoReturn:
+        """Close the run as Failed, so Temporal's status (the Web UI's Failures filter) tells Baton's end.
+
+        The failure's type is the state, its message the reason, its details the
+        RunOutcome, which `Baton.result()` and `baton audit` read back typed.
+        Search attributes and current details were published first.
+        """
+        raise ApplicationError(outcome.reason, outcome, type=outcome.state.value, non_retryable=True)
 
     def keep(self, result: R) -> R:
         """The process's result object, returned as it stands if the run is stopped early."""

@@ -22,6 +22,12 @@ class RunState(StrEnum):
     def is_final(self) -> bool:
         return self not in (RunState.RUNNING, RunState.AWAITING_APPROVAL)
 
+    @property
+    def fails_in_temporal(self) -> bool:
+        """Ends Temporal records as Failed: the run did not do what it was for. The business ends a
+        process designs (completed, rejected, escalated to a person) are Completed."""
+        return self in (RunState.FAILED, RunState.BUDGET_EXCEEDED, RunState.TIMED_OUT)
+
 
 ResultT = TypeVar("ResultT")
 

@@ -1,0 +1,103 @@
+"""Baton's data converter: pydantic JSON, and a run's bad input fails the run, not its workflow task.
+
+Anyone who can reach the namespace can start a run, signal or update it with
+any payload (`temporal workflow start --input ...`), past `baton run`'s checks.
+With temporalio's pydantic converter, a payload that fails its model (a bad
+e-mail, JSON nested past pydantic's recursion limit) raises a ValidationError
+while the worker decodes it; the SDK wraps that as "Failed decoding arguments"
+and fails the workflow *task*, again on every retry: the run never ends and,
+having run no code, never gets Baton's search attributes. The SDK fails the
+*workflow* instead when decoding raises a `FailureError`
+(worker/_workflow_instance.py `_convert_payloads`, `workflow_is_failure_exception`);
+an update whose argument raises one is refused to its caller.
+
+So, decoding inside a workflow (temporalio's `WorkflowSerializationContext`:
+the run's input, update and query arguments, child results), a payload larger
+than MAX_PAYLOAD_BYTES or one that fails its model raises a non-retryable
+ApplicationError of type INVALID_INPUT that names each failing field and what
+is wrong with it, never the value: a failure message is not encrypted by a
+codec and anyone reading the Web UI sees it. Activity payloads keep pydantic's
+own errors (the activity code catches them), and so does this converter's
+context-free form, which Baton's own tools use to read histories.
+
+temporalio also has `converter.create_payload_validation_error`, but its message
+is a fixed "Payload validation failed" (meant for Nexus handlers): a person in
+the Web UI would see no field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+from temporalio.api.common.v1 import Payload
+from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter, PydanticPayloadConverter
+from temporalio.converter import (
+    CompositePayloadConverter,
+    DataConverter,
+    EncodingPayloadConverter,
+    SerializationContext,
+    WorkflowSerializationContext,
+)
+from temporalio.exceptions import ApplicationError
+
+MAX_PAYLOAD_BYTES = 512 * 1024  # Temporal warns from 512 KB; Baton's own run payloads are a few KB
+INVALID_INPUT = "InvalidInput"  # the failure type of a run (or update) refused for its input
+SHOWN_ERRORS = 10
+
+
+def invalid_input(what: str, problem: str) -> ApplicationError:
+    """The failure for a payload a run cannot take: non-retryable, so the run (or update) ends at once."""
+    return ApplicationError(f"invalid {what}: {problem}", type=INVALID_INPUT, non_retryable=True)
+
+
+def problems(err: ValidationError) -> str:
+    """`field: what is wrong` for each error, without the input values pydantic keeps beside them."""
+    found = [f"{'.'.join(str(p) for p in e['loc']) or '(whole input)'}: {e['msg'][:200]}" for e in err.errors()]
+    more = f"; and {len(found) - SHOWN_ERRORS} more" if len(found) > SHOWN_ERRORS else ""
+    return "; ".join(found[:SHOWN_ERRORS]) + more
+
+
+class _RunInputJSON(EncodingPayloadConverter):
+    """Pydantic JSON as a run decodes it: what would crash its task fails it instead (see the module)."""
+
+    def __init__(self, inner: PydanticJSONPlainPayloadConverter) -> None:
+        self._inner = inner  # shares its cache of type adapters
+
+    @property
+    def encoding(self) -> str:
+        return self._inner.encoding
+
+    def to_payload(self, value: Any) -> Payload | None:
+        return self._inner.to_payload(value)
+
+    def from_payload(self, payload: Payload, type_hint: type | None = None) -> Any:
+        what = getattr(type_hint, "__name__", "input")
+        if len(payload.data) > MAX_PAYLOAD_BYTES:
+            raise invalid_input(what, f"the payload is {len(payload.data):,} bytes, more than the "
+                                      f"{MAX_PAYLOAD_BYTES:,} a run takes")
+        try:
+            return self._inner.from_payload(payload, type_hint)
+        except ValidationError as err:
+            raise invalid_input(what, problems(err)) from None  # its cause would carry the values
+
+
+class BatonPayloadConverter(PydanticPayloadConverter):
+    """temporalio's pydantic payload converter; inside a workflow, bad input fails the run (see the module)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._in_run: CompositePayloadConverter | None = None
+
+    def with_context(self, context: SerializationContext) -> CompositePayloadConverter:
+        if not isinstance(context, WorkflowSerializationContext):
+            return self
+        if self._in_run is None:  # one per converter: the SDK asks for it per run and per child
+            self._in_run = CompositePayloadConverter(*(
+                _RunInputJSON(c) if isinstance(c, PydanticJSONPlainPayloadConverter) else c
+                for c in self.converters.values()
+            ))
+        return self._in_run
+
+
+DATA_CONVERTER = DataConverter(payload_converter_class=BatonPayloadConverter)
