@@ -275,6 +275,8 @@ def _decision(payload: RawValue | None) -> Decision:
         decision = workflow.payload_converter().from_payload(payload.payload, Decision)
     except ValidationError:
         raise
+    except ApplicationError as err:  # Baton's converter names the fields a payload gets wrong, never their values
+        raise ValueError(err.message) from None
     except Exception as err:  # noqa: BLE001 (a client can send any bytes with any encoding: none may crash the task)
         raise ValueError(f"the payload cannot be read as a decision ({type(err).__name__})") from None
     if not isinstance(decision, Decision):  # e.g. a null payload, which converts without looking at the type

@@ -12,6 +12,7 @@ import re
 import shlex
 import unicodedata
 from collections.abc import Iterable
+from types import MappingProxyType
 from typing import Any
 
 from temporalio import workflow
@@ -124,7 +125,7 @@ def run_summary(process: str, key: str) -> str:
 # typography); a backslash makes each a literal character, in CommonMark and in the UI's renderer.
 _MARKUP = re.compile(r"[\\`*_{}\[\]()#+\-.!:|<>~$^&]")
 # ... except where it cannot be markup: inside a word (A-1002, compliance_review) or a number (0.05, 10:30).
-_SAFE_BETWEEN = {"-": str.isalnum, "_": str.isalnum, ".": str.isdigit, ":": str.isdigit}
+_SAFE_BETWEEN = MappingProxyType({"-": str.isalnum, "_": str.isalnum, ".": str.isdigit, ":": str.isdigit})
 _FRACTION = re.compile(r"(?<=\d)/(?=\d)")  # the UI would typeset 1/2 as a fraction
 
 
