@@ -42,6 +42,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, WorkflowRunner
 
 from client.converter import DATA_CONVERTER, INVALID_INPUT
+from client.run_input import RunInputCheck
 from client.sdk import InputError, UnknownRun, outcome_of_failure
 from workflows.catalog import PROCESSES, WORKFLOWS
 from workflows.ledger import LedgerEntry
@@ -203,6 +204,7 @@ async def _replay(history: WorkflowHistory) -> dict[str, Any]:
     replayer = Replayer(
         workflows=WORKFLOWS,
         data_converter=DATA_CONVERTER,
+        interceptors=[RunInputCheck()],  # replays as the worker ran it (client/run_input.py)
         workflow_runner=runner,
         unsandboxed_workflow_runner=runner,
         workflow_task_executor=executor,

@@ -446,6 +446,8 @@ RAW_STARTS = {  # case: (the input as sent, words the failure must name, text it
     "1.9 MB": (json.dumps({**CLEAR, "notes": "private " * 240_000}), ["1,920,", "bytes"], ["private"]),
     f"{DEEP_FOR_THE_CLI:,} deep": ('{"a":' * DEEP_FOR_THE_CLI + "1" + "}" * DEEP_FOR_THE_CLI, ["JSON", "recursion"], ['{"a"']),
     "100,000 deep, by SDK": ("[" * 100_000 + "]" * 100_000, ["JSON", "recursion"], ["[["]),
+    "no input": ("", ["onboarding takes", "applicant", "got 0"], []),  # `temporal workflow start` without --input
+    "binary/null, by SDK": ("", ["applicant", "no value"], []),  # decodes to None whatever the type
 }
 
 
@@ -453,14 +455,16 @@ async def start_raw(stack: Stack, case: str, tmp_path: Path) -> str:
     """Start an onboarding run the way a user of plain Temporal would, with no Baton check in between."""
     run_id = f"raw-{uuid.uuid4().hex[:8]}"
     text = RAW_STARTS[case][0]
-    if case.endswith("by SDK"):  # deeper than the CLI sends: a client that sends raw JSON
-        payload = Payload(metadata={"encoding": b"json/plain"}, data=text.encode())
+    if case.endswith("by SDK"):  # what the CLI cannot send: JSON deeper than it takes, a payload with no JSON
+        encoding = b"binary/null" if case.startswith("binary/null") else b"json/plain"
+        payload = Payload(metadata={"encoding": encoding}, data=text.encode())
         await stack.client.start_workflow("onboarding", RawValue(payload), id=run_id, task_queue=stack.queue)
         return run_id
     path = tmp_path / "input.json"
     path.write_text(text)
+    given = ["--input-file", path] if text else []
     started = await temporal("workflow", "start", "--type", "onboarding", "--task-queue", stack.queue,
-                             "--workflow-id", run_id, "--input-file", path, env=stack.env)
+                             "--workflow-id", run_id, *given, env=stack.env)
     assert started.rc == 0, str(started)
     return run_id
 

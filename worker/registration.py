@@ -26,6 +26,7 @@ from activities.tools.activity import ToolActivities
 from activities.tools.systems import SystemsOfRecord
 from client.connection import is_traced, task_queue, tracing_interceptor, tracing_on
 from worker.config import BatonConfig
+from client.run_input import RunInputCheck
 from workflows.catalog import WORKFLOWS
 
 # Pure data libraries: loading them once outside the sandbox keeps every
@@ -105,7 +106,7 @@ async def baton_worker(
             workflow_runner=workflow_runner(),
             max_cached_workflows=config.worker.max_cached_runs,
             graceful_shutdown_timeout=timedelta(seconds=10),
-            interceptors=[tracing_interceptor(tracer_provider)] if own_tracing else [],
+            interceptors=[RunInputCheck(), *([tracing_interceptor(tracer_provider)] if own_tracing else [])],
         )
         async with worker:
             yield worker

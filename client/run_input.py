@@ -1,0 +1,64 @@
+"""A run's arguments checked before its process sees them: what would crash its task fails the run.
+
+Baton's converter (client/converter.py) fails a run whose input does not decode
+into its model. Two starts get past any converter: no input at all (`temporal
+workflow start --type onboarding` without `--input`), and a payload whose
+encoding holds no JSON (`binary/null`), which Temporal decodes to None whatever
+the type. The process's first line would then raise TypeError or
+AttributeError and fail the workflow task on every retry: a run that never ends.
+Checked here, on the worker and in Baton's replayer alike (it sits beside the converter), such a run ends at
+once as an invalid input, like one the converter refused.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel
+from temporalio.worker import (
+    ExecuteWorkflowInput,
+    Interceptor,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+)
+
+from client.converter import invalid_input
+
+
+class RunInputCheck(Interceptor):
+    """Give every workflow the argument check below."""
+
+    def workflow_interceptor_class(
+        self, input: WorkflowInterceptorClassInput
+    ) -> type[WorkflowInboundInterceptor] | None:
+        return _CheckedRun
+
+
+class _CheckedRun(WorkflowInboundInterceptor):
+    async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
+        problem = mismatch(getattr(input.type, "name", input.type.__name__), input.run_fn, input.args)
+        if problem:
+            raise invalid_input("input", problem)
+        return await super().execute_workflow(input)
+
+
+def mismatch(name: str, run_fn: Any, args: Sequence[Any]) -> str | None:
+    """Why `args` cannot be the arguments of `run_fn` (None when they can): their count, or a model left empty."""
+    params = [p for p in inspect.signature(run_fn).parameters.values() if p.name != "self"]
+    required = [p for p in params if p.default is p.empty and p.kind is p.POSITIONAL_OR_KEYWORD]
+    named = ", ".join(p.name for p in params)
+    if not len(required) <= len(args) <= len(params):
+        return f"{name} takes {len(required)} argument(s) ({named}), got {len(args)}"
+    hints = typing.get_type_hints(run_fn)
+    for param, arg in zip(params, args):
+        if arg is None and _is_model(hints.get(param.name)):
+            return f"{param.name}: no value (a payload with no JSON in it)"
+    return None
+
+
+def _is_model(hint: Any) -> bool:
+    return isinstance(hint, type) and issubclass(hint, BaseModel)
+
