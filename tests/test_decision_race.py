@@ -34,6 +34,7 @@ from activities.tools.contracts import ToolCall, ToolResult
 from client.sdk import Baton, verdict
 from tests.conftest import REVIEWERS, running_worker
 from tests.test_onboarding_routes import PEP
+from tests.test_replay import replayer
 from worker.config import BatonConfig, WorkerSettings
 from worker.registration import baton_worker
 from workflows.approvals import Verdict
@@ -120,6 +121,13 @@ async def settle_timers(client: Client, run_id: str) -> int:
     return summaries.count(SETTLE_SUMMARY)
 
 
+async def replays(client: Client, run_id: str) -> None:
+    """The history the race left replays: the wait for the request is deterministic."""
+    history = await client.get_workflow_handle(run_id).fetch_history()
+    result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, result.replay_failure
+
+
 async def release(client: Client, parked: Parked) -> None:
     await client.get_async_activity_handle(task_token=parked.token).complete(parked.result)
 
@@ -136,6 +144,7 @@ async def test_an_update_arriving_with_the_step_that_opens_its_request_is_taken(
     assert (taken.request_id, taken.by, taken.approved) == ("compliance_review", REVIEWERS[0], True)
     assert outcome.state is RunState.COMPLETED, outcome.reason
     assert await settle_timers(client, run_id) == 0  # reached in the same task: the wait left no trace
+    await replays(client, run_id)
 
 
 async def test_a_signal_arriving_with_the_step_that_opens_its_request_is_taken(dev_env, config):
@@ -147,6 +156,7 @@ async def test_a_signal_arriving_with_the_step_that_opens_its_request_is_taken(d
     async with baton_worker(client, uncached(config), queue=queue):
         outcome = await asyncio.wait_for(Baton(client, queue).result(run_id), WAIT_S)  # a dropped signal parks it for good
     assert outcome.state is RunState.COMPLETED, outcome.reason
+    await replays(client, run_id)
 
 
 async def test_a_decision_for_a_request_the_run_never_opens_is_still_refused(dev_env, config):
@@ -163,4 +173,5 @@ async def test_a_decision_for_a_request_the_run_never_opens_is_still_refused(dev
         await handle.terminate("test over")
     assert "no open approval request 'compliance_reveiw'" in str(refused.value.cause)
     assert await settle_timers(client, run_id) == 1
+    await replays(client, run_id)
     assert [r.id for r in status.open_requests] == ["compliance_review"]

@@ -25,6 +25,7 @@ from temporalio.worker import Replayer
 
 from activities.llm.output_type import resolve, type_path
 from client.converter import DATA_CONVERTER
+from client.run_input import RunInputCheck
 from client.sdk import Baton
 from tests.conftest import (
     LEADS,
@@ -47,6 +48,7 @@ def replayer() -> Replayer:
     return Replayer(
         workflows=WORKFLOWS,
         data_converter=DATA_CONVERTER,
+        interceptors=[RunInputCheck()],
         workflow_runner=workflow_runner(),
     )
 
