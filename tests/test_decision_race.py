@@ -38,7 +38,7 @@ from tests.test_replay import replayer
 from worker.config import BatonConfig, WorkerSettings
 from worker.registration import baton_worker
 from workflows.approvals import Verdict
-from workflows.human_steps import SETTLE_SUMMARY
+from workflows.decisions import SETTLE_SUMMARY
 from workflows.outcome import RunState
 
 pytestmark = pytest.mark.integration

@@ -24,6 +24,7 @@ from workflows.agents import Agent
 from workflows.approval_desk import ApprovalDesk
 from workflows.approvals import ApprovalStatus, AskPolicy
 from workflows.budget import BudgetSteps, calls_and_clock, span
+from workflows.decisions import Decisions
 from workflows.human_steps import HumanSteps, NotApproved
 from workflows.ledger import LedgerEntry, StepKind, digest
 from workflows.model_steps import ModelSteps
@@ -47,7 +48,7 @@ R = TypeVar("R", bound=BaseModel)
 FAILED_ENDS_PATCH = "failed-ends-fail-in-temporal"
 
 
-class Process(BudgetSteps, ModelSteps, HumanSteps, AgentSteps):
+class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
     """Base of every Baton process. Subclasses set `name` and define `@workflow.run`."""
 
     name: ClassVar[str]

@@ -1,0 +1,151 @@
+"""How people's decisions reach a run: the `approve`/`reject` signals and the `decide` update.
+
+A mixin of the engine's `Process`, beside workflows/human_steps.py (which asks):
+it takes decisions onto the run's approval desk (workflows/approval_desk.py).
+Anyone who can reach the namespace can send these, with any payload: nothing
+they send may crash a workflow task, unblock a run without a valid decision,
+or be lost without a trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from temporalio import workflow
+from temporalio.common import RawValue
+from temporalio.exceptions import ApplicationError
+
+from workflows.approval_desk import MAX_SETTLING, ApprovalDesk
+from workflows.approvals import Decision, Verdict
+from workflows.ledger import StepKind
+
+SETTLE = timedelta(seconds=1)  # how long a decision waits for a request the run has not reached
+SETTLE_SUMMARY = "a decision before its request"
+
+
+def _one_payload(handler: Callable[..., None]) -> Callable[..., None]:
+    """Show the SDK a signal handler's single RawValue parameter, not its `*extra`.
+
+    With the one typed parameter, a signal's payload reaches the handler raw whatever it
+    holds (so a malformed one is recorded, not dropped by the SDK unseen). The `*extra`
+    the SDK does not see still takes the payloads a client may add beyond the first
+    (`temporal workflow signal --input A --input B`): without it the call would raise
+    TypeError and fail the workflow task on every retry, leaving the run stuck.
+    """
+    params = inspect.signature(handler).parameters.values()
+    handler.__signature__ = inspect.Signature([p for p in params if p.kind is not p.VAR_POSITIONAL])  # type: ignore[attr-defined]
+    return handler
+
+
+class Decisions:
+    """The handlers people answer through; what they take is judged by the desk."""
+
+    _desk: ApprovalDesk
+
+    # The payload is taken raw (a Decision as JSON, normally), so that a malformed one
+    # reaches the handler and the ledger instead of being dropped by the SDK unseen.
+    @workflow.signal
+    @_one_payload
+    async def approve(self, payload: RawValue = None, *extra: Any) -> None:  # type: ignore[assignment]  # no payload at all
+        await self._decide_by_signal(payload, approved=True, extra=len(extra))
+
+    @workflow.signal
+    @_one_payload
+    async def reject(self, payload: RawValue = None, *extra: Any) -> None:  # type: ignore[assignment]
+        await self._decide_by_signal(payload, approved=False, extra=len(extra))
+
+    @workflow.update
+    async def decide(self, verdict: Verdict) -> Verdict:
+        """Decide and answer: what can never apply is refused by the validator, before history."""
+        await self._settle(verdict.request_id)
+        try:
+            return self._desk.take(verdict)
+        except ValueError as refused:  # a request the run did not reach in this task after all
+            raise ApplicationError(str(refused), type="DecisionRefused", non_retryable=True) from None
+
+    @decide.validator
+    def _validate_decide(self, verdict: Verdict) -> None:
+        self._desk.screen(verdict)
+
+    async def _settle(self, request_id: str | None) -> None:
+        """Let the run take in the rest of this workflow task before a decision is judged.
+
+        Temporal runs validators and signal handlers before the workflow code sees the
+        other events of the same task, so the request such an event leads to (a step
+        completed, a deadline passed) is not open yet. Wait for it; if the run does not
+        reach it in this task, a short timer ends the wait and the decision is judged
+        (refused) then. A timer cancelled in the task that started it never reaches
+        history. At most MAX_SETTLING decisions wait at once (the validator refuses more),
+        so a flood of decisions for requests that never open cannot flood history with timers.
+        """
+        if self._desk.can_judge(request_id) or self._desk.settling >= MAX_SETTLING:
+            return
+        self._desk.settling += 1
+        try:
+            await workflow.wait_condition(
+                lambda: self._desk.can_judge(request_id), timeout=SETTLE, timeout_summary=SETTLE_SUMMARY
+            )
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            self._desk.settling -= 1
+
+    async def _decide_by_signal(self, payload: RawValue | None, approved: bool, extra: int = 0) -> None:
+        """A signal cannot be refused to its sender: a bad one is recorded in the ledger and ignored."""
+        raw = _payload_text(payload)
+        try:
+            if extra:
+                raise ValueError(f"the signal carried {extra + 1} payloads; a decision is one JSON object")
+            decision = _decision(payload)
+            await self._settle(decision.request_id)
+            self._desk.take(Verdict(**decision.model_dump(), approved=approved))
+        except (ValueError, ValidationError, TypeError) as refused:
+            self._record(
+                step=_field(raw, "request_id") or "?", kind=StepKind.APPROVAL, name="signal",
+                started_at=workflow.now(), outcome="refused", by=_field(raw, "by"),
+                detail=f"{'approve' if approved else 'reject'} signal refused: {_first_line(refused)}",
+            )
+
+
+def _decision(payload: RawValue | None) -> Decision:
+    """A signal's payload as a Decision; ValueError (or ValidationError) says why it is not one."""
+    if payload is None:
+        raise ValueError("the signal carried no payload")
+    try:
+        decision = workflow.payload_converter().from_payload(payload.payload, Decision)
+    except ValidationError:
+        raise
+    except ApplicationError as err:  # Baton's converter names the fields a payload gets wrong, never their values
+        raise ValueError(err.message) from None
+    except Exception as err:  # noqa: BLE001 (a client can send any bytes with any encoding: none may crash the task)
+        raise ValueError(f"the payload cannot be read as a decision ({type(err).__name__})") from None
+    if not isinstance(decision, Decision):  # e.g. a null payload, which converts without looking at the type
+        raise ValueError(f"the payload is {type(decision).__name__}, not a decision")
+    return decision
+
+
+def _payload_text(payload: RawValue | None) -> Any:
+    if payload is None:
+        return None
+    if not isinstance(payload, RawValue):
+        return payload  # decoded already: the SDK decodes every payload of a signal that carried several
+    try:
+        return workflow.payload_converter().from_payload(payload.payload, Any)
+    except Exception:  # noqa: BLE001 (whatever arrived, the ledger only wants a readable hint)
+        return None
+
+
+def _field(raw: Any, key: str) -> str | None:
+    value = raw.get(key) if isinstance(raw, dict) else None
+    return str(value)[:80] if value is not None else None
+
+
+def _first_line(err: Exception) -> str:
+    if isinstance(err, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}" for e in err.errors())
+    return str(err).splitlines()[0][:300]
