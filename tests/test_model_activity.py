@@ -442,3 +442,80 @@ async def test_all_unavailable_names_only_this_attempts_calls(primary, backup, c
     assert "bad gateway now" in err.message
     assert "overloaded" not in err.message  # that was attempt 1
     assert [(c.attempt, c.outcome) for c in calls_of(err)] == [(1, "invalid"), (1, "unavailable"), (3, "unavailable")]
+
+
+# ----- untrusted usage ---------------------------------------------------------------------------
+
+
+def openai_with_usage(usage: object) -> Reply:
+    """A valid answer whose `usage` the server made up."""
+    reply = openai_answer(VALID)
+    reply.body["usage"] = usage
+    return reply
+
+
+def worst_case_of(call: ModelCall, price: Price) -> float:
+    """What the budget check reasons a request can cost, from the estimate the call was billed on."""
+    return price.worst_case(call.tokens_in, call.tokens_out)
+
+
+LIES = {
+    "negative": {"prompt_tokens": -1_000_000_000, "completion_tokens": 10},
+    "nan": {"prompt_tokens": float("nan"), "completion_tokens": 10},
+    "infinite": {"prompt_tokens": 100, "completion_tokens": float("inf")},
+    "huge": {"prompt_tokens": 10**30, "completion_tokens": 10},
+    "float": {"prompt_tokens": 1e9, "completion_tokens": 10},
+    "boolean": {"prompt_tokens": True, "completion_tokens": 10},
+    "text": {"prompt_tokens": "100", "completion_tokens": 10},
+    "negative cache": {"prompt_tokens": 100, "completion_tokens": 10, "prompt_tokens_details": {"cached_tokens": -5000}},
+    "cache past input": {"prompt_tokens": 100, "completion_tokens": 10, "prompt_tokens_details": {"cached_tokens": 500}},
+    "missing": None,
+}
+
+
+@pytest.mark.parametrize("lie", LIES)
+async def test_usage_that_is_no_count_is_billed_the_worst_case(primary, backup, client, lie) -> None:
+    primary.script(openai_with_usage(LIES[lie]))
+
+    result = await run(model_activities(primary, backup, client), request(max_output_tokens=500))
+
+    assert result.output == VALID  # the answer stands; only its bill is unknown
+    [call] = result.calls
+    assert call.cost_estimate.startswith("usage unknown: ")
+    assert call.tokens_out == 500 and call.tokens_in > 0
+    assert call.cost_usd == pytest.approx(worst_case_of(call, GPT_PRICE), rel=1e-12) and call.cost_usd > 0
+    assert result.cost_usd == call.cost_usd
+
+
+async def test_anthropic_usage_that_is_no_count_is_billed_the_worst_case(primary, backup, client) -> None:
+    answer = anthropic_answer("Decision", VALID)
+    answer.body["usage"]["cache_read_input_tokens"] = -10**9
+    backup.script(answer)
+
+    result = await run(model_activities(primary, backup, client), request("careful"))
+
+    [call] = result.calls
+    assert call.cost_estimate.startswith("usage unknown: ")
+    assert call.cost_usd == pytest.approx(worst_case_of(call, CLAUDE_PRICE), rel=1e-12) and call.cost_usd > 0
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize("body", ["<html>502 Bad Gateway</html>", DEEP, '["a list"]', {"choices": []}],
+                         ids=["not json", "nested too deep", "not an object", "wrong shape"])
+async def test_an_answer_that_cannot_be_read_is_billed_the_worst_case(primary, backup, client, body) -> None:
+    primary.script(Reply(200, body))
+
+    err = await failure(model_activities(primary, backup, client), request())
+
+    assert err.type == "AllModelsUnavailable" and err.non_retryable is False
+    [call] = calls_of(err)
+    assert call.outcome == "unavailable" and call.cost_estimate
+    assert call.cost_usd == pytest.approx(worst_case_of(call, GPT_PRICE), rel=1e-12) and call.cost_usd > 0
+
+
+async def test_an_error_status_is_not_billed(primary, backup, client) -> None:
+    primary.script(error_reply(500, "overloaded"))
+    [call] = calls_of(await failure(model_activities(primary, backup, client), request()))
+    assert (call.status, call.cost_usd, call.cost_estimate) == (500, 0.0, "")

@@ -262,6 +262,7 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
                 fields["input"] = given
         if fields.get("decision") is not None:
             fields["output_digest"] = digest(fields["decision"])
+        _mark_estimated(fields)
         started = fields["started_at"]
         fields.setdefault("latency_ms", (workflow.now() - started).total_seconds() * 1000)
         self._ledger.append(LedgerEntry(seq=len(self._ledger) + 1, **fields))
@@ -309,3 +310,13 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
             self.name, self._state, self._budget_line(), step=self._current_step, reason=self._reason,
             run_id=workflow.info().workflow_id, asked=self._desk.open.values(),
         )
+
+
+def _mark_estimated(fields: dict[str, Any]) -> None:
+    """An entry billing a model request whose usage was unknown says so: its cost is an estimate, not a bill."""
+    estimated = sum(1 for c in fields.get("calls") or [] if c.cost_estimate)
+    if not estimated:
+        return
+    note = f"cost estimated: {estimated} request(s) with unknown usage billed at their worst case"
+    fields["cost_estimated"] = True
+    fields["detail"] = f"{fields['detail']}; {note}" if fields.get("detail") else note

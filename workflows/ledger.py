@@ -41,6 +41,7 @@ class LedgerEntry(BaseModel):
     tokens_out: int = 0
     cached_tokens: int = 0
     cost_usd: float = 0.0
+    cost_estimated: bool = False  # some of cost_usd is a worst case: a model request reported no valid usage
     effect: str | None = None
     idempotency_key: str | None = None
     decision: dict | None = None

@@ -156,15 +156,21 @@ class ModelActivities:
             with self._telemetry.model_call(request, label, spec, protocol, conversation) as span:
                 done = await provider.complete(conversation, spec)
                 call.reported_model = done.model
-                _price(call, spec, done)
+                _price(call, spec, done, conversation)
                 span.answered(call, done)
         except ProviderUnavailable as err:
             call.outcome, call.status, call.error = "unavailable", err.status, str(err)
+            if err.billable:
+                _bill_worst_case(call, spec, conversation, "the answer could not be read")
             raise
         except ProviderRejected as err:
             call.outcome, call.status, call.error = "rejected", err.status, str(err)
             hint = _mode_hint(label, spec, protocol) if err.malformed else ""
             raise _failure(f"{label} refused the request: {err}{hint}", "ModelRejected", calls) from None
+        except Exception as err:  # reading the answer broke (JSON nested too deep, ...): it was sent, maybe billed
+            call.outcome, call.error = "unavailable", f"unreadable answer: {type(err).__name__}: {err}"[:300]
+            _bill_worst_case(call, spec, conversation, "the answer could not be read")
+            raise ProviderUnavailable(call.error, billable=True) from None
         finally:
             call.latency_ms = (time.perf_counter() - started) * 1000
             if call.outcome != "ok":
@@ -181,7 +187,7 @@ class ModelActivities:
         if request.budget_remaining_usd is None:
             return
         left = request.budget_remaining_usd - sum(c.cost_usd for c in calls)
-        worst = spec.price.worst_case(conversation.estimated_input_tokens(), conversation.max_output_tokens)
+        worst = worst_case(spec, conversation)
         if worst <= left:
             return
         reason = (
@@ -252,11 +258,28 @@ def _output_type(request: LlmRequest) -> type[BaseModel]:
         raise ApplicationError(str(err), type="UnknownOutputType", non_retryable=True) from None
 
 
-def _price(call: ModelCall, spec: ModelSpec, done: Completion) -> None:
+def worst_case(spec: ModelSpec, conversation: Conversation) -> float:
+    """The most one request can cost: what the budget check refuses to send, and what unknown usage bills."""
+    return spec.price.worst_case(conversation.estimated_input_tokens(), conversation.max_output_tokens)
+
+
+def _price(call: ModelCall, spec: ModelSpec, done: Completion, conversation: Conversation) -> None:
+    """The reported usage at the model's prices; no valid usage reported, the request's worst case."""
     u = done.usage
+    if u is None:
+        _bill_worst_case(call, spec, conversation, f"usage unknown: {done.unknown_usage}")
+        return
     call.tokens_in, call.tokens_out = u.input, u.output
     call.cached_tokens, call.cache_write_tokens = u.cached_input, u.cache_write
     call.cost_usd = spec.price.cost(u.input, u.output, u.cached_input, u.cache_write)
+
+
+def _bill_worst_case(call: ModelCall, spec: ModelSpec, conversation: Conversation, why: str) -> None:
+    """A request that went out but whose usage is unknown costs what it could have: never $0, never less."""
+    call.tokens_in, call.tokens_out = conversation.estimated_input_tokens(), conversation.max_output_tokens
+    call.cached_tokens = call.cache_write_tokens = 0
+    call.cost_usd = worst_case(spec, conversation)
+    call.cost_estimate = f"{why}: billed its worst case (~{call.tokens_in} tokens in, {call.tokens_out} out)"
 
 
 def _earlier_calls() -> list[ModelCall]:

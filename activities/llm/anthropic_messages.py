@@ -7,7 +7,8 @@ agent tools offered, the model must call one of them or the answer tool,
 the step's schema and reads the JSON text answer; `prompt` puts the schema in
 the system prompt. A JSON text answer counts in every mode, as the answer
 tool's input does. Usage counts `input_tokens` plus cache reads and cache
-writes, each priced on its own.
+writes, each priced on its own; counts that are missing or not counts leave it
+unknown (provider.read_usage).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import httpx
 
 from activities.llm.catalog import ModelSpec, ProviderSpec
 from activities.llm.conversation import ANSWER_TOOL, Conversation, Message, ToolUse
-from activities.llm.provider import Completion, Usage, reported_model
+from activities.llm.provider import Completion, read_usage, reported_model
 from activities.llm.strict_schema import strict_schema
 from activities.llm.transport import Endpoint
 
@@ -71,11 +72,8 @@ class AnthropicMessages:
             usage = data["usage"]
             cached = usage.get("cache_read_input_tokens") or 0
             written = usage.get("cache_creation_input_tokens") or 0
-            reported = Usage(
-                input=(usage.get("input_tokens") or 0) + cached + written,
-                output=usage.get("output_tokens") or 0,
-                cached_input=cached,
-                cache_write=written,
+            reported, unknown = read_usage(
+                usage.get("input_tokens"), usage.get("output_tokens"), cached, written, input_is_fresh=True,
             )
         except (KeyError, TypeError, AttributeError) as err:
             raise self._endpoint.malformed(err, data) from None
@@ -83,6 +81,7 @@ class AnthropicMessages:
             message=Message(role="assistant", content=text, tool_uses=uses),
             output=conversation.typed_output(text, uses),
             usage=reported,
+            unknown_usage=unknown,
             model=reported_model(data),
         )
 

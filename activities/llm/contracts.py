@@ -54,6 +54,9 @@ class ModelCall(BaseModel):
     cached_tokens: int = 0
     cache_write_tokens: int = 0
     cost_usd: float = 0.0
+    cost_estimate: str = Field(
+        default="", description="why cost_usd is the request's worst case, not its reported usage; empty if reported"
+    )
     latency_ms: float = 0.0
 
 

@@ -6,7 +6,8 @@ the provider says otherwise); `tool` offers the schema as a function and forces
 it with `tool_choice`; `json_object` sends `response_format: {type:
 json_object}` and the schema in the system prompt; `prompt` puts the schema in
 the system prompt only. Agent steps send their `tools` too. Usage comes from
-`prompt_tokens`, `completion_tokens` and `prompt_tokens_details.cached_tokens`.
+`prompt_tokens`, `completion_tokens` and `prompt_tokens_details.cached_tokens`;
+counts that are missing or not counts leave it unknown (provider.read_usage).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import httpx
 
 from activities.llm.catalog import ModelSpec, ProviderSpec
 from activities.llm.conversation import ANSWER_TOOL, Conversation, Message, ToolUse, parse_json_object
-from activities.llm.provider import Completion, Usage, reported_model
+from activities.llm.provider import Completion, read_usage, reported_model
 from activities.llm.strict_schema import strict_schema
 from activities.llm.transport import Endpoint
 
@@ -78,15 +79,14 @@ class OpenAIChat:
                 for call in message.get("tool_calls") or []
             ]
             cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
-            reported = Usage(
-                input=usage.get("prompt_tokens") or 0, output=usage.get("completion_tokens") or 0,
-                cached_input=cached,
-            )
+            reported, unknown = read_usage(usage.get("prompt_tokens"), usage.get("completion_tokens"), cached)
         except (KeyError, IndexError, TypeError, AttributeError) as err:
             raise self._endpoint.malformed(err, data) from None
         answer = Message(role="assistant", content=content, tool_uses=uses)
         output = conversation.typed_output(message.get("content") or "", uses)
-        return Completion(message=answer, output=output, usage=reported, model=reported_model(data))
+        return Completion(
+            message=answer, output=output, usage=reported, unknown_usage=unknown, model=reported_model(data),
+        )
 
 
 def _function(name: str, description: str, parameters: dict, strict: bool = False) -> dict:

@@ -64,7 +64,7 @@ class Endpoint:
     def malformed(self, err: Exception, data: dict) -> ProviderUnavailable:
         """A 200 whose body lacks what the protocol promises."""
         body = redact(json.dumps(data), self.key)[:MAX_ERROR_CHARS]
-        return ProviderUnavailable(f"malformed response body: missing {err}: {body}")
+        return ProviderUnavailable(f"malformed response body: missing {err}: {body}", billable=True)
 
 
 def redact(text: str, secret: str | None) -> str:
@@ -77,8 +77,9 @@ async def post_json(
     """One POST; returns the JSON body or raises ProviderUnavailable / ProviderRejected."""
     try:
         response = await client.post(url, headers=headers, params=params, json=body)
-    except httpx.TimeoutException as err:
-        raise ProviderUnavailable(redact(f"timed out ({type(err).__name__}) calling {url}", secret))
+    except httpx.TimeoutException as err:  # a read timeout comes after the request went out: maybe billed
+        raise ProviderUnavailable(redact(f"timed out ({type(err).__name__}) calling {url}", secret),
+                                  billable=isinstance(err, httpx.ReadTimeout))
     except httpx.TransportError as err:
         raise ProviderUnavailable(redact(f"connection failed calling {url}: {type(err).__name__}: {err}", secret))
     if response.status_code >= 300:
@@ -88,10 +89,11 @@ async def post_json(
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise ProviderUnavailable(
             f"malformed response body (not JSON): {redact(response.text, secret)[:MAX_ERROR_CHARS]!r}",
-            status=response.status_code,
+            status=response.status_code, billable=True,
         )
     if not isinstance(data, dict):
-        raise ProviderUnavailable(f"malformed response body: expected an object, got {type(data).__name__}")
+        raise ProviderUnavailable(f"malformed response body: expected an object, got {type(data).__name__}",
+                                  billable=True)
     return data
 
 
