@@ -549,3 +549,88 @@ def test_a_role_a_process_asks_must_be_defined(tmp_path: Path) -> None:
 def test_a_role_without_people_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"roles\.compliance\.people"):
         load(write(tmp_path, "[roles.compliance]\npeople = []\n"))
+
+
+# ------------------------------------------------------------------ secrets stay out of the file
+
+KEYED_PROVIDER = """
+[providers.p]
+protocol = "openai"
+base_url = "{url}"
+api_key_env = "P_KEY"
+{extra}
+[models.m]
+provider = "p"
+name = "m"
+price = {{ input = 1, output = 1 }}
+
+[tiers]
+fast = ["m"]
+strong = ["m"]
+"""
+
+
+def keyed(url: str = "https://llm.example/v1", extra: str = "") -> str:
+    return KEYED_PROVIDER.format(url=url, extra=extra)
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ('headers = { Authorization = "Bearer sk-1" }', "providers.p.headers.Authorization: "),
+        ('headers = { "X-API-Key" = "sk-1" }', "providers.p.headers.X-API-Key: "),
+        ('headers = { "api_key" = "sk-1" }', "providers.p.headers.api_key: "),
+        ('headers = { "X-Auth-Token" = "t" }', "providers.p.headers.X-Auth-Token: "),
+        ('headers = { "Cookie" = "session=1" }', "providers.p.headers.Cookie: "),
+        ('query = { key = "AIza-1" }', "providers.p.query.key: "),
+        ('query = { access_token = "t" }', "providers.p.query.access_token: "),
+        ('query = { client_secret = "s" }', "providers.p.query.client_secret: "),
+        ('query = { Password = "p" }', "providers.p.query.Password: "),
+        ('query = { sig = "s" }', "providers.p.query.sig: "),
+    ],
+)
+def test_a_credential_in_headers_or_query_is_refused_pointing_at_api_key_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: str, named: str
+) -> None:
+    monkeypatch.setenv("P_KEY", "sk-from-env")
+    with pytest.raises(ConfigError) as caught:
+        load(write(tmp_path, keyed(extra=extra)))
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'baton.toml'}: {named}") and "api_key_env" in message, message
+    assert "\n" not in message and "sk-1" not in message
+
+
+def test_headers_and_query_that_carry_no_credential_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("P_KEY", "sk-from-env")
+    extra = 'headers = { "OpenAI-Organization" = "org-1", "HTTP-Referer" = "https://a.example" }\n' \
+            'query = { api-version = "2024-10-21" }\napi_key_header = "api-key"'
+    provider = load(write(tmp_path, keyed(extra=extra))).catalog().providers["p"]
+    assert provider.query == {"api-version": "2024-10-21"} and provider.api_key_header == "api-key"
+
+
+@pytest.mark.parametrize(
+    "url", ["http://llm.example/v1", "http://10.0.0.5:8000/v1", "HTTP://LLM.EXAMPLE", "http://localhost.evil.example/v1"]
+)
+def test_a_key_over_plain_http_to_another_host_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("P_KEY", "sk-from-env")
+    with pytest.raises(ConfigError) as caught:
+        load(write(tmp_path, keyed(url)))
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'baton.toml'}: providers.p.base_url: "), message
+    assert "https" in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "url", ["http://localhost:8000/v1", "http://127.0.0.1:1", "http://127.8.9.10/v1", "http://[::1]:8000/v1",
+            "https://llm.example/v1"]
+)
+def test_a_key_over_loopback_http_or_https_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("P_KEY", "sk-from-env")
+    assert load(write(tmp_path, keyed(url))).catalog().providers["p"].base_url == url
+
+
+def test_plain_http_without_a_key_loads(tmp_path: Path) -> None:
+    text = keyed("http://llm.example/v1").replace('api_key_env = "P_KEY"\n', "")
+    assert load(write(tmp_path, text)).catalog().providers["p"].api_key_env is None

@@ -196,3 +196,56 @@ def test_the_shipped_baton_toml_loads_with_the_shipped_grants(monkeypatch: pytes
     config = load(Path("baton.toml"))
     assert config.bad_grants() == [] and config.missing_roles() == []
     assert config.grants == shipped_grants()
+
+
+# ----- bounds that would enforce nothing are refused at start (fail closed) ------------------
+
+RETURNS_TOML = '[grants."support-triage/returns"]\ntools = ["lookup_order", "issue_refund"]\n'
+FOLLOWUP_TOML = '[grants.sales-followup]\ntools = ["read_crm_notes", "send_email", "update_crm_deal"]\n'
+AMOUNT = "grants.support-triage/returns.bounds.issue_refund.amount_usd"
+
+
+@pytest.mark.parametrize(
+    ("toml", "named"),
+    [
+        (RETURNS_TOML + "bounds = { issue_refund = { amount_usd = { max = nan } } }\n", f"{AMOUNT}.max: "),
+        (RETURNS_TOML + "bounds = { issue_refund = { amount_usd = { max = inf } } }\n", f"{AMOUNT}.max: "),
+        (RETURNS_TOML + "bounds = { issue_refund = { amount_usd = { min = -inf } } }\n", f"{AMOUNT}.min: "),
+        (RETURNS_TOML + "bounds = { issue_refund = { amount_usd = {} } }\n", f"{AMOUNT}: sets no limit"),
+        (RETURNS_TOML + "bounds = { issue_refund = { amount_usd = { min = 10, max = 5 } } }\n",
+         f"{AMOUNT}: min 10 is above max 5"),
+        (RETURNS_TOML + "bounds = { issue_refund = { reason = { one_of = [] } } }\n",
+         "grants.support-triage/returns.bounds.issue_refund.reason.one_of: "),
+        (FOLLOWUP_TOML + "bounds = { send_email = { to = { domains = [] } } }\n",
+         "grants.sales-followup.bounds.send_email.to.domains: "),
+        (FOLLOWUP_TOML + 'bounds = { send_email = { to = { domains = [""] } } }\n',
+         "grants.sales-followup.bounds.send_email.to.domains.0: "),
+        (FOLLOWUP_TOML + "bounds = { send_email = { to = { max = 5 } } }\n",
+         "grants.sales-followup.bounds.send_email.to: min and max bound numbers; to is not one"),
+        (FOLLOWUP_TOML + 'bounds = { send_email = { subject = { domains = ["northwind.example"] } } }\n',
+         "grants.sales-followup.bounds.send_email.subject: domains bound e-mail addresses; subject is not one"),
+        (RETURNS_TOML + 'bounds = { issue_refund = { amount_usd = { one_of = ["5"] } } }\n',
+         f"{AMOUNT}: one_of bounds text; amount_usd is not text"),
+        (FOLLOWUP_TOML + "bounds = { update_crm_deal = { meeting_at = { min = 0 } } }\n",
+         "grants.sales-followup.bounds.update_crm_deal.meeting_at: min and max bound numbers"),
+    ],
+    ids=["nan", "inf", "minus-inf", "empty-table", "min-above-max", "empty-one_of", "empty-domains", "blank-domain",
+         "number-bound-on-an-address", "domains-on-a-subject", "one_of-on-a-number", "number-bound-on-a-datetime"],
+)
+def test_load_refuses_a_bound_that_would_enforce_nothing(tmp_path: Path, toml: str, named: str) -> None:
+    path = write(tmp_path, toml)
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: {named}"), message
+    assert "\n" not in message
+
+
+def test_every_kind_of_bound_loads_on_an_argument_it_can_constrain(tmp_path: Path) -> None:
+    billing = (
+        '[grants."support-triage/billing"]\ntools = ["lookup_invoices", "open_ticket"]\n'
+        'bounds = { open_ticket = { severity = { one_of = ["low"] }, customer_email = { domains = ["a.example"] } } }\n'
+    )
+    config = load(write(tmp_path, billing + RETURNS_TOML + "bounds = { issue_refund = { amount_usd = { min = 1, max = 1 } } }\n"))
+    assert config.grants["support-triage/returns"].bounds["issue_refund"]["amount_usd"] == Bound(min=1, max=1)
+    assert config.grants["support-triage/billing"].bounds["open_ticket"]["severity"] == Bound(one_of=["low"])

@@ -26,7 +26,7 @@ from activities.llm.catalog import ModelSpec, Price, ProviderSpec
 from activities.llm.conversation import Conversation, Message
 from activities.llm.openai_chat import OpenAIChat
 from activities.llm.provider import ProviderRejected, ProviderUnavailable
-from activities.llm.transport import HttpSettings, post_json, retry_after
+from activities.llm.transport import Endpoint, HttpSettings, post_json, retry_after
 from tests.fake_provider import FakeProvider, Reply, error_reply, openai_answer
 
 KEY = "sk-live-SECRET-9f8e7d6c5b4a"
@@ -302,3 +302,19 @@ def test_a_repair_answers_every_tool_use_of_the_answer() -> None:
                                                   ToolUse(id="t2", name="A", arguments={})])
     replies = asked.answered(answer, "fix it").messages[2:]
     assert [(m.role, m.tool_use_id, m.is_error) for m in replies] == [("tool", "t1", True), ("tool", "t2", True)]
+
+
+async def test_the_worker_client_logs_no_request_url_nor_header(fake, client, monkeypatch, caplog) -> None:
+    """httpx logs every request's URL at INFO: a query string (Azure's api-version, or worse) must not reach a log."""
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("TEST_TRANSPORT_KEY", KEY)
+    spec = ProviderSpec(
+        protocol="openai", base_url=fake.url + "/v1", api_key_env="TEST_TRANSPORT_KEY", query={"api-version": "q-7f3e"}
+    )
+    fake.script(Reply(200, {"ok": True}))
+    answer = await Endpoint(spec, client, "/chat/completions").post({"authorization": f"Bearer {KEY}"}, {"m": 1})
+    assert answer == {"ok": True} and fake.requests[0].query == {"api-version": "q-7f3e"}  # it was really sent
+    assert caplog.records, "expected the HTTP stack to log at DEBUG"
+    for record in caplog.records:
+        message = record.getMessage()
+        assert "q-7f3e" not in message and "/chat/completions" not in message and KEY not in message, message

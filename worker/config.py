@@ -178,7 +178,7 @@ class BatonConfig(BaseModel):
             raise ConfigError(f"offline.scripts: {err}") from None
 
     def bad_grants(self) -> list[str]:
-        """Grants naming a process, agent, tool or argument that does not exist, or an unapprovable tool."""
+        """Grants naming a process, agent, tool or argument that does not exist, an unapprovable tool, or an unfit bound."""
         problems = []
         for grantee, grant in self.grants.items():
             process, _, agent_name = grantee.partition("/")
@@ -198,8 +198,8 @@ class BatonConfig(BaseModel):
                     problems.append(f"grants.{grantee}.bounds.{tool}: bounds a tool that is not granted")
                     continue
                 problems += [
-                    f"grants.{grantee}.bounds.{tool}.{f}: {tool} has no argument {f!r}"
-                    for f in fields if f not in TOOLS[tool].args.model_fields
+                    problem for f, bound in fields.items()
+                    if (problem := _bad_bound(f"grants.{grantee}.bounds.{tool}.{f}", tool, f, bound))
                 ]
         return problems
 
@@ -209,6 +209,15 @@ class BatonConfig(BaseModel):
 
     def default_budget(self) -> Budget:
         return self.budgets.get("default", DEFAULT_BUDGET)
+
+
+def _bad_bound(where: str, tool: str, field: str, bound: Bound) -> str | None:
+    """A bound on an argument the tool lacks, or of a type the bound cannot constrain (it would refuse all or nothing)."""
+    args = TOOLS[tool].args.model_fields
+    if field not in args:
+        return f"{where}: {tool} has no argument {field!r}"
+    unfit = bound.unfit(field, args[field].annotation)
+    return f"{where}: {unfit}" if unfit else None
 
 
 def config_path() -> Path:

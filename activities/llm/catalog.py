@@ -7,8 +7,11 @@ keys, URLs or prices.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from typing import Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -44,6 +47,48 @@ class ProviderSpec(BaseModel):
 
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+    def unsafe(self, name: str) -> str | None:
+        """Why this provider would leak a secret (one in the file, or a key sent in the clear), or None.
+
+        baton.toml is read by people and kept in repositories, and httpx puts
+        query strings in its request log: a key belongs in the environment
+        variable `api_key_env` names, sent in a header. A key sent over plain
+        http to another machine can be read on the way; loopback stays allowed
+        for local model servers.
+        """
+        for part, names in (("headers", self.headers), ("query", self.query)):
+            for key in names:
+                if CREDENTIAL_NAME.search(re.sub(r"[^a-z0-9]", "", key.lower())) or key.lower() in CREDENTIAL_EXACT:
+                    return (
+                        f"providers.{name}.{part}.{key}: looks like a credential, which baton.toml must not hold; "
+                        "put it in an environment variable named by api_key_env (api_key_header picks the header)"
+                    )
+        try:
+            url = urlsplit(self.base_url)
+            host = url.hostname
+        except ValueError as err:
+            return f"providers.{name}.base_url: not a URL: {err}"
+        if self.api_key_env and url.scheme == "http" and not _loopback(host):
+            return (
+                f"providers.{name}.base_url: plain http to {host} would send the key in {self.api_key_env} "
+                "in the clear; use https (plain http is for localhost only)"
+            )
+        return None
+
+
+# Header and query names that carry a credential, compared lower-case without separators.
+CREDENTIAL_NAME = re.compile(r"auth|key|token|secret|passw|pwd|credential|cookie|signature|session")
+CREDENTIAL_EXACT = {"sig", "code"}  # Azure SAS and Functions keys travel in `?sig=` and `?code=`
+
+
+def _loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
 
 
 BUILT_IN_PROVIDERS = {
@@ -140,6 +185,8 @@ class Catalog(BaseModel):
         for name, spec in self.providers.items():
             if spec.protocol != "offline" and not spec.base_url:
                 raise ValueError(f"providers.{name}.base_url: required for protocol {spec.protocol!r}")
+            if problem := spec.unsafe(name):
+                raise ValueError(problem)
         for tier, labels in self.tiers.items():
             if not labels:
                 raise ValueError(f"tiers.{tier}: tier {tier!r} has no candidate models")

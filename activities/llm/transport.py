@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import math
 import time
 from datetime import timezone
@@ -38,6 +39,13 @@ class HttpSettings(BaseModel):
     max_keepalive: int = Field(default=10, ge=0)
 
     def client(self) -> httpx.AsyncClient:
+        """The worker's pooled client; httpx's own request log is silenced below WARNING.
+
+        httpx logs each request's full URL at INFO, query string included, and
+        the worker logs at INFO: a URL must not carry a provider's parameters
+        into a log. Errors are worded by this module, keys scrubbed.
+        """
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         return httpx.AsyncClient(
             timeout=httpx.Timeout(self.timeout_s, connect=self.connect_timeout_s),
             limits=httpx.Limits(

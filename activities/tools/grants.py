@@ -10,20 +10,47 @@ still cannot reach a system of record).
 
 from __future__ import annotations
 
-from typing import Any
+import types
+from typing import Annotated, Any, Literal, Self, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
 
 class Bound(BaseModel):
-    """A limit on one argument: a number range, a list of values, or e-mail domains."""
+    """A limit on one argument: a number range, a list of values, or e-mail domains.
 
-    model_config = ConfigDict(extra="forbid")
+    It fails closed: a bound that would let everything through (nan, an empty
+    table or list, min above max) is refused when baton.toml is read, not
+    discovered when a refund goes out.
+    """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     min: float | None = None
     max: float | None = None
-    one_of: list[str] | None = None
-    domains: list[str] | None = Field(default=None, description="e-mail addresses must be at one of these")
+    one_of: list[str] | None = Field(default=None, min_length=1)
+    domains: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        default=None, min_length=1, description="e-mail addresses must be at one of these"
+    )
+
+    @model_validator(mode="after")
+    def _limits_something(self) -> Self:
+        if self.min is None and self.max is None and self.one_of is None and self.domains is None:
+            raise ValueError("sets no limit (give min, max, one_of or domains)")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min:g} is above max {self.max:g}, so nothing would be allowed")
+        return self
+
+    def unfit(self, field: str, annotation: Any) -> str | None:
+        """Why this bound cannot constrain an argument of type `annotation`, or None when it can."""
+        kinds = _kinds(annotation)
+        if (self.min is not None or self.max is not None) and "number" not in kinds:
+            return f"min and max bound numbers; {field} is not one"
+        if self.one_of is not None and "text" not in kinds:
+            return f"one_of bounds text; {field} is not text"
+        if self.domains is not None and "email" not in kinds:
+            return f"domains bound e-mail addresses; {field} is not one"
+        return None
 
     def problem(self, field: str, value: Any) -> str | None:
         """Why `value` is out of bounds, or None when it is within them."""
@@ -60,6 +87,22 @@ class Grant(BaseModel):
             if problem:
                 return f"{tool}: {problem} for {grantee}"
         return None
+
+
+def _kinds(annotation: Any) -> set[str]:
+    """What an argument's type holds, as a bound sees it: numbers, text, e-mail addresses (an address is text)."""
+    if annotation is EmailStr:
+        return {"email", "text"}
+    if annotation is str:
+        return {"text"}
+    if annotation in (int, float):
+        return {"number"}
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return {"text"} if all(isinstance(a, str) for a in get_args(annotation)) else set()
+    if origin in (Union, types.UnionType, list, Annotated):
+        return set().union(*(_kinds(a) for a in get_args(annotation) if a is not type(None)))
+    return set()
 
 
 def _domain(address: Any) -> str:
