@@ -154,6 +154,16 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
+def refused_in_one_line(tmp_path: Path, toml: str, named: str) -> None:
+    """Loading `toml` stops with one ConfigError line that begins with the file and `named`."""
+    path = write(tmp_path, toml)
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: {named}"), message
+    assert "\n" not in message
+
+
 @pytest.mark.parametrize(
     ("toml", "named"),
     [
@@ -178,12 +188,7 @@ def write(tmp_path: Path, text: str) -> Path:
     ids=["unknown-agent", "unknown-tool", "irreversible-without-approval", "unknown-argument", "unknown-limit", "typo"],
 )
 def test_load_refuses_a_bad_grant_naming_it(tmp_path: Path, toml: str, named: str) -> None:
-    path = write(tmp_path, toml)
-    with pytest.raises(ConfigError) as caught:
-        load(path)
-    message = str(caught.value)
-    assert message.startswith(f"{path}: {named}"), message
-    assert "\n" not in message
+    refused_in_one_line(tmp_path, toml, named)
 
 
 def test_load_reads_grants_from_the_file(tmp_path: Path) -> None:
@@ -233,12 +238,7 @@ AMOUNT = "grants.support-triage/returns.bounds.issue_refund.amount_usd"
          "number-bound-on-an-address", "domains-on-a-subject", "one_of-on-a-number", "number-bound-on-a-datetime"],
 )
 def test_load_refuses_a_bound_that_would_enforce_nothing(tmp_path: Path, toml: str, named: str) -> None:
-    path = write(tmp_path, toml)
-    with pytest.raises(ConfigError) as caught:
-        load(path)
-    message = str(caught.value)
-    assert message.startswith(f"{path}: {named}"), message
-    assert "\n" not in message
+    refused_in_one_line(tmp_path, toml, named)
 
 
 def test_every_kind_of_bound_loads_on_an_argument_it_can_constrain(tmp_path: Path) -> None:
