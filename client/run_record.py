@@ -43,10 +43,10 @@ from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, WorkflowRunne
 
 from client.converter import DATA_CONVERTER, INVALID_INPUT
 from client.run_input import RunInputCheck
-from client.sdk import InputError, UnknownRun, outcome_of_failure
+from client.sdk import InputError, UnknownRun, never_ran, outcome_of_failure
 from workflows.catalog import PROCESSES, WORKFLOWS
 from workflows.ledger import LedgerEntry
-from workflows.outcome import RunOutcome, RunState
+from workflows.outcome import RunOutcome
 from workflows.status import RunStatus
 
 CLOSING_EVENTS = {
@@ -138,7 +138,7 @@ async def run_record_from_history(history: WorkflowHistory) -> RunRecord:
     close_status = CLOSING_EVENTS.get(last.event_type)
     outcome = _decode_outcome(last, attrs.workflow_type.name)
     if outcome is not None and _refused_input(last) and not _answered(answers):
-        status, ledger = _never_ran(outcome), []
+        status, ledger = never_ran(outcome), []
     else:
         status, ledger = _checked(history, answers)
     data, key = _decode_input(status.process, attrs.input.payloads)
@@ -173,12 +173,6 @@ def _checked(history: WorkflowHistory, answers: dict[str, Any]) -> tuple[RunStat
         if isinstance(answer, str):
             raise ReplayFailed(f"{history.workflow_id}: the replayed run refused the {name} query: {answer}")
     return answers["status"], answers["ledger"]
-
-
-def _never_ran(outcome: RunOutcome[dict]) -> RunStatus:
-    """The status of a run Temporal failed on its input: failed, before any step."""
-    return RunStatus(process=outcome.process, state=RunState.FAILED, reason=outcome.reason, current_step=None,
-                     steps=0, cost_usd=0, budget=None, open_requests=[])
 
 
 # ----- replay --------------------------------------------------------------------------

@@ -156,6 +156,12 @@ def outcome_of_failure(failure: BaseException | None, workflow_type: str) -> Run
         return None
 
 
+def never_ran(outcome: RunOutcome[dict]) -> RunStatus:
+    """The status of a run Temporal failed on its input: its end, before any step."""
+    return RunStatus(process=outcome.process, state=outcome.state, reason=outcome.reason, current_step=None,
+                     steps=0, cost_usd=0, budget=None, open_requests=[])
+
+
 class Baton:
     def __init__(self, client: Client, queue: str | None = None) -> None:
         self.client = client
@@ -204,8 +210,7 @@ class Baton:
             refused = await self._refused_input(run_id)
             if refused is None:
                 raise
-            return RunStatus(process=refused.process, state=refused.state, reason=refused.reason, current_step=None,
-                             steps=0, cost_usd=0, budget=None, open_requests=[])
+            return never_ran(refused)
 
     async def ledger(self, run_id: str) -> list[LedgerEntry]:
         """The run's ledger; empty for a run that failed on its input (it never ran a step)."""
