@@ -1,4 +1,4 @@
-"""A run's policy as the worker's config sets it: its budget and its tier plan.
+"""A run's policy as the worker's config sets it: its budget, tier plan, roles, grants and identity keys.
 
 A workflow may not read config, so it asks for its policy once, at start, in
 a local activity; the answer is recorded in history and replays unchanged even
@@ -13,7 +13,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio import activity
 
+from activities.identity import TrustedIssuer
 from activities.llm.catalog import Catalog
+from activities.oidc import IssuerKeys
 from activities.tools.grants import Grant
 
 CAPS = ("max_cost_usd", "max_steps", "max_llm_calls", "max_tool_calls", "max_wall_clock", "max_approval_idle")
@@ -86,6 +88,9 @@ class RunPolicy(BaseModel):
     audit_values: Literal["digests", "full"] = Field(
         default="digests", description="whether the ledger keeps steps' full inputs, or only their digests"
     )
+    identity: TrustedIssuer | None = Field(
+        default=None, description="whose tokens prove who decides, with its keys; None: no [identity], nobody can"
+    )
 
 
 class PolicyActivities:
@@ -98,7 +103,9 @@ class PolicyActivities:
         roles: dict[str, list[str]] | None = None,
         grants: dict[str, Grant] | None = None,
         audit_values: Literal["digests", "full"] = "digests",
+        issuer_keys: IssuerKeys | None = None,
     ) -> None:
+        self._issuer_keys = issuer_keys
         self._audit_values = audit_values
         self._roles = roles or {}
         self._grants = grants or {}
@@ -116,4 +123,5 @@ class PolicyActivities:
             roles=self._roles,
             grants={k: g for k, g in self._grants.items() if k == process or k.startswith(process + "/")},
             audit_values=self._audit_values,
+            identity=await self._issuer_keys.trusted() if self._issuer_keys else None,
         )

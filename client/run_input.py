@@ -8,6 +8,11 @@ the type. The process's first line would then raise TypeError or
 AttributeError and fail the workflow task on every retry: a run that never ends.
 Checked here, on the worker and in Baton's replayer alike (it sits beside the converter), such a run ends at
 once as an invalid input, like one the converter refused.
+
+It also hands the run the token its start carried in the STARTER_HEADER header
+(client/credentials.py puts it there), for the run to verify and record who
+started it (workflows/engine.py): a header, because a workflow sees no other
+part of its start but its arguments.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel
+from temporalio import workflow
 from temporalio.worker import (
     ExecuteWorkflowInput,
     Interceptor,
@@ -25,6 +31,7 @@ from temporalio.worker import (
     WorkflowInterceptorClassInput,
 )
 
+from activities.identity import STARTER_HEADER
 from client.converter import invalid_input
 
 
@@ -42,7 +49,21 @@ class _CheckedRun(WorkflowInboundInterceptor):
         problem = mismatch(getattr(input.type, "name", input.type.__name__), input.run_fn, input.args)
         if problem:
             raise invalid_input("input", problem)
+        take = getattr(workflow.instance(), "take_starter_token", None)
+        if take is not None:
+            take(_starter_token(input.headers.get(STARTER_HEADER)))
         return await super().execute_workflow(input)
+
+
+def _starter_token(header: Any) -> str | None:
+    """The header's token as text; anything else a caller put there is no token."""
+    if header is None:
+        return None
+    try:
+        token = workflow.payload_converter().from_payload(header, str)
+    except Exception:  # noqa: BLE001 (a caller can put any bytes in a header: none may crash the task)
+        return None
+    return token if isinstance(token, str) else None
 
 
 def mismatch(name: str, run_fn: Any, args: Sequence[Any]) -> str | None:

@@ -32,6 +32,15 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from client.connection import connect, task_queue
+from client.credentials import (
+    NoCredential,
+    TokenProvider,
+    claimed_subject,
+    cli_token,
+    credentials_of,
+    required,
+    with_credentials,
+)
 from client.converter import INVALID_INPUT, MAX_PAYLOAD_BYTES
 from workflows import search_attributes as sa
 from workflows import visibility
@@ -163,13 +172,22 @@ def never_ran(outcome: RunOutcome[dict]) -> RunStatus:
 
 
 class Baton:
-    def __init__(self, client: Client, queue: str | None = None) -> None:
-        self.client = client
+    """Baton's runs on one Temporal client, acting for whoever `tokens` proves.
+
+    `tokens` gives the token a start or a decision carries (client/credentials.py);
+    without it, the credentials the client was given, if any. `connect()` takes the
+    CLI's: `BATON_TOKEN`, else what `baton login` stored.
+    """
+
+    def __init__(self, client: Client, queue: str | None = None, tokens: TokenProvider | None = None) -> None:
+        given = credentials_of(client)
+        self.client = with_credentials(client, tokens) if tokens else client
         self.queue = queue or task_queue()
+        self._tokens = tokens or (given.tokens if given else None)
 
     @classmethod
-    async def connect(cls) -> Baton:
-        return cls(await connect())
+    async def connect(cls, tokens: TokenProvider | None = cli_token) -> Baton:
+        return cls(await connect(), tokens=tokens)
 
     async def start(self, process: str, data: dict | BaseModel, run_id: str | None = None) -> str:
         """Validate the input, then start the run; returns the run id (the workflow id)."""
@@ -221,11 +239,18 @@ class Baton:
                 raise
             return []
 
-    async def approve(self, run_id: str, by: str, request_id: str | None = None, comment: str = "") -> Verdict:
-        return await self._decide(run_id, verdict(by=by, request_id=request_id, comment=comment, approved=True))
+    async def approve(self, run_id: str, by: str | None = None, request_id: str | None = None, comment: str = "") -> Verdict:
+        """Approve as the person the token proves; `by`, when given, must be that person (a cross-check)."""
+        return await self._decide(run_id, await self._verdict(by, request_id, comment, approved=True))
 
-    async def reject(self, run_id: str, by: str, request_id: str | None = None, comment: str = "") -> Verdict:
-        return await self._decide(run_id, verdict(by=by, request_id=request_id, comment=comment, approved=False))
+    async def reject(self, run_id: str, by: str | None = None, request_id: str | None = None, comment: str = "") -> Verdict:
+        return await self._decide(run_id, await self._verdict(by, request_id, comment, approved=False))
+
+    async def _verdict(self, by: str | None, request_id: str | None, comment: str, approved: bool) -> Verdict:
+        if self._tokens is None:
+            raise NoCredential("no credential: this Baton client was given no token provider")
+        token = await required(self._tokens, by)
+        return verdict(by=by, token=token, request_id=request_id, comment=comment, approved=approved)
 
     async def runs(self, status: str | None = None, process: str | None = None, limit: int = 50) -> list[RunSummary]:
         """Baton's runs, newest first: those with its search attributes, and this queue's runs without them.
@@ -309,7 +334,7 @@ class Baton:
         if len(decided) != 1:
             return None
         (e,) = decided
-        if (e.by, e.outcome == "approved") != (verdict.by, verdict.approved):
+        if (e.by, e.outcome == "approved") != (verdict.by or claimed_subject(verdict.token), verdict.approved):
             return None
         return Verdict(by=e.by, request_id=e.step, approved=verdict.approved, comment=e.comment or "")
 

@@ -28,6 +28,7 @@ from activities.payloads import PayloadSettings
 from activities.tools.grants import Grant
 from activities.tools.systems import SystemsOfRecord
 from client.connection import traced
+from client.credentials import with_credentials
 from client.converter import DATA_CONVERTER
 from tests.fake_provider import FakeProvider
 from worker.binaries import temporal_cli, temporal_test_server
@@ -39,33 +40,12 @@ from worker.config import (
     shipped_grants,
 )
 from worker.devserver import register_search_attributes
+from worker.issuer import LocalIssuer
 from worker.registration import baton_worker
 from workflows import search_attributes as sa
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "examples" / "systems.json"
-
-
-@pytest.fixture(scope="session")
-async def time_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(temporal_test_server()),
-        data_converter=DATA_CONVERTER,
-    )
-    await register_search_attributes(env.client, env.client.namespace)
-    async with env:
-        yield env
-
-
-@pytest.fixture(scope="session")
-async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(temporal_cli()),
-        data_converter=DATA_CONVERTER,
-        search_attributes=sa.ALL,
-    )
-    async with env:
-        yield env
 
 
 # Who may decide in tests: compliance reviewers, and the lead that escalations go to;
@@ -74,21 +54,63 @@ REVIEWERS = ["carol", "alice", "dana"]
 LEADS = ["erin"]
 SUPPORT_LEADS = ["sam-support"]
 SALES_MANAGERS = ["mia-sales"]
+ROLES = {"compliance": REVIEWERS, "compliance-lead": LEADS, "support-lead": SUPPORT_LEADS, "sales-manager": SALES_MANAGERS}
+REQUESTER = "requester"  # who starts the tests' runs: a person of no role, so never their own approver
+
+
+@pytest.fixture(scope="session")
+def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalIssuer]:
+    """Baton's local OIDC issuer, its people and roles those of the `config` fixture."""
+    with LocalIssuer(ROLES, directory=tmp_path_factory.mktemp("issuer")) as local:
+        yield local
+
+
+def speaking_for_people(env: WorkflowEnvironment, issuer: LocalIssuer) -> WorkflowEnvironment:
+    """`env` with a client that proves who acts: real tokens from the local issuer, minted at the server's time.
+
+    Its starts carry REQUESTER's token; a Baton on it decides with a token for the
+    person `by` names (the run verifies it, and checks `by` is its subject). The
+    time-skipping server's clock runs ahead of the wall clock once a test skips
+    time, so tokens are issued at the server's time, as a person's would be then.
+    """
+    async def tokens(by: str | None) -> str:
+        return issuer.mint(by or REQUESTER, now=await env.get_current_time())
+
+    env._client = with_credentials(env.client, tokens)  # the environment has no setter; tests use env.client
+    return env
+
+
+@pytest.fixture(scope="session")
+async def time_env(issuer: LocalIssuer) -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(temporal_test_server()),
+        data_converter=DATA_CONVERTER,
+    )
+    await register_search_attributes(env.client, env.client.namespace)
+    async with env:
+        yield speaking_for_people(env, issuer)
+
+
+@pytest.fixture(scope="session")
+async def dev_env(issuer: LocalIssuer) -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(temporal_cli()),
+        data_converter=DATA_CONVERTER,
+        search_attributes=sa.ALL,
+    )
+    async with env:
+        yield speaking_for_people(env, issuer)
 SCRIPTS = ROOT / "examples" / "offline-scripts.json"
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> BatonConfig:
+def config(tmp_path: Path, issuer: LocalIssuer) -> BatonConfig:
     return BatonConfig(
+        identity=issuer.settings(),
         systems=SystemsConfig(db=tmp_path / "systems.db", seed=SEED),
         payloads=PayloadSettings(db=tmp_path / "payloads.db"),
         offline=OfflineSettings(scripts=SCRIPTS),
-        roles={
-            "compliance": Role(people=REVIEWERS),
-            "compliance-lead": Role(people=LEADS),
-            "support-lead": Role(people=SUPPORT_LEADS),
-            "sales-manager": Role(people=SALES_MANAGERS),
-        },
+        roles={role: Role(people=people) for role, people in ROLES.items()},
         grants={**shipped_grants(), "test-unguarded-send": Grant(tools=["send_email"])},
     )
 

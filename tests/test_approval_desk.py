@@ -80,7 +80,7 @@ def test_the_screen_refuses_a_request_that_closed_undecided():
 def test_the_screen_refuses_a_person_no_stage_asks_and_lets_a_later_stage_through():
     desk = ApprovalDesk()
     request = desk_with("review").open["review"].model_copy(update={"people": ["ann"]})
-    desk.ask(request, eligible={"ann", "lead"})
+    desk.ask(request, eligible={"ann", "lead"}, roles={"compliance", "compliance-lead"})
     desk.screen(verdict(by="lead", request_id="review"))  # an escalation in this same task may ask them
     with pytest.raises(ValueError, match="'mallory' may not decide 'review'"):
         desk.screen(verdict(by="mallory", request_id="review"))

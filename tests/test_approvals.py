@@ -155,7 +155,9 @@ async def test_a_bad_signal_is_recorded_and_the_run_keeps_waiting(time_env, conf
 
     assert len(refused) == 1 and refused[0].detail.startswith("approve signal refused: ")
     if payload in ({"nonsense": 1}, {"by": ""}):  # the field is named, as the converter reads it
-        assert "by: " in refused[0].detail, refused[0].detail
+        assert f"{next(iter(payload))}: " in refused[0].detail, refused[0].detail
+    if payload == {"by": "mallory", "request_id": "legal_signoff"}:  # a name is no identity
+        assert "no token" in refused[0].detail and refused[0].by is None
     assert status.state is RunState.AWAITING_APPROVAL and len(status.open_requests) == 2
     assert status.steps == 0  # a refused signal spends no step
 

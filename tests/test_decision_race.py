@@ -132,11 +132,11 @@ async def release(client: Client, parked: Parked) -> None:
     await client.get_async_activity_handle(task_token=parked.token).complete(parked.result)
 
 
-async def test_an_update_arriving_with_the_step_that_opens_its_request_is_taken(dev_env, config):
+async def test_an_update_arriving_with_the_step_that_opens_its_request_is_taken(dev_env, config, issuer):
     client = dev_env.client
     run_id, queue, parked = await held_before_review(client, config)
     await release(client, parked)  # the run now has a task to do, and no worker to do it
-    sent = await admitted_update(client, run_id, verdict(by=REVIEWERS[0], request_id="compliance_review",
+    sent = await admitted_update(client, run_id, verdict(token=issuer.mint(REVIEWERS[0]), request_id="compliance_review",
                                                          approved=True, comment="PEP checked"))
     async with baton_worker(client, uncached(config), queue=queue):
         taken = await asyncio.wait_for(sent, WAIT_S)
@@ -147,23 +147,23 @@ async def test_an_update_arriving_with_the_step_that_opens_its_request_is_taken(
     await replays(client, run_id)
 
 
-async def test_a_signal_arriving_with_the_step_that_opens_its_request_is_taken(dev_env, config):
+async def test_a_signal_arriving_with_the_step_that_opens_its_request_is_taken(dev_env, config, issuer):
     client = dev_env.client
     run_id, queue, parked = await held_before_review(client, config)
     await release(client, parked)
     handle = client.get_workflow_handle(run_id)
-    await handle.signal("approve", {"request_id": "compliance_review", "by": REVIEWERS[0]})
+    await handle.signal("approve", {"request_id": "compliance_review", "token": issuer.mint(REVIEWERS[0])})
     async with baton_worker(client, uncached(config), queue=queue):
         outcome = await asyncio.wait_for(Baton(client, queue).result(run_id), WAIT_S)  # a dropped signal parks it for good
     assert outcome.state is RunState.COMPLETED, outcome.reason
     await replays(client, run_id)
 
 
-async def test_a_decision_for_a_request_the_run_never_opens_is_still_refused(dev_env, config):
+async def test_a_decision_for_a_request_the_run_never_opens_is_still_refused(dev_env, config, issuer):
     client = dev_env.client
     run_id, queue, parked = await held_before_review(client, config)
     await release(client, parked)
-    sent = await admitted_update(client, run_id, verdict(by=REVIEWERS[0], request_id="compliance_reveiw",
+    sent = await admitted_update(client, run_id, verdict(token=issuer.mint(REVIEWERS[0]), request_id="compliance_reveiw",
                                                          approved=True))
     async with baton_worker(client, uncached(config), queue=queue):
         handle = client.get_workflow_handle(run_id)

@@ -19,6 +19,7 @@ from activities.llm.activity import LlmSettings
 from activities.llm.catalog import Catalog, ModelSpec, ProviderSpec
 from activities.llm.offline_scripts import OfflineScripts
 from activities.llm.transport import HttpSettings
+from activities.oidc import IdentitySettings
 from activities.payloads import PayloadSettings
 from activities.policy import Budget
 from activities.tools.catalog import TOOLS, Effect
@@ -135,6 +136,7 @@ class BatonConfig(BaseModel):
     slo: dict[str, Slo] = {}
     audit: AuditSettings = AuditSettings()
     worker: WorkerSettings = WorkerSettings()
+    identity: IdentitySettings | None = None
 
     @field_validator("budgets", mode="before")
     @classmethod

@@ -20,12 +20,13 @@ from activities.llm.activity import ModelActivities
 from activities.llm.provider import Provider
 from activities.llm.providers import build_providers
 from activities.llm.telemetry import StepTelemetry
+from activities.oidc import IssuerKeys, IssuerUnreachable
 from activities.payloads import PayloadStore
 from activities.policy import PolicyActivities
 from activities.tools.activity import ToolActivities
 from activities.tools.systems import SystemsOfRecord
 from client.connection import is_traced, task_queue, tracing_interceptor, tracing_on
-from worker.config import BatonConfig
+from worker.config import BatonConfig, ConfigError
 from client.run_input import RunInputCheck
 from workflows.catalog import WORKFLOWS
 
@@ -44,7 +45,8 @@ ENGINE = (
     "model_steps", "outcome", "plan", "retry_policies", "search_attributes", "status", "thresholds", "visibility",
 )
 PASSTHROUGH = (
-    "pydantic", "pydantic_core", "annotated_types", "email_validator", "activities", "opentelemetry",
+    "pydantic", "pydantic_core", "annotated_types", "email_validator", "activities", "opentelemetry", "joserfc",
+    "cryptography",
     "workflows.contracts", *(f"workflows.{m}" for m in ENGINE),
 )
 
@@ -54,6 +56,18 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
     )
+
+
+async def issuer_keys(config: BatonConfig, http) -> IssuerKeys | None:
+    """The identity provider's keys, fetched once now: an issuer the worker cannot use stops it at start."""
+    if config.identity is None:
+        return None
+    keys = IssuerKeys(config.identity, http)
+    try:
+        await keys.trusted()
+    except IssuerUnreachable as err:
+        raise ConfigError(f"identity.issuer: {err}") from None
+    return keys
 
 
 @asynccontextmanager
@@ -96,6 +110,7 @@ async def baton_worker(
             config.members(),
             config.grants,
             config.audit.values,
+            await issuer_keys(config, http),
         )
         worker = Worker(
             client,

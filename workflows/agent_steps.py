@@ -32,7 +32,7 @@ class AgentSteps:
             process=self.name, agent=agent.name, goal=goal, context=context.model_dump(mode="json"),
             instructions=agent.instructions, output_type=type_path(agent.output), tier=agent.tier, caps=agent.caps,
             approvals=agent.approvals, supervisor_tier=agent.supervisor_tier,
-            policy=self._policy.model_copy(update={"budget": budget}),
+            policy=self._policy.model_copy(update={"budget": budget}), started_by=self._starter,
         )
         entry = dict(step=step, kind=StepKind.AGENT, name=agent.name, tier=agent.tier, started_at=started,
                      input={"goal": goal, "context": task.context})

@@ -21,6 +21,7 @@ from workflows.ledger import LedgerEntry
 
 with workflow.unsafe.imports_passed_through():
     from activities.llm.conversation import Message
+    from activities.identity import Verified
     from activities.policy import RunPolicy
 
 M = TypeVar("M", bound=BaseModel)
@@ -91,6 +92,7 @@ class AgentTask(BaseModel):
     supervisor_tier: str | None = None
     policy: RunPolicy
     progress: AgentProgress | None = None
+    started_by: Verified | None = None  # who started the parent run: they may not decide the agent's requests either
 
     @property
     def grantee(self) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from workflows.outcome import RunState
 
@@ -50,6 +50,10 @@ class AskPolicy(BaseModel):
     def stages(self) -> list[Stage]:
         return [Stage(roles=self.roles, timeout=self.timeout), *self.escalate]
 
+    def roles_asked(self) -> set[str]:
+        """Every role any stage asks: a decider whose token lists none of them can never decide."""
+        return {role for stage in self.stages() for role in stage.roles}
+
 
 class ApprovalRequest(BaseModel):
     """One open question to people: stable id, what is asked, of whom, by when."""
@@ -75,9 +79,19 @@ class ApprovalRequest(BaseModel):
 
 
 class Decision(BaseModel):
-    """The payload of the `approve` / `reject` signals (plain `temporal workflow signal`)."""
+    """The payload of the `approve` / `reject` signals (plain `temporal workflow signal`).
 
-    by: str = Field(min_length=1)
+    `token` proves who decides: a signed token from the identity provider, which
+    the run verifies (activities/identity.py). `by` is no identity: when given it
+    must name the token's subject, as a cross-check. Runs started before tokens
+    were asked for took `by` as the decider's name. A field it does not know is
+    refused, not dropped: a decision says exactly what it says.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    by: str | None = Field(default=None, min_length=1, description="a cross-check: the token's subject")
+    token: str | None = Field(default=None, repr=False, description="the decider's token from the identity provider")
     request_id: str | None = Field(
         default=None, description="may be left out when exactly one request is open"
     )
@@ -103,3 +117,5 @@ class ApprovalResult(BaseModel):
     comment: str = ""
     decided_at: datetime
     rule: str | None = Field(default=None, description="the threshold rule that decided, if no person did")
+    issuer: str | None = Field(default=None, description="who vouched for `by`: the issuer of the verified token")
+    kid: str | None = Field(default=None, description="the key that signed the decider's token")

@@ -60,6 +60,7 @@ class CapReached(Exception):
 class BoundedAgent(Process):
     name = "agent"
     ends_in_temporal = False  # its report, escalated or not, is its parent's to route on: the child completes
+    inherits_starter = True  # its parent's starter, handed down in the task (a child's start carries no token)
 
     @workflow.run
     async def run(self, task: AgentTask) -> RunOutcome[AgentReport]:
@@ -69,6 +70,7 @@ class BoundedAgent(Process):
         self._ledger, self._cost = self._p.ledger, self._p.cost_usd
         self._llm_calls, self._tool_calls, self._started = self._p.llm_calls, self._p.tool_calls, self._p.started_at
         self._turns_at_start = self._p.turns
+        self._starter = task.started_by
         return await self.execute(self._work, None, policy=task.policy)
 
     async def _work(self) -> RunOutcome[AgentReport]:

@@ -116,7 +116,7 @@ class BudgetSteps:
             proposed=f"raise {cap} to {shown}", roles=self.budget_extension.roles, context=breach.model_dump(mode="json"),
             cost_so_far_usd=round(self._cost, 6), requested_at=started, deadline=started + self.budget_extension.timeout,
         )
-        self._desk.ask(request, self._eligible(self.budget_extension))
+        self._desk.ask(request, self._eligible(self.budget_extension), self.budget_extension.roles_asked())
         result = await self._wait_through_stages(request, self.budget_extension, capped=False)
         self._close_request(request.id)
         approved = result.status is ApprovalStatus.APPROVED

@@ -5,6 +5,13 @@ it takes decisions onto the run's approval desk (workflows/approval_desk.py).
 Anyone who can reach the namespace can send these, with any payload: nothing
 they send may crash a workflow task, unblock a run without a valid decision,
 or be lost without a trace.
+
+A decision proves who decides with a token from the identity provider, verified
+here against the keys the run took with its policy, on workflow time (see
+activities/identity.py): the decider and their roles come from the token only.
+Whoever started the run (proved the same way, client/run_input.py) may not
+decide its requests. Runs started before this (no PROOF_PATCH marker) replay
+as they ran: by the name given.
 """
 
 from __future__ import annotations
@@ -23,6 +30,9 @@ from temporalio.exceptions import ApplicationError
 from workflows.approval_desk import MAX_SETTLING, ApprovalDesk
 from workflows.approvals import Decision, Verdict
 from workflows.ledger import StepKind
+
+with workflow.unsafe.imports_passed_through():
+    from activities.identity import IdentityRefused, TrustedIssuer, Verified, verify
 
 SETTLE = timedelta(seconds=1)  # how long a decision waits for a request the run has not reached
 SETTLE_SUMMARY = "a decision before its request"
@@ -46,6 +56,28 @@ class Decisions:
     """The handlers people answer through; what they take is judged by the desk."""
 
     _desk: ApprovalDesk
+    _proof: bool | None  # decisions must carry a token (None: the run has not reached its start yet)
+    _starter: Verified | None
+
+    def _who(self, decision: Decision) -> Verified | None:
+        """Who decides, as their token proves; IdentityRefused says why it proves nobody who may.
+
+        None for runs started before proof was asked (they take `by`).
+        """
+        if self._proof is None:
+            raise IdentityRefused("the run has not loaded its policy yet: decide once it asks")
+        if not self._proof:
+            return None
+        trusted: TrustedIssuer | None = self._policy.identity
+        if trusted is None:
+            raise IdentityRefused("this worker has no [identity] issuer: no decision can be verified")
+        who = verify(decision.token, trusted, workflow.now())
+        if decision.by is not None and decision.by != who.subject:
+            raise IdentityRefused(f"--by {decision.by!r} is not the token's subject {who.subject!r}")
+        starter = self._starter
+        if starter is not None and (starter.subject, starter.issuer) == (who.subject, who.issuer):
+            raise IdentityRefused(f"{who.subject!r} started this run and may not decide its requests")
+        return who
 
     # The payload is taken raw (a Decision as JSON, normally), so that a malformed one
     # reaches the handler and the ledger instead of being dropped by the SDK unseen.
@@ -64,13 +96,16 @@ class Decisions:
         """Decide and answer: what can never apply is refused by the validator, before history."""
         await self._settle(verdict.request_id)
         try:
-            return self._desk.take(verdict)
+            return self._desk.take(verdict, self._who(verdict))
         except ValueError as refused:  # a request the run did not reach in this task after all
             raise ApplicationError(str(refused), type="DecisionRefused", non_retryable=True) from None
 
     @decide.validator
     def _validate_decide(self, verdict: Verdict) -> None:
-        self._desk.screen(verdict)
+        if self._proof is None:  # no keys yet: judged by the handler once the run has them (see _settle)
+            return
+        who = self._who(verdict)
+        self._desk.screen(verdict.model_copy(update={"by": who.subject}) if who else verdict, who)
 
     async def _settle(self, request_id: str | None) -> None:
         """Let the run take in the rest of this workflow task before a decision is judged.
@@ -103,11 +138,11 @@ class Decisions:
                 raise ValueError(f"the signal carried {extra + 1} payloads; a decision is one JSON object")
             decision = _decision(payload)
             await self._settle(decision.request_id)
-            self._desk.take(Verdict(**decision.model_dump(), approved=approved))
+            self._desk.take(Verdict(**decision.model_dump(), approved=approved), self._who(decision))
         except (ValueError, ValidationError, TypeError) as refused:
             self._record(
                 step=_field(raw, "request_id") or "?", kind=StepKind.APPROVAL, name="signal",
-                started_at=workflow.now(), outcome="refused", by=_field(raw, "by"),
+                started_at=workflow.now(), outcome="refused", by=None if self._proof else _field(raw, "by"),
                 detail=f"{'approve' if approved else 'reject'} signal refused: {_first_line(refused)}",
             )
 

@@ -35,6 +35,7 @@ from workflows.status import RunStatus
 from workflows.visibility import SearchAttributeMirror, current_details, run_attributes
 
 with workflow.unsafe.imports_passed_through():
+    from activities.identity import IdentityRefused, Verified, verify
     from activities.policy import Budget, BudgetOverride, PolicyActivities, RunPolicy
     from activities.tools.activity import ToolActivities
     from activities.tools.catalog import TOOLS, Effect, ToolSpec
@@ -46,6 +47,9 @@ R = TypeVar("R", bound=BaseModel)
 
 # Runs started before a failed, over-budget or timed-out end failed the run in Temporal completed it there.
 FAILED_ENDS_PATCH = "failed-ends-fail-in-temporal"
+# Runs started before decisions carried proof took the name a decision gave, and attributed no start.
+PROOF_PATCH = "decisions-carry-proof"
+START_REFUSED = "StartRefused"
 
 
 class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
@@ -56,6 +60,7 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
     agents: ClassVar[tuple[Agent, ...]] = ()  # agents it delegates to; baton.toml grants them tools
     plan: ClassVar[tuple[PlannedStep, ...]] = ()  # its steps, declared for `baton tools` (workflows/plan.py)
     ends_in_temporal: ClassVar[bool] = True  # its failed ends fail the workflow (False: its caller reads them)
+    inherits_starter: ClassVar[bool] = False  # started by a parent run, whose starter it takes (agents)
 
     def __init__(self) -> None:
         self._ledger: list[LedgerEntry] = []
@@ -72,6 +77,13 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
         self._desk = ApprovalDesk()
         self._kept: BaseModel | None = None
         self._mirror = SearchAttributeMirror(workflow.info().typed_search_attributes)
+        self._proof: bool | None = None
+        self._starter: Verified | None = None
+        self._starter_token: str | None = None  # from the start's header (client/run_input.py), until verified
+
+    def take_starter_token(self, token: str | None) -> None:
+        """The token the start carried in its header, handed over by the inbound interceptor."""
+        self._starter_token = token
 
     # ----- the run -------------------------------------------------------------------
 
@@ -87,6 +99,9 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
             start_to_close_timeout=timedelta(seconds=10),
             summary="load run policy (budget, tiers)",
         )
+        self._proof = workflow.patched(PROOF_PATCH)
+        if self._proof and not self.inherits_starter:
+            self._starter = self._verified_starter()
         self._start_budget(self._policy.budget, budget)
         try:
             outcome = await body()
@@ -98,6 +113,24 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
         if outcome.state.fails_in_temporal and self.ends_in_temporal and workflow.patched(FAILED_ENDS_PATCH):
             self._fail_in_temporal(outcome)
         return outcome
+
+    def _verified_starter(self) -> Verified | None:
+        """Who started the run, as the token on the start proves; with [identity], a start without one is refused.
+
+        The refusal is a non-retryable failure naming the reason (never the token);
+        Baton's status says `failed` before it, as Temporal will.
+        """
+        token, self._starter_token = self._starter_token, None
+        trusted = self._policy.identity
+        if trusted is None:
+            return None  # no identity provider configured: starts are not attributed (and nobody can decide)
+        try:
+            return verify(token, trusted, workflow.now())
+        except IdentityRefused as refused:
+            reason = f"start refused: {refused}"
+            self._state, self._reason = RunState.FAILED, reason
+            self._publish()
+            raise ApplicationError(reason, type=START_REFUSED, non_retryable=True) from None
 
     @staticmethod
     def _fail_in_temporal(outcome: RunOutcome) -> NoReturn:
@@ -246,6 +279,7 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
             usage=self.usage() if self._budget else None,
             open_requests=list(self._desk.open.values()),
             reason=self._reason,
+            started_by=self._starter,
         )
 
     # ----- bookkeeping ---------------------------------------------------------------

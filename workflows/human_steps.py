@@ -58,12 +58,12 @@ class HumanSteps:
             context=context.model_dump(mode="json"), cost_so_far_usd=round(self._cost, 6),
             requested_at=started, deadline=started + policy.timeout, at_deadline=policy.at_deadline,
         )
-        self._desk.ask(request, self._eligible(policy))
+        self._desk.ask(request, self._eligible(policy), policy.roles_asked())
         result = await self._wait_through_stages(request, policy)
         self._close_request(request.id)
         self._record(
             step=step, kind=StepKind.APPROVAL, name=",".join(request.roles), started_at=started,
-            outcome=result.status.value, by=result.by, comment=result.comment,
+            outcome=result.status.value, by=result.by, comment=result.comment, issuer=result.issuer, kid=result.kid,
             decision=result.model_dump(mode="json"), input={"ask": ask, "proposed": proposed, "context": request.context},
         )
         if result.status is ApprovalStatus.TIMED_OUT:
@@ -108,11 +108,12 @@ class HumanSteps:
                         f"escalated to {'/'.join(request.escalates_to)}",
                     )
                 continue
-            verdict = self._desk.verdicts[request.id]
+            verdict, signer = self._desk.verdicts[request.id], self._desk.signers.get(request.id)
             return ApprovalResult(
                 request_id=request.id,
                 status=ApprovalStatus.APPROVED if verdict.approved else ApprovalStatus.REJECTED,
                 by=verdict.by, comment=verdict.comment, decided_at=workflow.now(),
+                issuer=signer.issuer if signer else None, kid=signer.kid if signer else None,
             )
         if policy.at_deadline is AtDeadline.REJECT:
             return ApprovalResult(
@@ -163,7 +164,7 @@ class HumanSteps:
         )
         return result
 
-    def _eligible(self, policy: AskPolicy) -> set[str] | None:
+    def _eligible(self, policy: AskPolicy) -> set[str] | None:  # runs before PROOF_PATCH: by name
         """Everyone any stage of the policy asks: a decision from anyone else can never apply."""
         people = [self._people(stage.roles) for stage in policy.stages()]
         return None if None in people else {p for stage in people for p in stage}

@@ -45,7 +45,9 @@ class LedgerEntry(BaseModel):
     effect: str | None = None
     idempotency_key: str | None = None
     decision: dict | None = None
-    by: str | None = None
+    by: str | None = None  # who decided: a verified token's subject (or, in runs before tokens, the name given)
+    issuer: str | None = None  # the identity provider that signed the decider's token
+    kid: str | None = None  # the key it signed with
     comment: str | None = None
     detail: str = ""
     input_digest: str | None = None  # sha256 of the step's input, as canonical JSON

@@ -10,6 +10,7 @@ from workflows.budget import BudgetUsage
 from workflows.outcome import RunState
 
 with workflow.unsafe.imports_passed_through():
+    from activities.identity import Verified
     from activities.policy import Budget
 
 
@@ -23,3 +24,4 @@ class RunStatus(BaseModel):
     usage: BudgetUsage | None = None  # what each cap has used so far
     open_requests: list[ApprovalRequest]
     reason: str | None = None
+    started_by: Verified | None = None  # who started the run, as their token proved (None: not attributed)
