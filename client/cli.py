@@ -97,6 +97,16 @@ async def cmd_ledger(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_login(args: argparse.Namespace) -> int:
+    """A token for a named person from the local issuer, stored for `baton approve` and `baton run`."""
+    from client.login import login
+
+    login(args.person, args.issuer)
+    emit(args, {"subject": args.person, "token_file": ".baton/token"},
+         f"logged in as {args.person}: token stored in .baton/token (BATON_TOKEN, when set, comes first)")
+    return 0
+
+
 async def cmd_decide(args: argparse.Namespace) -> int:
     baton = await Baton.connect()
     decide = baton.approve if args.command == "approve" else baton.reject
@@ -256,9 +266,13 @@ def parser() -> argparse.ArgumentParser:
     for name in ("approve", "reject"):
         c = command(name, cmd_decide, f"{name} a run's open approval request")
         c.add_argument("run", help="run id")
-        c.add_argument("--by", required=True, help="who decides")
+        c.add_argument("--by", help="a cross-check: must be the subject of your token (BATON_TOKEN or `baton login`)")
         c.add_argument("--request", help="request id (needed when several are open)")
         c.add_argument("--comment", default="", help="why")
+
+    c = command("login", cmd_login, "get a token for a person from `baton dev`'s local issuer (kept in .baton/token)")
+    c.add_argument("person", help="who you are: a name in baton.toml's [roles] tables, or any other name (no roles)")
+    c.add_argument("--issuer", help="the local issuer's URL (default: the one `baton dev` runs, from .baton/issuer/url)")
 
     c = command("inbox", cmd_inbox, "every open approval request across runs, oldest first")
     c.add_argument("--role", help="only requests this role is asked")
@@ -331,8 +345,9 @@ def run(argv: list[str] | None) -> int:
     except Exception as err:  # connection, config and server errors: one line, not a traceback
         from worker.config import ConfigError
         from worker.devserver import DevServerError
+        from worker.issuer import IssuerError
 
-        if not isinstance(err, (ConnectionError, ConfigError, DevServerError)):
+        if not isinstance(err, (ConnectionError, ConfigError, DevServerError, IssuerError)):
             raise
         print(f"baton: {err}", file=sys.stderr)
         return 1

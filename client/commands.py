@@ -20,13 +20,14 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def approval_commands(run_id: str, request_id: str, by: str = "NAME") -> list[str]:
+def approval_commands(run_id: str, request_id: str) -> list[str]:
+    """Both decide as whoever the token proves: BATON_TOKEN, or the one `baton login NAME` stored."""
     temporal = _shown(temporal_cli())
     baton = _shown(temporal_cli().with_name("baton"))
-    payload = json.dumps({"request_id": request_id, "by": by})
+    payload = json.dumps({"request_id": request_id, "token": "$BATON_TOKEN"}).replace('"', '\\"')
     return [
-        f"{baton} approve {run_id} --request {request_id} --by {by}",
-        f"{temporal} workflow signal --workflow-id {run_id} --name approve --input '{payload}'",
+        f"{baton} approve {run_id} --request {request_id}",
+        f'{temporal} workflow signal --workflow-id {run_id} --name approve --input "{payload}"',
     ]
 
 

@@ -4,7 +4,8 @@ It starts (or reuses) the local stack on `--port` (default 7233), or, when the
 connection settings name a server (TEMPORAL_ADDRESS, a profile), runs a worker
 on that one and starts nothing; then it starts each run in `examples/demo.json`,
 gives the approval a parked run waits for (after printing the commands a
-person would use), prints each outcome, ledger and Web UI link, and checks
+person would use) as the role's person, with a token from the local issuer
+(the runs are started as DEMO_REQUESTER, so nobody approves their own), prints each outcome, ledger and Web UI link, and checks
 every run ended in the state the manifest expects, then prints `baton report`
 over the runs it made. Interactive, it keeps the stack up for browsing until
 Ctrl-C; without a TTY it stops and exits.
@@ -21,6 +22,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from client.commands import approval_commands, awaiting_list_command
+from client.credentials import TokenProvider, cli_token
 from client.render import ledger_table, outcome_text
 from client.report import report as runs_report
 from client.report import report_text
@@ -32,6 +34,7 @@ from worker.stack import Stack, address_hint, given_server, given_stack, local_s
 from workflows.outcome import RunState
 
 MANIFEST = Path("examples/demo.json")
+DEMO_REQUESTER = "demo-requester"  # who starts the demo's runs: a person of no role
 PARK_TIMEOUT_S = 60
 
 
@@ -65,7 +68,7 @@ async def demo(
     plan = Manifest.model_validate_json(manifest.read_text())
     async with stack_for(port, ui_port, db) as stack:
         print(banner(stack) + "\n")
-        baton = Baton(stack.client)
+        baton = Baton(stack.client, tokens=demo_tokens(stack))
         began = datetime.now(timezone.utc)
         run_ids = [await baton.start(r.process, read_input(r.input)) for r in plan.runs]
         for run, run_id in zip(plan.runs, run_ids):
@@ -98,6 +101,18 @@ def stack_for(port: int | None, ui_port: int | None, db: Path | None) -> Abstrac
     return given_stack()
 
 
+def demo_tokens(stack: Stack) -> TokenProvider:
+    """Tokens from the local issuer for the person a step names; with baton.toml's own [identity], BATON_TOKEN."""
+    issuer = stack.issuer
+    if issuer is None:
+        return cli_token
+
+    async def tokens(by: str | None) -> str:
+        return issuer.mint(by or DEMO_REQUESTER)
+
+    return tokens
+
+
 def banner(stack: Stack) -> str:
     """Where the demo runs, and what another shell needs to reach it."""
     if stack.server is None:
@@ -123,11 +138,11 @@ async def give_approval(baton: Baton, run_id: str, approval: DemoApproval) -> No
     request = status.open_requests[0]
     print(f"\n{run_id} is parked: {request.ask}")
     print(f"  every open request:  {awaiting_list_command()}")
-    print("  a person would answer with either of:")
+    print(f"  a person would `baton login {approval.by}` (or set BATON_TOKEN), then answer with either of:")
     for command in approval_commands(run_id, request.id):
         print(f"    {command}")
     verdict = await baton.approve(run_id, by=approval.by, request_id=request.id, comment=approval.comment)
-    print(f"  the demo approves as {verdict.by!r}: {verdict.comment}")
+    print(f"  the demo approves as {verdict.by!r}, with a token from the local issuer: {verdict.comment}")
 
 
 async def report(baton: Baton, ui_url: str | None, run: DemoRun, run_id: str) -> bool:

@@ -45,6 +45,11 @@ class IssuerError(Exception):
     pass
 
 
+def remember_url(issuer: LocalIssuer) -> None:
+    """Where the running issuer is, for `baton login` (client/login.py) in another shell."""
+    (issuer.directory / "url").write_text(issuer.url + "\n", encoding="utf-8")
+
+
 class LocalIssuer:
     """The issuer: `start()` serves it on a thread, `mint()` signs a token directly (tests, the demo)."""
 

@@ -3,14 +3,15 @@
 `local_stack` starts (or reuses) the dev server on a port; `given_stack` puts the
 worker on the server the connection settings name instead (TEMPORAL_ADDRESS, a
 profile: temporalio.envconfig, as every client reads them) and starts nothing.
-Both set up OpenTelemetry from the OTEL_* variables as a worker does
+Both start Baton's local identity issuer (worker/issuer.py) and point the worker's
+`[identity]` at it, unless baton.toml names the organisation's own issuer. Both set up OpenTelemetry from the OTEL_* variables as a worker does
 (worker/telemetry.py) and flush it on the way out, since `baton` leaves through os._exit.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from client.connection import DEFAULT_TARGET, connect
 from worker import telemetry
 from worker.config import BatonConfig, load
 from worker.devserver import DEFAULT_PORT, DevServer, register_search_attributes
+from worker.issuer import ISSUER_PORT_OFFSET, LocalIssuer, remember_url
 from worker.registration import baton_worker
 
 
@@ -30,6 +32,7 @@ class Stack:
     client: Client
     target: str
     server: DevServer | None = None  # None: the server is not ours, the connection settings named it
+    issuer: LocalIssuer | None = None  # None: baton.toml's [identity] names the organisation's issuer
 
     @property
     def ui_url(self) -> str | None:
@@ -63,16 +66,16 @@ async def local_stack(
     port: int = DEFAULT_PORT,
     ui_port: int | None = None,
 ) -> AsyncIterator[Stack]:
-    async with _worker_config(config_file) as config, DevServer(db, port=port, ui_port=ui_port) as server:
+    async with _worker_config(config_file, port) as (config, issuer), DevServer(db, port=port, ui_port=ui_port) as server:
         client = await connect(server.target)
         async with baton_worker(client, config):
-            yield Stack(client, server.target, server)
+            yield Stack(client, server.target, server, issuer)
 
 
 @asynccontextmanager
 async def given_stack(*, config_file: Path | None = None) -> AsyncIterator[Stack]:
     """A worker on the server the connection settings name; Baton's search attributes added if missing."""
-    async with _worker_config(config_file) as config:
+    async with _worker_config(config_file, DEFAULT_PORT) as (config, issuer):
         client = await connect()
         target = client.service_client.config.target_host
         try:
@@ -80,14 +83,21 @@ async def given_stack(*, config_file: Path | None = None) -> AsyncIterator[Stack
         except RPCError as err:
             raise ConnectionError(f"cannot register Baton's search attributes at {target}: {err.message}") from err
         async with baton_worker(client, config):
-            yield Stack(client, target)
+            yield Stack(client, target, issuer=issuer)
 
 
 @asynccontextmanager
-async def _worker_config(config_file: Path | None) -> AsyncIterator[BatonConfig]:
+async def _worker_config(config_file: Path | None, port: int) -> AsyncIterator[tuple[BatonConfig, LocalIssuer | None]]:
+    """The worker's config, its [identity] the local issuer's (on `port` + 2000) unless baton.toml names one."""
     config = load(config_file)  # a bad baton.toml fails before anything starts
     otel = telemetry.install("baton-worker")  # so does a bad OTEL_* variable
     try:
-        yield config
+        with ExitStack() as stack:
+            issuer = None
+            if config.identity is None:
+                issuer = stack.enter_context(LocalIssuer(config.members(), port=port + ISSUER_PORT_OFFSET))
+                remember_url(issuer)
+                config = config.model_copy(update={"identity": issuer.settings()})
+            yield config, issuer
     finally:
         otel.flush()

@@ -106,10 +106,10 @@ def approval_markdown(run_id: str, r: ApprovalRequest) -> str:
 
 def _answers(run_id: str, request_id: str) -> list[tuple[str, list[str]]]:
     """The commands that answer a request, as argument lists (quoted for the shell when shown)."""
-    payload = json.dumps({"request_id": request_id, "by": "NAME"})
-    return [
-        ("Approve", ["baton", "approve", run_id, "--request", request_id, "--by", "NAME"]),
-        ("Reject", ["baton", "reject", run_id, "--request", request_id, "--by", "NAME", "--comment", "WHY"]),
+    payload = json.dumps({"request_id": request_id, "token": "TOKEN"})
+    return [  # the decider is whoever the token proves (BATON_TOKEN, or `baton login NAME`): no name to type
+        ("Approve", ["baton", "approve", run_id, "--request", request_id]),
+        ("Reject", ["baton", "reject", run_id, "--request", request_id, "--comment", "WHY"]),
         ("Or", ["temporal", "workflow", "signal", "--workflow-id", run_id, "--name", "approve", "--input", payload]),
     ]
 
