@@ -38,7 +38,7 @@ class TrustedIssuer(BaseModel):
     audience: str
     roles_claim: str = "roles"
     leeway_s: int = Field(default=60, ge=0, le=300)
-    jwks: dict = Field(description="the issuer's public keys (a JWK set), as fetched with the run's policy")
+    jwks: dict = Field(description="the issuer's public keys (a JWK set, each with a kid), as fetched with the run's policy")
 
 
 class Verified(BaseModel):
@@ -62,13 +62,22 @@ def verify(token: object, trusted: TrustedIssuer, now: datetime) -> Verified:
         raise IdentityRefused(f"the token's signature does not verify ({_why(err)})") from None
     except (ValueError, TypeError, KeyError) as err:  # not a JWS at all, or a header joserfc cannot read
         raise IdentityRefused(f"the token cannot be read ({type(err).__name__})") from None
-    if not isinstance(decoded.header.get("kid"), str):
-        raise IdentityRefused("the token names no signing key (kid)")
     _check_claims(decoded.claims, trusted, now)
     return Verified(
-        subject=decoded.claims["sub"], issuer=decoded.claims["iss"], kid=decoded.header["kid"],
+        subject=decoded.claims["sub"], issuer=decoded.claims["iss"], kid=_kid(decoded.header, trusted),
         roles=_roles(decoded.claims, trusted.roles_claim),
     )
+
+
+def _kid(header: dict, trusted: TrustedIssuer) -> str:
+    """The key that signed: the token's kid, or the issuer's only key when it names none (a JWS may omit it)."""
+    kid = header.get("kid")
+    if isinstance(kid, str):
+        return kid
+    keys = trusted.jwks["keys"]
+    if len(keys) != 1:
+        raise IdentityRefused("the token names no signing key (kid) and the issuer publishes several")
+    return keys[0]["kid"]
 
 
 def _keys(trusted: TrustedIssuer) -> KeySet:

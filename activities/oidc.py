@@ -6,7 +6,9 @@ with. The worker fetches both at start (an issuer it cannot reach, or one whose
 document names another issuer, stops it in one line) and again when a run
 loads its policy and the keys are older than REFRESH_S, so a rotated key is
 picked up; if the issuer is unreachable then, the last keys it published stay.
-Only public asymmetric keys with a key id are kept: a run verifies nothing else.
+Only public asymmetric signing keys are kept: a run verifies nothing else. A key
+published without a key id gets its RFC 7638 thumbprint as one, so the audit
+can always name the key that signed.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import time
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
+
+from joserfc.errors import JoseError
+from joserfc.jwk import import_key
 
 from activities.identity import TrustedIssuer
 
@@ -69,7 +74,7 @@ class IssuerKeys:
             raise IssuerUnreachable(f"the discovery document of {issuer} has no jwks_uri")
         keys = _public_keys(await self._json(jwks_uri))
         if not keys:
-            raise IssuerUnreachable(f"{jwks_uri} publishes no public signing key with a kid")
+            raise IssuerUnreachable(f"{jwks_uri} publishes no public signing key")
         return TrustedIssuer(
             issuer=document["issuer"], audience=self.settings.audience, roles_claim=self.settings.roles_claim,
             leeway_s=self.settings.leeway_s, jwks={"keys": keys},
@@ -98,9 +103,15 @@ def _public_keys(jwks: dict) -> list[dict]:
     keys = jwks.get("keys")
     if not isinstance(keys, list):
         return []
-    return [
-        {m: key[m] for m in PUBLIC_MEMBERS[key["kty"]] if m in key}
-        for key in keys
-        if isinstance(key, dict) and key.get("kty") in PUBLIC_MEMBERS and isinstance(key.get("kid"), str)
-        and key.get("use", "sig") == "sig"
-    ]
+    found = []
+    for key in keys:
+        if not isinstance(key, dict) or key.get("kty") not in PUBLIC_MEMBERS or key.get("use", "sig") != "sig":
+            continue
+        public = {m: key[m] for m in PUBLIC_MEMBERS[key["kty"]] if m in key}
+        try:
+            public.setdefault("kid", import_key(public).thumbprint())
+        except (JoseError, ValueError, TypeError):
+            continue  # not a key joserfc can read: it could verify nothing
+        if isinstance(public["kid"], str):
+            found.append(public)
+    return found

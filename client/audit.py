@@ -78,6 +78,7 @@ def _run(record: RunRecord, status: dict) -> dict:
         "input": record.input if record.audit_values == "full" else None,  # the history has it; the export only if allowed
         "input_digest": digest(record.input),
         "result": record.outcome.model_dump(mode="json")["result"] if record.outcome else None,
+        "started_by": status.get("started_by"),  # subject, issuer, kid and roles of the verified start token
     }
 
 
@@ -112,7 +113,8 @@ def _approvals(ledger: list[dict], run_id: str) -> list[dict]:
         if e["kind"] == "approval":
             found.append({
                 "seq": e["seq"], "step": e["step"], "where": "run", "outcome": e["outcome"],
-                "by": e.get("by"), "rule": _rule(e), "comment": e.get("comment") or "",
+                "by": e.get("by"), "issuer": e.get("issuer"), "kid": e.get("kid"), "rule": _rule(e),
+                "comment": e.get("comment") or "",
                 "requested_at": e["started_at"], "decided_at": _decided_at(e),
                 "waited_ms": e.get("latency_ms"), "detail": e.get("detail") or "",
             })
@@ -180,7 +182,7 @@ def audit_text(data: dict) -> str:
         f"audit    {run['run_id']} (temporal run {run['temporal_run_id']}, {data['format']})",
         f"process  {run['process']}" + (f" · business key {run['business_key']}" if run["business_key"] else ""),
         f"state    {run['state']}" + (f" — {run['reason']}" if run["reason"] else ""),
-        f"started  {run['started_at']}",
+        f"started  {run['started_at']}" + _starter_text(run.get("started_by")),
         f"closed   {run['closed_at'] or '-'} (temporal: {run['temporal_status']})",
         f"input    {run['input_digest']}" + (
             f" {canonical_json(run['input'])}" if run["input"] is not None
@@ -222,6 +224,12 @@ def audit_text(data: dict) -> str:
     return "\n".join(lines)
 
 
+def _starter_text(starter: dict | None) -> str:
+    if not starter:
+        return " (starter not attributed)"
+    return f" by {starter['subject']} (verified: issuer {starter['issuer']}, key {starter['kid']})"
+
+
 def _steps_table(steps: list[dict]) -> str:
     rows = [
         [
@@ -255,6 +263,8 @@ def _approval_lines(approvals: list[dict]) -> list[str]:
                          f"{a['detail']} — its own ledger: baton audit {a['agent_run']}")
             continue
         who = f" by rule `{a['rule']}`" if a["by"] == "rule" else (f" by {a['by']}" if a["by"] else "")
+        if a.get("issuer"):
+            who += f" (verified: issuer {a['issuer']}, key {a['kid']})"
         line = f"  {a['seq']:>3} {a['step']}: {a['outcome']}{who} at {a['decided_at']}"
         line += f" (asked {a['requested_at']}, waited {a['waited_ms'] / 1000:,.1f} s)"
         if a["comment"]:

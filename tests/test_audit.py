@@ -17,7 +17,7 @@ import pytest
 from client.audit import audit, audit_text, export_json
 from client.run_record import ReplayFailed, history_from_file, run_record, run_record_from_history
 from client.sdk import Baton
-from tests.conftest import ROOT, running_worker
+from tests.conftest import REQUESTER, ROOT, running_worker
 from tests.test_integration import BATON, Completed, cli_env, expect_exit, expect_refusal, run_cli
 from tests.test_onboarding_routes import CLEAR, PEP, wait_for_state
 from worker.config import AuditSettings
@@ -98,7 +98,7 @@ async def test_a_run_whose_policy_keeps_full_values_exports_its_inputs(time_env,
     assert '"applicant_id":"A-1001"' in audit_text(data)
 
 
-async def test_a_parked_run_shows_its_open_request_then_the_approval_with_who_when_and_why(time_env, config):
+async def test_a_parked_run_shows_its_open_request_then_the_approval_with_who_when_and_why(time_env, config, issuer):
     async with running_worker(time_env.client, config) as w:
         baton = Baton(time_env.client, w.task_queue)
         run_id = await baton.start("onboarding", PEP)
@@ -126,11 +126,14 @@ async def test_a_parked_run_shows_its_open_request_then_the_approval_with_who_wh
     human = [a for a in done["approvals"] if a["step"] == "compliance_review"]
     assert human == [{
         "seq": decided.seq, "step": "compliance_review", "where": "run", "outcome": "approved", "by": "carol",
-        "rule": None, "comment": "PEP checked", "detail": "",
+        "issuer": issuer.url, "kid": issuer.kid, "rule": None, "comment": "PEP checked", "detail": "",
         "requested_at": decided.started_at.isoformat().replace("+00:00", "Z"),
         "decided_at": decided.decision["decided_at"], "waited_ms": decided.latency_ms,
     }]
-    assert 'approved by carol at' in audit_text(done) and '"PEP checked"' in audit_text(done)
+    assert f"approved by carol (verified: issuer {issuer.url}, key {issuer.kid}) at" in audit_text(done)
+    assert '"PEP checked"' in audit_text(done)
+    assert done["run"]["started_by"] == {"subject": REQUESTER, "issuer": issuer.url, "kid": issuer.kid, "roles": []}
+    assert f"by {REQUESTER} (verified: issuer {issuer.url}" in audit_text(done)
 
 
 async def test_a_rule_approval_a_refused_proposal_and_the_budget_consumed(time_env, config):

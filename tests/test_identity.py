@@ -1,0 +1,224 @@
+"""Decisions prove who decided: tokens the run verifies, not names a caller types (issue 16, item 2).
+
+Every attack here got through when `by` was free text: a forged, expired,
+misaddressed or unsigned token, a name with no token, a requester approving
+their own run. Each must leave the run parked, the update refused, the signal
+recorded as refused. And a standard OpenID Connect issuer nobody on the team
+wrote (oidc-provider-mock, authlib-based) must work as the organisation's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import re
+from datetime import datetime, timedelta
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+import pytest
+from joserfc import jwt
+from joserfc.jwk import RSAKey
+from oidc_provider_mock import User, run_server_in_thread
+from temporalio.client import Client, WorkflowFailureError
+
+from activities.oidc import IdentitySettings
+from client.credentials import Credentials, NoCredential
+from client.sdk import Baton, Refused
+from tests.conftest import LEADS, REQUESTER, REVIEWERS, running_worker
+from tests.test_onboarding_routes import PEP, wait_for_state
+from worker.issuer import AUDIENCE, LocalIssuer
+from workflows.outcome import RunState
+
+
+def _b64(data: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def _claims(issuer: LocalIssuer, now: datetime, **changes) -> dict:
+    issued = int(now.timestamp())
+    return {"iss": issuer.url, "aud": AUDIENCE, "sub": REVIEWERS[0], "iat": issued, "exp": issued + 600,
+            "roles": ["compliance"], **changes}
+
+
+def forged(issuer: LocalIssuer, now: datetime, attack: str) -> str:
+    """A token for a compliance reviewer that must prove nothing, made the way `attack` names."""
+    if attack == "unsigned":
+        return f"{_b64({'alg': 'none', 'kid': issuer.kid})}.{_b64(_claims(issuer, now))}."
+    if attack == "hs256-with-public-key":  # the classic confusion: the published key used as an HMAC secret
+        secret = RSAKey.import_key(issuer.jwks()["keys"][0]).as_pem(private=False)
+        head = f"{_b64({'alg': 'HS256', 'kid': issuer.kid})}.{_b64(_claims(issuer, now))}"
+        sig = base64.urlsafe_b64encode(hmac.new(secret, head.encode(), hashlib.sha256).digest()).rstrip(b"=").decode()
+        return f"{head}.{sig}"
+    if attack == "wrong-key":  # signed by a key of its own, naming the issuer's kid
+        key = RSAKey.generate_key(2048, parameters={"kid": issuer.kid})
+        return jwt.encode({"alg": "RS256", "kid": issuer.kid}, _claims(issuer, now), key)
+    changes = {
+        "expired": {"exp": int((now - timedelta(minutes=10)).timestamp()), "iat": int((now - timedelta(hours=1)).timestamp())},
+        "wrong-audience": {"aud": "another-app"},
+        "wrong-issuer": {"iss": "https://issuer.invalid"},
+    }[attack]
+    return jwt.encode({"alg": "RS256", "kid": issuer.kid}, _claims(issuer, now, **changes), issuer._key)
+
+
+ATTACKS = ["unsigned", "hs256-with-public-key", "wrong-key", "expired", "wrong-audience", "wrong-issuer"]
+REASONS = {
+    "unsigned": "signature does not verify", "hs256-with-public-key": "signature does not verify",
+    "wrong-key": "signature does not verify", "expired": "expired", "wrong-audience": "'aud'", "wrong-issuer": "'iss'",
+}
+
+
+async def refused_signals(baton: Baton, run_id: str, count: int) -> list:
+    for _ in range(200):
+        refused = [e for e in await baton.ledger(run_id) if e.outcome == "refused"]
+        if len(refused) >= count:
+            return refused
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{run_id} never recorded {count} refusal(s)")
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+async def test_a_token_that_proves_nobody_is_refused_by_update_and_signal(time_env, config, issuer, attack):
+    async with running_worker(time_env.client, config) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        run_id = await baton.start("onboarding", PEP)
+        await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
+        token = forged(issuer, await time_env.get_current_time(), attack)
+
+        async def attacker(by: str | None) -> str:
+            return token
+
+        with pytest.raises(Refused, match=re.escape(REASONS[attack])):
+            await Baton(time_env.client, w.task_queue, tokens=attacker).approve(run_id, request_id="compliance_review")
+        handle = time_env.client.get_workflow_handle(run_id)
+        await handle.signal("approve", {"request_id": "compliance_review", "token": token})
+        (refusal,) = await refused_signals(baton, run_id, 1)
+        status = await baton.status(run_id)
+        await handle.terminate("test over")
+    assert REASONS[attack] in refusal.detail and refusal.by is None
+    assert token not in refusal.detail
+    assert status.state is RunState.AWAITING_APPROVAL and [r.id for r in status.open_requests] == ["compliance_review"]
+
+
+async def test_a_name_without_a_token_approves_nothing(time_env, config):
+    async with running_worker(time_env.client, config) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        run_id = await baton.start("onboarding", PEP)
+        await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
+        handle = time_env.client.get_workflow_handle(run_id)
+        await handle.signal("approve", {"request_id": "compliance_review", "by": REVIEWERS[0]})  # any --identity
+        (refusal,) = await refused_signals(baton, run_id, 1)
+        with pytest.raises(NoCredential, match="no credential"):  # `baton approve --by` with no BATON_TOKEN or login
+            await Baton(await bare(time_env.client), w.task_queue).approve(run_id, by=REVIEWERS[0])
+        status = await baton.status(run_id)
+        await handle.terminate("test over")
+    assert "no token" in refusal.detail and refusal.by is None
+    assert status.state is RunState.AWAITING_APPROVAL
+
+
+async def test_by_is_only_a_cross_check_of_the_tokens_subject(time_env, config, issuer):
+    async with running_worker(time_env.client, config) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        run_id = await baton.start("onboarding", PEP)
+        await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
+        alice = issuer.mint(REVIEWERS[1], now=await time_env.get_current_time())
+
+        async def alices(by: str | None) -> str:
+            return alice
+
+        as_alice = Baton(time_env.client, w.task_queue, tokens=alices)
+        with pytest.raises(Refused, match="is not the token's subject"):
+            await as_alice.approve(run_id, by=REVIEWERS[0])
+        verdict = await as_alice.approve(run_id, comment="checked")  # no --by: whoever the token proves
+        outcome = await baton.result(run_id)
+    assert (verdict.by, verdict.token) == (REVIEWERS[1], None)  # the token is not echoed back into history
+    assert outcome.result["reviewed_by"] == REVIEWERS[1]
+
+
+async def test_a_token_without_the_role_asked_is_refused(time_env, config):
+    async with running_worker(time_env.client, config) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        run_id = await baton.start("onboarding", PEP)
+        await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
+        with pytest.raises(Refused, match=r"for role compliance \(their token lists compliance-lead\)"):
+            await baton.approve(run_id, by=LEADS[0])  # a real token, but the lead is asked only on escalation
+        status = await baton.status(run_id)
+        await time_env.client.get_workflow_handle(run_id).terminate("test over")
+    assert status.state is RunState.AWAITING_APPROVAL
+
+
+async def test_nobody_approves_a_run_they_started(time_env, config, issuer):
+    async def carol_starts(by: str | None) -> str:
+        return issuer.mint(by or REVIEWERS[0], now=await time_env.get_current_time())
+
+    async with running_worker(time_env.client, config) as w:
+        carols = Baton(time_env.client, w.task_queue, tokens=carol_starts)
+        run_id = await carols.start("onboarding", PEP)
+        await wait_for_state(carols, run_id, RunState.AWAITING_APPROVAL)
+        with pytest.raises(Refused, match=f"'{REVIEWERS[0]}' started this run and may not decide"):
+            await carols.approve(run_id)
+        started_by = (await carols.status(run_id)).started_by
+        await carols.approve(run_id, by=REVIEWERS[1])  # another reviewer may
+        outcome = await carols.result(run_id)
+    assert (started_by.subject, started_by.issuer, started_by.kid) == (REVIEWERS[0], issuer.url, issuer.kid)
+    assert outcome.state is RunState.COMPLETED and outcome.result["reviewed_by"] == REVIEWERS[1]
+
+
+async def bare(client: Client) -> Client:
+    """`client` without credentials: a caller with no token at all."""
+    config = client.config()
+    config["interceptors"] = [i for i in config["interceptors"] if not isinstance(i, Credentials)]
+    return Client(**config)
+
+
+async def test_a_start_without_a_valid_token_is_refused_typed(time_env, config):
+    async with running_worker(time_env.client, config) as w:
+        anonymous = Baton(await bare(time_env.client), w.task_queue)
+        run_id = await anonymous.start("onboarding", PEP)
+        with pytest.raises(WorkflowFailureError) as failed:
+            await time_env.client.get_workflow_handle(run_id).result()
+    cause = failed.value.cause
+    assert (cause.type, cause.non_retryable) == ("StartRefused", True)
+    assert cause.message == "start refused: no token: a decision needs a signed token from the identity provider"
+
+
+# ----- an OpenID Connect issuer nobody on the team wrote --------------------------------
+
+
+def code_flow(base: str, person: str, client_id: str) -> str:
+    """An ID token for `person`, through the mock's authorize and token endpoints, as a browser and app would."""
+    redirect = "http://127.0.0.1/callback"
+    query = {"client_id": client_id, "redirect_uri": redirect, "response_type": "code", "scope": "openid"}
+    with httpx.Client(base_url=base) as http:
+        answer = http.post("/oauth2/authorize", params=query, data={"sub": person})
+        code = parse_qs(urlparse(answer.headers["location"]).query)["code"][0]
+        token = http.post("/oauth2/token", data={"grant_type": "authorization_code", "code": code,
+                                                  "redirect_uri": redirect}, auth=(client_id, "secret"))
+    return token.json()["id_token"]
+
+
+@pytest.mark.integration
+async def test_tokens_of_a_standard_oidc_provider_decide(dev_env, config):
+    people = [User(sub=REQUESTER, claims={"roles": []}), User(sub=REVIEWERS[0], claims={"roles": ["compliance"]})]
+    with run_server_in_thread(user_claims=people) as server:
+        base = f"http://localhost:{server.server_port}"
+        config = config.model_copy(update={"identity": IdentitySettings(issuer=base, audience="baton")})
+
+        async def from_the_provider(by: str | None) -> str:
+            return await asyncio.to_thread(code_flow, base, by or REQUESTER, "baton")
+
+        async with running_worker(dev_env.client, config) as w:
+            baton = Baton(dev_env.client, w.task_queue, tokens=from_the_provider)
+            run_id = await baton.start("onboarding", PEP)
+            await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
+            verdict = await baton.approve(run_id, by=REVIEWERS[0], comment="checked")
+            outcome = await baton.result(run_id)
+            ledger = await baton.ledger(run_id)
+            status = await baton.status(run_id)
+    decided = next(e for e in ledger if e.step == "compliance_review")
+    assert verdict.by == REVIEWERS[0] and outcome.state is RunState.COMPLETED
+    assert (decided.by, decided.issuer) == (REVIEWERS[0], base) and decided.kid
+    assert status.started_by.subject == REQUESTER
