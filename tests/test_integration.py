@@ -37,11 +37,12 @@ from activities.tools.catalog import TOOLS
 from activities.tools.systems import SystemsOfRecord
 from client.connection import connect
 from client.sdk import Baton
-from tests.conftest import LEADS, REVIEWERS, ROOT, running_worker
+from tests.conftest import LEADS, REQUESTER, REVIEWERS, ROOT, running_worker
 from tests.processes import DraftRequest, NobodyAnswers, Refund, Signoff, Unanswered, UnguardedSend
 from worker.binaries import temporal_cli
 from worker.config import BatonConfig
 from worker.devserver import DevServer, DevServerError, port_in_use
+from worker.issuer import LocalIssuer
 from workflows import search_attributes as sa
 from workflows.outcome import RunOutcome, RunState
 
@@ -127,14 +128,14 @@ async def temporal(*args: object, env: dict[str, str]) -> Completed:
     return await run_cli(TEMPORAL, *args, env=env)
 
 
-def cli_env(target: str, queue: str) -> dict[str, str]:
-    """The environment a user would set: where Temporal is, which task queue Baton uses.
+def cli_env(target: str, queue: str, token: str | None = None) -> dict[str, str]:
+    """The environment a user would set: where Temporal is, which task queue Baton uses, and their token.
 
     Any TEMPORAL_* / BATON_* settings of the person running the tests are
     dropped, so neither CLI can be pointed at another server or queue.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "BATON_"))}
-    env.update(TEMPORAL_ADDRESS=target, BATON_TASK_QUEUE=queue, PYTHONUNBUFFERED="1")
+    env.update(TEMPORAL_ADDRESS=target, BATON_TASK_QUEUE=queue, PYTHONUNBUFFERED="1", BATON_TOKEN=token or "")
     return env
 
 
@@ -215,12 +216,17 @@ class Stack:
 
     client: Client
     queue: str
-    env: dict[str, str]
+    env: dict[str, str]  # the requester's: their token starts runs
     baton: Baton
+    issuer: LocalIssuer
+
+    def as_(self, person: str) -> dict[str, str]:
+        """The environment of `person`, their token from the local issuer in BATON_TOKEN."""
+        return {**self.env, "BATON_TOKEN": self.issuer.mint(person)}
 
 
 @pytest.fixture
-async def stack(dev_env: WorkflowEnvironment, config: BatonConfig) -> AsyncIterator[Stack]:
+async def stack(dev_env: WorkflowEnvironment, config: BatonConfig, issuer: LocalIssuer) -> AsyncIterator[Stack]:
     async with running_worker(
         dev_env.client, config, extra_workflows=(Signoff, UnguardedSend, NobodyAnswers)
     ) as worker:
@@ -228,8 +234,9 @@ async def stack(dev_env: WorkflowEnvironment, config: BatonConfig) -> AsyncItera
         yield Stack(
             client=dev_env.client,
             queue=worker.task_queue,
-            env=cli_env(target, worker.task_queue),
+            env=cli_env(target, worker.task_queue, issuer.mint(REQUESTER)),
             baton=Baton(dev_env.client, worker.task_queue),
+            issuer=issuer,
         )
 
 
@@ -264,7 +271,7 @@ async def test_review_run_parks_shows_in_visibility_and_completes_once_approved(
     await wait_until_listed(awaiting, run_id, env)
     assert systems.count("crm_records", applicant_id="A-1002") == 0  # nothing written while parked
 
-    approved = await baton("approve", run_id, "--by", "alice", "--json", env=env)
+    approved = await baton("approve", run_id, "--by", "alice", "--json", env=stack.as_("alice"))
     expect_exit(approved, 0)
     verdict = approved.json()
     assert (verdict["request_id"], verdict["by"], verdict["approved"]) == ("compliance_review", "alice", True)
@@ -304,7 +311,7 @@ async def test_plain_temporal_signal_approves_and_the_ledger_names_the_approver(
 
     signalled = await temporal(
         "workflow", "signal", "--workflow-id", run_id, "--name", "approve",
-        "--input", json.dumps({"request_id": "compliance_review", "by": "dana"}), env=env,
+        "--input", json.dumps({"request_id": "compliance_review", "token": stack.issuer.mint("dana")}), env=env,
     )
     assert signalled.rc == 0, str(signalled)
 
@@ -333,7 +340,7 @@ async def test_decision_for_an_unknown_request_is_refused_and_changes_nothing(
     before = await ledger(run_id, env)
 
     for command in ("approve", "reject"):
-        refused = await baton(command, run_id, "--request", "nope", "--by", "alice", env=env)
+        refused = await baton(command, run_id, "--request", "nope", "--by", "alice", env=stack.as_("alice"))
         expect_refusal(refused, "nope")
 
     status = (await baton("status", run_id, "--json", env=env)).json()
@@ -351,11 +358,11 @@ async def test_a_different_decision_after_approval_is_refused(stack: Stack, syst
     """Once approved and finished, a late rejection is an error, not a second outcome."""
     env = stack.env
     run_id = await start_parked_run(env)
-    expect_exit(await baton("approve", run_id, "--by", "alice", env=env), 0)
+    expect_exit(await baton("approve", run_id, "--by", "alice", env=stack.as_("alice")), 0)
     assert (await outcome_of(stack, run_id)).state is RunState.COMPLETED
     before = await ledger(run_id, env)
 
-    expect_refusal(await baton("reject", run_id, "--by", "mallory", env=env), run_id)
+    expect_refusal(await baton("reject", run_id, "--by", "mallory", env=stack.as_("mallory")), run_id)
 
     assert await ledger(run_id, env) == before
     assert (await baton("status", run_id, "--json", env=env)).json()["state"] == "completed"
@@ -374,7 +381,7 @@ async def test_signal_for_an_unknown_request_is_recorded_as_refused_and_does_not
 
     signalled = await temporal(
         "workflow", "signal", "--workflow-id", run_id, "--name", "approve",
-        "--input", json.dumps({"request_id": "nope", "by": "x"}), env=env,
+        "--input", json.dumps({"request_id": "nope", "token": stack.issuer.mint("alice")}), env=env,
     )
     assert signalled.rc == 0, str(signalled)
 
@@ -382,7 +389,7 @@ async def test_signal_for_an_unknown_request_is_recorded_as_refused_and_does_not
         return [e for e in await ledger(run_id, env) if e["outcome"] == "refused"]
 
     [refusal] = await eventually(refusals, "the refused signal in the ledger")
-    assert (refusal["step"], refusal["kind"], refusal["by"]) == ("nope", "approval", "x")
+    assert (refusal["step"], refusal["kind"], refusal["by"]) == ("nope", "approval", None)  # a name is no one
     assert "nope" in refusal["detail"]
 
     status = (await baton("status", run_id, "--json", env=env)).json()
@@ -397,7 +404,10 @@ async def test_an_approver_outside_the_role_is_refused_and_the_run_keeps_waiting
 ):
     env = stack.env
     run_id = await start_parked_run(env)
-    refused = await baton("approve", run_id, "--request", "compliance_review", "--by", "mallory", env=env)
+    anonymous = await baton("approve", run_id, "--by", "compliance-officer", env={**env, "BATON_TOKEN": ""})
+    expect_exit(anonymous, 2)
+    assert "no credential" in anonymous.err  # a name alone is refused before anything is sent
+    refused = await baton("approve", run_id, "--request", "compliance_review", "--by", "mallory", env=stack.as_("mallory"))
     message = expect_refusal(refused, "mallory")
     assert "compliance" in message
     status = (await baton("status", run_id, "--json", env=env)).json()
@@ -422,7 +432,7 @@ async def test_a_garbage_signal_payload_is_recorded_and_the_run_keeps_waiting(st
     status = (await baton("status", run_id, "--json", env=env)).json()
     assert status["state"] == "awaiting_approval"
     # and the run still takes a proper decision afterwards
-    expect_exit(await baton("approve", run_id, "--by", REVIEWERS[0], env=env), 0)
+    expect_exit(await baton("approve", run_id, "--by", REVIEWERS[0], env=stack.as_(REVIEWERS[0])), 0)
     assert (await outcome_of(stack, run_id)).state is RunState.COMPLETED
 
 
@@ -454,7 +464,7 @@ async def test_the_inbox_lists_exactly_the_open_requests_across_processes(stack:
     expect_exit(shown, 0)
     assert "compliance_review" in shown.out and "verdict: review" in shown.out and "approve" in shown.out
 
-    expect_exit(await baton("approve", signoff.id, "--request", "finance_signoff", "--by", LEADS[0], env=env), 0)
+    expect_exit(await baton("approve", signoff.id, "--request", "finance_signoff", "--by", LEADS[0], env=stack.as_(LEADS[0])), 0)
     expected.discard((signoff.id, "finance_signoff"))
     await eventually(listed_requests, "the decided request gone from the inbox")
     await signoff.terminate("test over")
