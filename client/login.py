@@ -21,7 +21,14 @@ class LoginFailed(ConnectionError):
 
 
 def login(person: str, issuer: str | None = None, directory: Path = DIRECTORY) -> str:
-    """Ask the local issuer for `person`'s token and store it in TOKEN_FILE (owner-only); returns the token."""
+    """`person`'s token from the local issuer, stored in TOKEN_FILE (owner-only) for later commands."""
+    token = issue(person, issuer, directory)
+    store(token)
+    return token
+
+
+def issue(person: str, issuer: str | None = None, directory: Path = DIRECTORY) -> str:
+    """Ask the local issuer whose files are in `directory` (or at `issuer`) for `person`'s token."""
     url = issuer or _read(directory / "url", "no local issuer has run here: start `baton dev` (or pass --issuer)")
     secret = _read(directory / "client-secret", "no local issuer's client secret under .baton/issuer")
     try:
@@ -31,9 +38,7 @@ def login(person: str, issuer: str | None = None, directory: Path = DIRECTORY) -
         raise LoginFailed(f"cannot reach the issuer at {url}: {type(err).__name__} (is `baton dev` running?)") from None
     if answer.status_code != 200:
         raise LoginFailed(f"the issuer at {url} refused: HTTP {answer.status_code} {answer.json().get('error', '')}")
-    token = answer.json()["access_token"]
-    store(token)
-    return token
+    return answer.json()["access_token"]
 
 
 def store(token: str, path: Path = TOKEN_FILE) -> None:

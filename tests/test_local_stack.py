@@ -27,6 +27,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from client.connection import connect
+from client.login import issue
 from client.sdk import Baton
 from tests.conftest import ROOT
 from tests.stack_process import free_port
@@ -153,9 +154,17 @@ async def dev(procs, tmp_path, port: int, db: Path | None, env: dict[str, str]) 
     return p, int(started[1])
 
 
-async def completes_a_run(target: str) -> str:
-    """Start a run on the stack at `target` (its own worker, queue `baton`) and see it end."""
-    baton_ = Baton(await connect(target), "baton")
+async def completes_a_run(target: str, home: Path) -> str:
+    """Start a run on the stack at `target` (its own worker, queue `baton`; run in `home`) and see it end.
+
+    The run is started as `requester`, with a token from that stack's local issuer.
+    """
+    token = await asyncio.to_thread(issue, "requester", None, home / ".baton" / "issuer")
+
+    async def requester(by: str | None) -> str:
+        return token
+
+    baton_ = Baton(await connect(target), "baton", tokens=requester)
     run_id = await baton_.start("onboarding", CLEAR)
     outcome = await asyncio.wait_for(baton_.result(run_id), START_S)
     assert outcome.state is RunState.COMPLETED, outcome.reason
@@ -200,7 +209,7 @@ async def test_two_stacks_on_different_ports_run_side_by_side(procs, tmp_path):
     assert not port_in_use("127.0.0.1", demo_port), "the demo's server outlived the demo"
     assert (tmp_path / ".baton" / f"temporal-{first_port}.db").exists() and (tmp_path / "demo" / "temporal.db").exists()
 
-    run_id = await completes_a_run(f"127.0.0.1:{first_port}")  # the first stack never noticed
+    run_id = await completes_a_run(f"127.0.0.1:{first_port}", tmp_path)  # the first stack never noticed
     assert await workflow_ids(f"127.0.0.1:{first_port}") == {run_id}  # none of the demo's runs
     assert await first.interrupt() == 0, str(first)
     assert not port_in_use("127.0.0.1", first_port)
@@ -236,7 +245,7 @@ async def test_a_second_server_on_a_data_file_in_use_is_refused_until_the_first_
     assert len(lines) == 1 and str(db) in lines[0] and "in use" in lines[0] and str(server_pid) in lines[0], str(second)
     assert not port_in_use("127.0.0.1", second_port), "a second server was started"
 
-    before = await completes_a_run(f"127.0.0.1:{first_port}")  # the first still works
+    before = await completes_a_run(f"127.0.0.1:{first_port}", tmp_path)  # the first still works
     assert "ShardOwnershipLost" not in db.with_suffix(".log").read_text(errors="replace")
 
     first.proc.kill()  # kill -9 of `baton dev` alone: its server must not outlive it
@@ -246,7 +255,7 @@ async def test_a_second_server_on_a_data_file_in_use_is_refused_until_the_first_
     third_port = free_port()
     third, _ = await dev(procs, tmp_path, third_port, db, env)
     assert before in await workflow_ids(f"127.0.0.1:{third_port}")  # the same data, served again
-    await completes_a_run(f"127.0.0.1:{third_port}")
+    await completes_a_run(f"127.0.0.1:{third_port}", tmp_path)
     assert await third.interrupt() == 0, str(third)
 
 
