@@ -93,13 +93,16 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
     ) -> RunOutcome:
         """Run `body` under the worker's policy (or one handed down); breaches and failed steps end typed."""
         self._publish()
+        # Asked before the policy's local activity, as the first command: asked after it, in the
+        # task its result completes, Core's replay met the marker before the call (nondeterminism).
+        proof = workflow.patched(PROOF_PATCH)
         self._policy = policy or await workflow.execute_local_activity_method(
             PolicyActivities.run_policy,
             self.name,
             start_to_close_timeout=timedelta(seconds=10),
             summary="load run policy (budget, tiers)",
         )
-        self._proof = workflow.patched(PROOF_PATCH)
+        self._proof = proof  # only now: a decision is verified with the keys the policy carries
         if self._proof and not self.inherits_starter:
             self._starter = self._verified_starter()
         self._start_budget(self._policy.budget, budget)
