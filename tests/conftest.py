@@ -40,7 +40,7 @@ from worker.config import (
     shipped_grants,
 )
 from worker.devserver import register_search_attributes
-from worker.issuer import LocalIssuer
+from worker.issuer import NAME, LocalIssuer
 from worker.registration import baton_worker
 from workflows import search_attributes as sa
 
@@ -74,7 +74,9 @@ def speaking_for_people(env: WorkflowEnvironment, issuer: LocalIssuer) -> Workfl
     time, so tokens are issued at the server's time, as a person's would be then.
     """
     async def tokens(by: str | None) -> str:
-        return issuer.mint(by or REQUESTER, now=await env.get_current_time())
+        # A name no issuer would know gets the requester's token: the run, not the issuer, refuses the `by`.
+        person = by if by and NAME.match(by) else REQUESTER
+        return issuer.mint(person, now=await env.get_current_time())
 
     env._client = with_credentials(env.client, tokens)  # the environment has no setter; tests use env.client
     return env

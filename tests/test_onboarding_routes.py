@@ -12,7 +12,7 @@ import pytest
 
 from activities.tools.systems import SystemsOfRecord
 from client.sdk import Baton
-from tests.conftest import ROOT, running_worker
+from tests.conftest import REQUESTER, ROOT, running_worker
 from workflows.outcome import RunState
 
 CLEAR = dict(applicant_id="A-1001", name="Ada Lovelace", email="ada@example.com", document_number="P1234567")
@@ -152,7 +152,7 @@ def test_every_end_has_its_own_exit_status_and_only_completed_is_0():
 
 
 @pytest.mark.parametrize("route", list(WAIT_ROUTES))
-async def test_baton_run_wait_exits_with_the_status_of_the_end(time_env, config, tmp_path, route):
+async def test_baton_run_wait_exits_with_the_status_of_the_end(time_env, config, tmp_path, route, issuer):
     """Through the `baton` command (its main()), as a script would run it."""
     from client.cli import EXIT_BY_STATE
     from tests.test_engine import OutboxRejects  # (test_engine imports this module)
@@ -165,7 +165,8 @@ async def test_baton_run_wait_exits_with_the_status_of_the_end(time_env, config,
     async with running_worker(time_env.client, config, **tools) as w:
         baton = Baton(time_env.client, w.task_queue)
         run_id = f"wait-{route}-{uuid.uuid4().hex[:6]}"
-        env = cli_env(time_env.client.service_client.config.target_host, w.task_queue)
+        env = cli_env(time_env.client.service_client.config.target_host, w.task_queue,
+                      issuer.mint(REQUESTER, now=await time_env.get_current_time()))
         waiting = asyncio.create_task(run_cli(BATON, "run", "onboarding", "--input", path, "--id", run_id, "--wait",
                                               "--json", env=env))
         if nobody_answers:
@@ -176,7 +177,7 @@ async def test_baton_run_wait_exits_with_the_status_of_the_end(time_env, config,
     assert result.json()["state"] == end.value and result.json()["run_id"] == run_id
 
 
-async def test_baton_run_wait_exits_8_with_one_line_when_temporal_ends_the_run(time_env, config, tmp_path):
+async def test_baton_run_wait_exits_8_with_one_line_when_temporal_ends_the_run(time_env, config, tmp_path, issuer):
     """Terminated (or cancelled, or timed out by Temporal): no Baton end, no traceback either."""
     from client.cli import EXIT_ENDED_IN_TEMPORAL
     from tests.test_integration import BATON, cli_env, run_cli
@@ -186,7 +187,8 @@ async def test_baton_run_wait_exits_8_with_one_line_when_temporal_ends_the_run(t
     async with running_worker(time_env.client, config) as w:
         baton = Baton(time_env.client, w.task_queue)
         run_id = f"wait-terminated-{uuid.uuid4().hex[:6]}"
-        env = cli_env(time_env.client.service_client.config.target_host, w.task_queue)
+        env = cli_env(time_env.client.service_client.config.target_host, w.task_queue,
+                      issuer.mint(REQUESTER, now=await time_env.get_current_time()))
         waiting = asyncio.create_task(run_cli(BATON, "run", "onboarding", "--input", path, "--id", run_id, "--wait",
                                               env=env))
         await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
