@@ -110,7 +110,7 @@ async def worker_and_server_faults(
         first = [new_worker() for _ in range(workers)]
         await asyncio.gather(*(w.ready() for w in first))
         client = await server.client()
-        baton = Baton(client, queue)
+        baton = Baton(client, queue, tokens=world.tokens)
 
         async def drive(c: Case) -> None:
             try:

@@ -38,6 +38,7 @@ from activities.tools.systems import SystemsOfRecord
 from client.connection import connect
 from client.sdk import Baton, UnknownRun
 from worker.devserver import DevServer
+from worker.issuer import AUDIENCE, LocalIssuer
 from workflows.outcome import RunOutcome, RunState
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -317,6 +318,11 @@ class World:
 
     dir: Path
     cases: list[Case] = field(default_factory=list)
+    issuer: LocalIssuer | None = None  # the worker's [identity]: lives in the test process, across restarts
+
+    async def tokens(self, by: str | None) -> str:
+        """A token for the person `by` names (a starter of no role when None), from the world's issuer."""
+        return self.issuer.mint(by or "requester")
 
     @property
     def config(self) -> Path:
@@ -336,8 +342,8 @@ class World:
 
     @classmethod
     def create(cls, dir: Path, cases: list[Case]) -> World:
-        world = cls(dir, cases)
         dir.mkdir(parents=True, exist_ok=True)
+        world = cls(dir, cases, LocalIssuer(ROLES, directory=dir / "issuer").start())
         world.markers.mkdir(exist_ok=True)
         seed = json.loads(SEED.read_text())
         scripts = json.loads(SCRIPTS.read_text())
@@ -376,6 +382,7 @@ class World:
             # here, 205 s with the defaults): a worker killed mid-call is noticed when it expires.
             "[http]\ntimeout_s = 1.0\nconnect_timeout_s = 1.0\n\n"
             "[llm]\nrepair_turns = 0\n\n"
+            f'[identity]\nissuer = "{world.issuer.url}"\naudience = "{AUDIENCE}"\n\n'
             + roles
         )
         return world

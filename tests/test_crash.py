@@ -72,7 +72,7 @@ async def test_kill_after_a_write_committed_retries_it_into_the_same_record(serv
     world = World.create(tmp_path, cases)
     queue = f"crash-{uuid.uuid4().hex[:8]}"
     client = await server.client()
-    baton = Baton(client, queue)
+    baton = Baton(client, queue, tokens=world.tokens)
     first = await start_worker(server, world, queue, workers, tools=["create_crm_record", "issue_refund", "send_email"])
     for c in cases:
         await c.start(baton)
@@ -103,7 +103,7 @@ async def test_kill_during_a_model_call_asks_again_and_writes_once(server, tmp_p
     world = World.create(tmp_path, cases)
     queue = f"crash-{uuid.uuid4().hex[:8]}"
     client = await server.client()
-    baton = Baton(client, queue)
+    baton = Baton(client, queue, tokens=world.tokens)
     first = await start_worker(server, world, queue, workers, models=["WelcomeEmail", "TriageDecision", "FollowUpDraft"])
     for c in cases:
         await c.start(baton)
@@ -130,7 +130,7 @@ async def test_kill_while_runs_are_parked_loses_no_request(server, tmp_path, wor
     world = World.create(tmp_path, cases)
     queue = f"crash-{uuid.uuid4().hex[:8]}"
     client = await server.client()
-    baton = Baton(client, queue)
+    baton = Baton(client, queue, tokens=world.tokens)
     first = await start_worker(server, world, queue, workers)
     for c in cases:
         await c.start(baton)

@@ -53,8 +53,8 @@ async def server(tmp_path):
         await asyncio.to_thread(s.stop, True)
 
 
-def baton_cli(server: ServerOnFile, queue: str, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TEMPORAL_ADDRESS": server.target, "BATON_TASK_QUEUE": queue}
+def baton_cli(server: ServerOnFile, queue: str, token: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TEMPORAL_ADDRESS": server.target, "BATON_TASK_QUEUE": queue, "BATON_TOKEN": token}
     env.pop("TEMPORAL_PROFILE", None)
     return subprocess.run(
         [str(BATON), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
@@ -73,7 +73,7 @@ async def test_server_restart_resumes_runs_in_flight_and_parked(server, tmp_path
     world = World.create(tmp_path / "world", cases)
     queue = f"restart-{uuid.uuid4().hex[:8]}"
     client = await server.client()
-    baton = Baton(client, queue)
+    baton = Baton(client, queue, tokens=world.tokens)
     worker = WorkerProcess(server, world, queue, tools=["create_crm_record", "send_email"], pause_s=PAUSE_S).start()
     try:
         await worker.ready()
@@ -81,7 +81,7 @@ async def test_server_restart_resumes_runs_in_flight_and_parked(server, tmp_path
             await c.start(baton)
         asked = await open_request(baton, cases[2].run_id)
         await decide(baton, cases[1])
-        cli = baton_cli(server, queue, "approve", cases[2].run_id, "--request", asked.id, "--by", cases[2].approver(),
+        cli = baton_cli(server, queue, world.issuer.mint(cases[2].approver()), "approve", cases[2].run_id, "--request", asked.id, "--by", cases[2].approver(),
                         "--comment", "send it")
         assert cli.returncode == 0, cli.stdout + cli.stderr
         for c in cases[3:]:
