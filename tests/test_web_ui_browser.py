@@ -25,8 +25,9 @@ from playwright.async_api import Browser, async_playwright, expect
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from client.credentials import with_credentials
 from client.sdk import Baton
-from tests.conftest import REVIEWERS, running_worker
+from tests.conftest import REQUESTER, REVIEWERS, running_worker
 from tests.test_integration import BATON, TEMPORAL, cli_env, free_port, run_cli
 from tests.test_onboarding_routes import CLEAR, PEP, wait_for_state
 from worker.devserver import DevServer
@@ -71,12 +72,19 @@ class Seen:
 
 
 @pytest.fixture(scope="module")
-async def ui(tmp_path_factory) -> AsyncIterator[tuple[Client, str, str]]:
-    """Temporal's dev server with its Web UI on free ports: (client, gRPC target, UI address)."""
+async def ui(tmp_path_factory, issuer) -> AsyncIterator[tuple[Client, str, str]]:
+    """Temporal's dev server with its Web UI on free ports: (client, gRPC target, UI address).
+
+    The client starts runs as the tests' requester, with a token from the local issuer.
+    """
     server = DevServer(tmp_path_factory.mktemp("webui") / "temporal.db", port=free_port(), ui_port=free_port())
+
+    async def tokens(by: str | None) -> str:
+        return issuer.mint(by or REQUESTER)
+
     async with server:
         client = await Client.connect(server.target, data_converter=pydantic_data_converter)
-        yield client, server.target, f"http://localhost:{server.ui_port}"
+        yield with_credentials(client, tokens), server.target, f"http://localhost:{server.ui_port}"
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +143,7 @@ def shown_command(seen: Seen, program: str, run_id: str) -> list[str]:
     return argv
 
 
-async def test_a_person_reads_the_money_the_summary_and_how_to_answer(browser, ui, config, tmp_path):
+async def test_a_person_reads_the_money_the_summary_and_how_to_answer(browser, ui, config, tmp_path, issuer):
     client, target, address = ui
     async with running_worker(client, config) as w:
         baton = Baton(client, w.task_queue)
@@ -148,8 +156,8 @@ async def test_a_person_reads_the_money_the_summary_and_how_to_answer(browser, u
         status_done, status_parked = await baton.status(done), await baton.status(parked)
 
         argv = shown_command(seen_parked, "baton approve", parked)
-        argv[argv.index("--by") + 1] = REVIEWERS[0]
-        approved = await run_cli(BATON, *argv[1:], env=cli_env(target, w.task_queue))
+        assert "--by" not in argv  # the command names no one: the token says who decides
+        approved = await run_cli(BATON, *argv[1:], env=cli_env(target, w.task_queue, issuer.mint(REVIEWERS[0])))
         outcome = await baton.result(parked)
 
     assert status_done.cost_usd > 0
@@ -163,7 +171,7 @@ async def test_a_person_reads_the_money_the_summary_and_how_to_answer(browser, u
     assert outcome.state is RunState.COMPLETED and outcome.result["reviewed_by"] == REVIEWERS[0]
 
 
-async def test_what_callers_and_systems_send_is_shown_as_text(browser, ui, config, tmp_path):
+async def test_what_callers_and_systems_send_is_shown_as_text(browser, ui, config, tmp_path, issuer):
     """Markup in an applicant's id and name stays text: no link, image, emphasis or heading a reader would trust."""
     seed = tmp_path / "register.json"
     seed.write_text(json.dumps({"applicants": [{
@@ -181,7 +189,8 @@ async def test_what_callers_and_systems_send_is_shown_as_text(browser, ui, confi
 
         argv = shown_command(seen, "temporal workflow signal", run_id)
         payload = json.loads(argv[argv.index("--input") + 1])
-        argv[argv.index("--input") + 1] = json.dumps({**payload, "by": REVIEWERS[1]})
+        assert payload == {"request_id": "compliance_review", "token": "TOKEN"}  # the decider's token goes here
+        argv[argv.index("--input") + 1] = json.dumps({**payload, "token": issuer.mint(REVIEWERS[1])})
         signalled = await run_cli(TEMPORAL, *argv[1:], env=cli_env(target, w.task_queue))
         outcome = await baton.result(run_id)
 
