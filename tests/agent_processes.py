@@ -15,6 +15,7 @@ PROCESS = "test-agent-loop"
 class LoopTask(BaseModel):
     agent: str = Field(description="which of the process's agents runs")
     order_id: str = "O-2001"
+    forge: dict | None = Field(default=None, description="start the agent child naming this process and agent instead")
 
 
 class Summary(BaseModel):
@@ -50,6 +51,11 @@ class AgentLoop(Process):
 
     async def _delegate(self, task: LoopTask) -> RunOutcome[AgentReport]:
         agent = AGENTS[task.agent]
+        if task.forge:  # a Baton process on the queue that names an agent it does not declare
+            return await workflow.execute_child_workflow(
+                "baton-agent", {**task.forge, "goal": "forged", "context": {}},
+                id=f"{workflow.info().workflow_id}/forged_agent",
+            )
         report = await self.agent(
             f"{agent.name}_agent", agent, goal=f"Loop case {agent.name}: summarise order {task.order_id}", context=task
         )

@@ -24,6 +24,7 @@ from activities.payloads import PayloadStore
 from activities.policy import PolicyActivities
 from activities.tools.activity import ToolActivities
 from activities.tools.systems import SystemsOfRecord
+from worker.agent_policy import AgentPolicies
 from client.connection import is_traced, task_queue, tracing_interceptor, tracing_on
 from worker.config import BatonConfig
 from client.run_input import RunInputCheck
@@ -97,11 +98,13 @@ async def baton_worker(
             config.grants,
             config.audit.values,
         )
+        workflows = [*WORKFLOWS, *extra_workflows]
+        agents = AgentPolicies(policy, workflows)
         worker = Worker(
             client,
             task_queue=queue or task_queue(),
-            workflows=[*WORKFLOWS, *extra_workflows],
-            activities=[models.call_model, tools.run_tool, policy.run_policy],
+            workflows=workflows,
+            activities=[models.call_model, tools.run_tool, policy.run_policy, agents.agent_policy],
             activity_executor=ThreadPoolExecutor(max_workers=16),
             workflow_runner=workflow_runner(),
             max_cached_workflows=config.worker.max_cached_runs,

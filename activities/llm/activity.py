@@ -130,8 +130,9 @@ class ModelActivities:
                 calls[-1].outcome = "tool_use"
                 return _result(request, label, spec, calls, done, proposals)
             problem = problems(done.output, output_type)
-            if problem is None:
-                return _result(request, label, spec, calls, done, [])
+            if problem is None:  # the answer as its model reads it: no field the model added survives
+                answer = output_type.model_validate(done.output).model_dump(mode="json")
+                return _result(request, label, spec, calls, done.model_copy(update={"output": answer}), [])
             calls[-1].outcome, calls[-1].error = "invalid", problem
             activity.heartbeat(CALLS.dump_python(calls, mode="json"))
             conversation = conversation.answered(done.message, repair_request(output_type, problem))
