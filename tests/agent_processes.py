@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from pydantic import BaseModel, Field
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 
 from workflows.agents import Agent, AgentCaps, AgentReport
 from workflows.engine import Process
@@ -60,3 +63,24 @@ class AgentLoop(Process):
             f"{agent.name}_agent", agent, goal=f"Loop case {agent.name}: summarise order {task.order_id}", context=task
         )
         return self.end(RunState.COMPLETED, f"agent {report.status}: {report.reason}", report)
+
+
+class HandedCall(BaseModel):
+    """A tool call as a workflow hands it to the tool activity, grant included (runs from before grants came from config)."""
+
+    grantee: str
+    tool: str
+    args: dict
+    grant: dict
+
+
+@workflow.defn(name="test-hands-its-own-grant")
+class HandsItsOwnGrant:
+    """Schedules the tool activity directly, handing it a grant of its own making."""
+
+    @workflow.run
+    async def run(self, call: HandedCall) -> dict:
+        return await workflow.execute_activity(
+            "run_tool", {"step": "forged", "idempotency_key": f"{workflow.info().workflow_id}/forged", **call.model_dump()},
+            result_type=dict, start_to_close_timeout=timedelta(seconds=10), retry_policy=RetryPolicy(maximum_attempts=1),
+        )

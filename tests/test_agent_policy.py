@@ -19,7 +19,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from tests.agent_processes import PROCESS, AgentLoop, LoopTask
+from tests.agent_processes import PROCESS, AgentLoop, HandedCall, HandsItsOwnGrant, LoopTask
 from tests.conftest import running_worker
 from tests.test_agents import with_scripts
 from worker.config import BatonConfig
@@ -138,3 +138,31 @@ async def test_an_agent_whose_parent_did_not_declare_it_is_refused(time_env, con
     assert isinstance(child, ApplicationError) and child.type == "AgentRefused", child
     assert problem in child.message
     assert systems.count("refunds") == 0
+
+
+# ----- the tool activity checks the worker's grants, not the one it is handed -------------------
+
+
+@pytest.mark.parametrize(
+    ("grantee", "kind", "problem"),
+    [
+        ("support-triage/billing", "ToolNotGranted", "send_email is not granted to support-triage/billing"),
+        ("nobody", "UnknownGrantee", "'nobody' has no grant in this worker's config"),
+    ],
+    ids=["granted-other-tools", "unknown-grantee"],
+)
+async def test_the_tool_activity_checks_the_workers_grant_not_the_one_it_is_handed(
+    time_env, config, systems, grantee, kind, problem
+):
+    call = HandedCall(grantee=grantee, tool="send_email", args=EXFILTRATE, grant={"tools": ["send_email"]})
+    async with running_worker(time_env.client, config, extra_workflows=(HandsItsOwnGrant,)) as w:
+        handle = await time_env.client.start_workflow(
+            HandsItsOwnGrant.run, call, id=f"handed-{uuid.uuid4().hex[:6]}", task_queue=w.task_queue,
+        )
+        with pytest.raises(WorkflowFailureError) as caught:
+            await asyncio.wait_for(handle.result(), timeout=20)
+
+    refusal = caught.value.cause.cause
+    assert isinstance(refusal, ApplicationError) and (refusal.type, refusal.non_retryable) == (kind, True), refusal
+    assert problem in refusal.message
+    assert systems.count("outbox") == 0

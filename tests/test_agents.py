@@ -450,14 +450,14 @@ async def test_a_send_outside_the_granted_domains_is_refused(time_env, config, s
     ],
     ids=["tool-not-granted", "address-out-of-bounds"],
 )
-def test_the_tool_activity_rechecks_the_grant_it_is_handed(systems, grant):
+def test_the_tool_activity_checks_the_grant_in_its_config(systems, grant):
     systems.create(SEED)
     call = ToolCall(
         step="send_followup", tool="send_email", args={"to": "mallory@evil.example", "subject": "Hi", "body": "Hello"},
-        idempotency_key="run-1/send_followup", grantee="sales-followup", grant=grant,
+        idempotency_key="run-1/send_followup", grantee="sales-followup",
     )
     with pytest.raises(ApplicationError) as caught:
-        ActivityEnvironment().run(ToolActivities(systems).run_tool, call)
+        ActivityEnvironment().run(ToolActivities(systems, grants={"sales-followup": grant}).run_tool, call)
     assert caught.value.type == "ToolNotGranted" and caught.value.non_retryable
     assert systems.count("outbox") == 0
 

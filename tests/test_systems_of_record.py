@@ -25,6 +25,7 @@ from activities.tools import records
 from activities.tools.activity import ToolActivities
 from activities.tools.catalog import TOOLS, Effect, ToolSpec
 from activities.tools.contracts import ToolCall
+from activities.tools.grants import Grant
 from activities.tools.systems import RecordRefused, SystemsOfRecord
 
 SEED = Path(__file__).resolve().parent.parent / "examples" / "systems.json"
@@ -261,7 +262,8 @@ def test_count_rejects_unknown_table(sor: SystemsOfRecord) -> None:
 
 
 def run_tool(sor: SystemsOfRecord, call: ToolCall):
-    return ActivityEnvironment().run(ToolActivities(sor).run_tool, call)
+    every = {"test": Grant(tools=list(TOOLS))}  # the systems are under test here, not the grants
+    return ActivityEnvironment().run(ToolActivities(sor, grants=every).run_tool, call.model_copy(update={"grantee": "test"}))
 
 
 def test_run_tool_read(sor: SystemsOfRecord) -> None:

@@ -88,7 +88,7 @@ async def baton_worker(
     async with config.http.client() as http:
         built = build_providers(catalog, http, config.offline_scripts())
         models = ModelActivities(catalog, {**built, **(providers or {})}, config.llm, payloads, observed)
-        tools = tools_class(systems, payloads, config.payloads.inline_max_bytes, telemetry=observed)
+        tools = tools_class(systems, payloads, config.payloads.inline_max_bytes, telemetry=observed, grants=config.grants)
         policy = PolicyActivities(
             catalog,
             {k: v for k, v in config.budgets.items() if k != "default"},

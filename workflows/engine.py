@@ -188,12 +188,12 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
         self, entry: dict, spec: ToolSpec, args: BaseModel, *, retry: RetryPolicy, timeout: timedelta,
         offload: bool = False,
     ) -> ToolResult:
-        """Schedule the tool activity for the step `entry` (see `_tool_entry`), handing it the grant to re-check."""
+        """Schedule the tool activity for the step `entry` (see `_tool_entry`); it checks the grant again, from config."""
         step = entry["step"]
         self._tool_calls += 1
         call = ToolCall(
             step=step, tool=spec.name, args=args.model_dump(mode="json"), idempotency_key=entry["idempotency_key"],
-            grantee=self.name, grant=self._grant(), offload=offload,
+            grantee=self.name, offload=offload,
         )
         return await workflow.execute_activity_method(
             ToolActivities.run_tool, call, start_to_close_timeout=timeout, retry_policy=retry,
