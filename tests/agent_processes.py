@@ -38,7 +38,17 @@ TWO_CALLS = Agent(
     name="two-calls", instructions=LOOKUP, output=Summary, supervisor_tier=None,
     caps=AgentCaps(max_turns=8, max_tool_calls=2),
 )
-AGENTS = {a.name: a for a in (SHORT_RUNS, TWO_CALLS)}
+# A model that answers with floods of proposals (tests/test_agent_policy.py): no cap of its own is near.
+FLOOD = Agent(
+    name="flood", instructions=LOOKUP, output=Summary, supervisor_tier=None,
+    caps=AgentCaps(max_turns=8, max_tool_calls=6),
+)
+# Opens tickets for people (a write, keyed per proposal).
+TICKETS = Agent(
+    name="tickets", instructions="Open a ticket for each customer named.", output=Summary, supervisor_tier=None,
+    caps=AgentCaps(max_turns=4, max_tool_calls=4),
+)
+AGENTS = {a.name: a for a in (SHORT_RUNS, TWO_CALLS, FLOOD, TICKETS)}
 
 
 @workflow.defn(name=PROCESS)
@@ -46,7 +56,7 @@ class AgentLoop(Process):
     """Hands one goal to the named agent and returns its report as the run's result."""
 
     name = PROCESS
-    agents = (SHORT_RUNS, TWO_CALLS)
+    agents = (SHORT_RUNS, TWO_CALLS, FLOOD, TICKETS)
 
     @workflow.run
     async def run(self, task: LoopTask) -> RunOutcome[AgentReport]:

@@ -10,6 +10,7 @@ saw, not only how the run ended.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from pathlib import Path
 
@@ -19,10 +20,19 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from activities.llm.catalog import ModelSpec
+from activities.llm.conversation import Conversation, Message, ToolUse
+from activities.llm.provider import Completion, Usage
+from activities.tools.grants import Grant
+from client.audit import audit
+from client.run_record import run_record
 from tests.agent_processes import PROCESS, AgentLoop, HandedCall, HandsItsOwnGrant, LoopTask
+from tests.bookkeeping_process import Books, Bookkeeping, Reads
 from tests.conftest import running_worker
 from tests.test_agents import with_scripts
 from worker.config import BatonConfig
+from workflows.agents import AgentCaps, AgentReport
+from workflows.outcome import RunOutcome
 
 FORGED = "Forged case F-1"
 REFUND = {"order_id": "O-2001", "amount_usd": 35.0, "reason": "forged"}
@@ -166,3 +176,74 @@ async def test_the_tool_activity_checks_the_workers_grant_not_the_one_it_is_hand
     assert isinstance(refusal, ApplicationError) and (refusal.type, refusal.non_retryable) == (kind, True), refusal
     assert problem in refusal.message
     assert systems.count("outbox") == 0
+
+
+# ----- bounded under hostile answers ---------------------------------------------------------------
+
+
+class Proposes:
+    """A scripted model: turn N proposes the N-th list of tool calls, all in one answer; then it answers."""
+
+    def __init__(self, *turns: list[tuple[str, dict]]) -> None:
+        self._turns = turns
+
+    async def complete(self, conversation: Conversation, model: ModelSpec) -> Completion:
+        turn = sum(m.role == "assistant" for m in conversation.messages)
+        usage = Usage(input=conversation.estimated_input_tokens(), output=10)
+        if turn >= len(self._turns):
+            answer = {"summary": "Done."}
+            return Completion(message=Message(role="assistant", content=json.dumps(answer)), output=answer, usage=usage)
+        uses = [ToolUse(id=f"call-{turn}-{i}", name=tool, arguments=args) for i, (tool, args) in enumerate(self._turns[turn])]
+        return Completion(message=Message(role="assistant", tool_uses=uses), usage=usage)
+
+
+@pytest.fixture
+def agent_config(config: BatonConfig) -> BatonConfig:
+    grants = {f"{PROCESS}/flood": Grant(tools=["lookup_order"]), f"{PROCESS}/tickets": Grant(tools=["open_ticket"])}
+    return config.model_copy(update={"grants": {**config.grants, **grants}})
+
+
+async def delegate(time_env, config: BatonConfig, agent: str, model: Proposes) -> tuple[RunOutcome, dict]:
+    """Run the test process's `agent` on the scripted model; its outcome, and the audit of the agent's run."""
+    async with running_worker(time_env.client, config, extra_workflows=(AgentLoop,), providers={"offline": model}) as w:
+        handle = await time_env.client.start_workflow(
+            AgentLoop.run, LoopTask(agent=agent), id=f"{PROCESS}-{uuid.uuid4().hex[:6]}", task_queue=w.task_queue,
+            result_type=RunOutcome[AgentReport],
+        )
+        outcome = await asyncio.wait_for(handle.result(), timeout=60)
+        return outcome, audit(await run_record(time_env.client, f"{handle.id}/{agent}_agent"))
+
+
+async def test_an_answer_with_thousands_of_tool_calls_ends_the_agent_typed_and_auditable(time_env, agent_config):
+    flood = [("issue_refund", {"order_id": f"O-{i}", "amount_usd": 1, "reason": "x"}) for i in range(8000)]  # never granted
+    outcome, audited = await delegate(time_env, agent_config, "flood", Proposes(flood))
+    report = outcome.result
+
+    assert (report.status, report.cap, report.tool_calls) == ("escalated", "max_proposals_per_turn", 0)
+    assert "8000" in report.reason and "max_proposals_per_turn" in report.reason
+    assert audited["run"]["state"] == "escalated", audited["run"]
+    assert len(audited["steps"]) < 10 and audited["steps"][0]["decision"]["proposals"] == 8000
+
+
+async def test_an_agent_refused_again_and_again_ends_at_max_refusals(time_env, agent_config):
+    ungranted = [("issue_refund", {"order_id": f"O-{i}", "amount_usd": 1, "reason": "x"}) for i in range(5)]
+    outcome, audited = await delegate(time_env, agent_config, "flood", Proposes(*[ungranted] * 8))
+    report = outcome.result
+
+    caps = AgentCaps()
+    assert (report.status, report.cap, report.refused) == ("escalated", "max_refusals", caps.max_refusals)
+    assert f"max_refusals: {caps.max_refusals} proposals refused" in report.reason
+    assert len([s for s in audited["refusals"]]) == caps.max_refusals
+
+
+async def test_recording_a_step_costs_the_same_at_step_50_and_5000(time_env, config):
+    async with running_worker(time_env.client, config, extra_workflows=(Bookkeeping,)) as w:
+        handle = await time_env.client.start_workflow(
+            Bookkeeping.run, Books(entries=5000), id=f"books-{uuid.uuid4().hex[:6]}", task_queue=w.task_queue,
+            result_type=RunOutcome[Reads],
+        )
+        reads = (await asyncio.wait_for(handle.result(), timeout=60)).result
+        status = await handle.query("status")
+
+    assert reads.steps == 2500 and status["steps"] == 2500  # only the entries that count, counted once each
+    assert reads.late <= reads.early, reads  # what the last 50 records read back is no more than the first 50 did

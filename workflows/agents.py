@@ -37,6 +37,10 @@ class AgentCaps(BaseModel):
     turns_per_run: int = Field(
         default=20, gt=0, description="continue-as-new past this many turns, so history stays small"
     )
+    max_proposals_per_turn: int = Field(
+        default=8, gt=0, description="tool calls one model answer may propose; more ends the agent before any is checked"
+    )
+    max_refusals: int = Field(default=10, gt=0, description="proposals refused (not granted, invalid, repeated) per agent")
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class AgentProgress(BaseModel):
     tool_calls: int = 0
     llm_calls: int = 0
     cost_usd: float = 0.0
+    refused: int | None = Field(default=None, description="proposals refused so far; None in runs recorded before the count")
     messages: list[Message] = []
     trail: list[TrailEntry] = []
     ledger: list[LedgerEntry] = []

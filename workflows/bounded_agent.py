@@ -36,6 +36,7 @@ from workflows.agents import (
     AgentProgress,
     AgentReport,
     AgentTask,
+    Allowance,
     SupervisorVerdict,
     TrailEntry,
 )
@@ -60,6 +61,8 @@ TOOL_RESULT = '<tool_result tool="{tool}">\n{body}\n</tool_result>'
 TOOL_TIMEOUT = timedelta(seconds=30)
 # Runs recorded before it took their declaration and policy from the task itself.
 POLICY_FROM_WORKER_PATCH = "agent-policy-from-worker"
+# Runs recorded before the caps on proposals per turn and refusals per run went on past them.
+HOSTILE_CAPS_PATCH = "agent-proposal-and-refusal-caps"
 
 
 class CapReached(Exception):
@@ -79,7 +82,10 @@ class BoundedAgent(Process):
         self.name = task.grantee
         self._task = task
         self._p = task.progress or AgentProgress(started_at=workflow.now())
-        self._ledger, self._cost = self._p.ledger, self._p.cost_usd
+        self._adopt_ledger(self._p.ledger)
+        self._cost = self._p.cost_usd
+        if self._p.refused is None:  # a run recorded before the count: count its trail once
+            self._p.refused = sum(e.kind in ("refused", "invalid") for e in self._p.trail)
         self._llm_calls, self._tool_calls, self._started = self._p.llm_calls, self._p.tool_calls, self._p.started_at
         self._turns_at_start = self._p.turns
         if workflow.patched(POLICY_FROM_WORKER_PATCH):
@@ -106,9 +112,9 @@ class BoundedAgent(Process):
                 raise ApplicationError(cause.message, type="AgentRefused", non_retryable=True) from None
             raise
         declared = loaded.declaration
-        if task.allowance is None:
-            raise ApplicationError(f"agent {task.grantee}: its task carries no allowance", type="AgentRefused")
-        budget = task.allowance.budget(declared.caps, loaded.policy.budget)
+        # No allowance: a task its parent wrote before allowances (verified above); the declared caps bound it.
+        allowance = task.allowance or Allowance(max_cost_usd=declared.caps.max_cost_usd)
+        budget = allowance.budget(declared.caps, loaded.policy.budget)
         return declared, loaded.policy.model_copy(update={"budget": budget})
 
     async def _work(self) -> RunOutcome[AgentReport]:
@@ -142,8 +148,13 @@ class BoundedAgent(Process):
                 self._record(**entry, attempts=res.attempt, outcome="ok", decision=answer)
                 self._trail(turn, "answered", data=answer)
                 return answer
-            proposed = [u.model_dump() for u in res.tool_uses]
-            self._record(**entry, attempts=res.attempt, outcome="tool_use", decision={"proposed": proposed})
+            cap = declared.caps.max_proposals_per_turn
+            proposed = [u.model_dump() for u in res.tool_uses[:cap]]
+            decision = {"proposed": proposed, **({"proposals": len(res.tool_uses)} if len(res.tool_uses) > cap else {})}
+            self._record(**entry, attempts=res.attempt, outcome="tool_use", decision=decision)
+            if len(res.tool_uses) > cap and workflow.patched(HOSTILE_CAPS_PATCH):
+                raise CapReached("max_proposals_per_turn", f"max_proposals_per_turn: turn {turn} proposed "
+                                 f"{len(res.tool_uses)} tool calls in one answer, limit {cap}; none was run")
             p.messages.append(Message(role="assistant", tool_uses=res.tool_uses))
             for use in res.tool_uses:
                 p.messages.append(await self._consider(turn, use))
@@ -183,6 +194,11 @@ class BoundedAgent(Process):
                      started_at=workflow.now(), outcome="refused", detail=problem, decision={"arguments": use.arguments},
                      input=use.arguments)
         self._trail(turn, kind, use.name, problem, use.arguments)
+        self._p.refused += 1
+        limit = self._declared.caps.max_refusals
+        if self._p.refused >= limit and workflow.patched(HOSTILE_CAPS_PATCH):
+            raise CapReached("max_refusals", f"max_refusals: {self._p.refused} proposals refused, limit {limit}; "
+                             f"the last: {problem}")
         return _observation(use, reply or f"refused: {problem}", reply is None)
 
     async def _guard(self, turn: int, step: str, spec: ToolSpec, args: BaseModel, use: ToolUse) -> Message | None:
@@ -296,7 +312,7 @@ class BoundedAgent(Process):
         p = self._p
         report = AgentReport(
             agent=self.name, status=status, answer=answer, cap=cap, reason=reason, turns=p.turns,
-            tool_calls=self._tool_calls, llm_calls=self._llm_calls, refused=sum(e.kind in ("refused", "invalid") for e in p.trail),
+            tool_calls=self._tool_calls, llm_calls=self._llm_calls, refused=p.refused,
             cost_usd=round(self._cost, 6), tokens_in=sum(e.tokens_in for e in p.ledger),
             tokens_out=sum(e.tokens_out for e in p.ledger), trail=p.trail,
         )

@@ -59,6 +59,7 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
 
     def __init__(self) -> None:
         self._ledger: list[LedgerEntry] = []
+        self._steps = 0  # ledger entries that count as steps, kept as they are recorded: no rescans per step
         self._state = RunState.RUNNING
         self._reason: str | None = None
         self._policy: RunPolicy | None = None
@@ -251,7 +252,12 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
     # ----- bookkeeping ---------------------------------------------------------------
 
     def _steps_taken(self) -> int:
-        return sum(1 for e in self._ledger if e.counts_as_step)
+        return self._steps
+
+    def _adopt_ledger(self, ledger: list[LedgerEntry]) -> None:
+        """Continue `ledger` (a run carried across continue-as-new), counting its steps once."""
+        self._ledger = ledger
+        self._steps = sum(1 for e in ledger if e.counts_as_step)
 
     def _record(self, **fields: Any) -> None:
         """Append a ledger entry; `input` (the step's input) is kept as a digest, and in full where policy says."""
@@ -265,7 +271,9 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
         _mark_estimated(fields)
         started = fields["started_at"]
         fields.setdefault("latency_ms", (workflow.now() - started).total_seconds() * 1000)
-        self._ledger.append(LedgerEntry(seq=len(self._ledger) + 1, **fields))
+        entry = LedgerEntry(seq=len(self._ledger) + 1, **fields)
+        self._ledger.append(entry)
+        self._steps += entry.counts_as_step
         self._publish()
 
     def _fail(self, entry: dict, attempts: int | None, err: Exception, counted: bool = False) -> None:
