@@ -236,6 +236,18 @@ async def test_an_agent_refused_again_and_again_ends_at_max_refusals(time_env, a
     assert len([s for s in audited["refusals"]]) == caps.max_refusals
 
 
+async def test_two_writes_of_one_tool_in_one_turn_each_get_their_own_key(time_env, agent_config, systems):
+    both = [("open_ticket", {"customer_email": who, "summary": f"Help {who}"}) for who in ("ana@example.com", "ben@example.com")]
+    outcome, _ = await delegate(time_env, agent_config, "tickets", Proposes(both))
+    report = outcome.result
+
+    observed = [e.data for e in report.trail if e.kind == "observed"]
+    assert report.status == "done" and len(observed) == 2, report.trail
+    assert observed[0]["ticket_id"] != observed[1]["ticket_id"] and all(o["created"] for o in observed)
+    assert systems.count("tickets", customer_email="ana@example.com") == 1
+    assert systems.count("tickets", customer_email="ben@example.com") == 1
+
+
 async def test_recording_a_step_costs_the_same_at_step_50_and_5000(time_env, config):
     async with running_worker(time_env.client, config, extra_workflows=(Bookkeeping,)) as w:
         handle = await time_env.client.start_workflow(

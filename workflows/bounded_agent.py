@@ -156,15 +156,23 @@ class BoundedAgent(Process):
                 raise CapReached("max_proposals_per_turn", f"max_proposals_per_turn: turn {turn} proposed "
                                  f"{len(res.tool_uses)} tool calls in one answer, limit {cap}; none was run")
             p.messages.append(Message(role="assistant", tool_uses=res.tool_uses))
+            nth: dict[str, int] = {}
             for use in res.tool_uses:
-                p.messages.append(await self._consider(turn, use))
+                nth[use.name] = nth.get(use.name, 0) + 1
+                p.messages.append(await self._consider(turn, use, nth[use.name]))
 
     # ----- one proposal ----------------------------------------------------------------
 
-    async def _consider(self, turn: int, use: ToolUse) -> Message:
-        """Check a proposal, run it if it passes, and answer it with an observation."""
+    async def _consider(self, turn: int, use: ToolUse, nth: int = 1) -> Message:
+        """Check a proposal, run it if it passes, and answer it with an observation.
+
+        Its step, and so a write's idempotency key, names the proposal: the
+        `nth` call of one tool in a turn is `turn-N.tool#n`, so two writes in one
+        answer are two writes (not the second answered with the first's result),
+        and a retry or replay of either keeps its own key.
+        """
         self._trail(turn, "proposed", use.name, data=use.arguments)
-        step = f"turn-{turn}.{use.name}"
+        step = f"turn-{turn}.{use.name}" + (f"#{nth}" if nth > 1 else "")
         spec = TOOLS.get(use.name)
         problem = f"{use.name} is not a tool" if spec is None else self._grant_refusal(use.name, use.arguments)
         if problem:
