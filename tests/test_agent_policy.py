@@ -30,7 +30,7 @@ from tests.agent_processes import PROCESS, AgentLoop, HandedCall, HandsItsOwnGra
 from tests.bookkeeping_process import Books, Bookkeeping, Reads
 from tests.conftest import running_worker
 from tests.test_agents import with_scripts
-from worker.config import BatonConfig
+from worker.config import AuditSettings, BatonConfig
 from workflows.agents import AgentCaps, AgentReport
 from workflows.outcome import RunOutcome
 
@@ -259,3 +259,10 @@ async def test_recording_a_step_costs_the_same_at_step_50_and_5000(time_env, con
 
     assert reads.steps == 2500 and status["steps"] == 2500  # only the entries that count, counted once each
     assert reads.late <= reads.early, reads  # what the last 50 records read back is no more than the first 50 did
+
+
+async def test_an_agent_runs_audit_keeps_what_the_workers_policy_says(time_env, agent_config):
+    config = agent_config.model_copy(update={"audit": AuditSettings(values="full")})
+    _, audited = await delegate(time_env, config, "tickets", Proposes())
+
+    assert audited["run"]["values"] == "full" and audited["run"]["input"]["agent"] == "tickets"
