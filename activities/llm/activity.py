@@ -14,6 +14,7 @@ meters (activities/llm/telemetry.py).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from datetime import timedelta
@@ -43,6 +44,7 @@ from activities.llm.telemetry import StepTelemetry
 from activities.payloads import PayloadStore
 
 CALLS = TypeAdapter(list[ModelCall])
+CUT_OFF = "timed out before an answer"
 
 
 class NeverValid(Exception):
@@ -151,6 +153,7 @@ class ModelActivities:
         )
         calls.append(call)
         protocol = self._catalog.providers[spec.provider].protocol
+        activity.heartbeat(CALLS.dump_python([*calls[:-1], _in_flight(call, spec, conversation)], mode="json"))
         started = time.perf_counter()
         try:
             with self._telemetry.model_call(request, label, spec, protocol, conversation) as span:
@@ -158,6 +161,10 @@ class ModelActivities:
                 call.reported_model = done.model
                 _price(call, spec, done, conversation)
                 span.answered(call, done)
+        except asyncio.CancelledError:  # the step's timeout (or the run) cut it off: sent, maybe billed
+            call.outcome, call.error = "unavailable", "cut off before an answer (the step timed out or was cancelled)"
+            _bill_worst_case(call, spec, conversation, CUT_OFF)
+            raise
         except ProviderUnavailable as err:
             call.outcome, call.status, call.error = "unavailable", err.status, str(err)
             if err.billable:
@@ -280,6 +287,19 @@ def _bill_worst_case(call: ModelCall, spec: ModelSpec, conversation: Conversatio
     call.cached_tokens = call.cache_write_tokens = 0
     call.cost_usd = worst_case(spec, conversation)
     call.cost_estimate = f"{why}: billed its worst case (~{call.tokens_in} tokens in, {call.tokens_out} out)"
+
+
+def _in_flight(call: ModelCall, spec: ModelSpec, conversation: Conversation) -> ModelCall:
+    """The request about to go out as the heartbeat records it: billed at its worst case until it answers.
+
+    If the attempt then times out or its worker dies, this is the last word
+    Temporal keeps (the next attempt's heartbeat details, the timeout's last
+    heartbeat details): the request is billed, never free. Its answer, when
+    it comes, replaces this with what was reported.
+    """
+    pending = call.model_copy(update={"outcome": "unavailable", "error": "no answer before the attempt ended"})
+    _bill_worst_case(pending, spec, conversation, CUT_OFF)
+    return pending
 
 
 def _earlier_calls() -> list[ModelCall]:
