@@ -192,4 +192,4 @@ def idempotency(spec: ToolSpec) -> str:
     """How a retried call is kept from acting twice: nothing to keep for a read."""
     if not spec.needs_idempotency_key:
         return "none (read)"
-    return f"per {spec.key_field}" if spec.key_field else "per step"
+    return "per step"

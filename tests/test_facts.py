@@ -114,6 +114,32 @@ async def test_a_tickets_refunds_past_the_rules_total_ask_a_person(time_env, con
     assert request.context["order"]["customer_email"] == ANA and request.context["order"]["total_usd"] == 45.0
 
 
+async def test_a_rogue_refund_does_not_block_the_orders_legitimate_one(time_env, config, systems, tmp_path: Path):
+    """$10 refunded on ben's $420 order first; his own ticket's $400 still goes through, but no more than paid."""
+    config = with_scripts(config, tmp_path, scripts({
+        "T-3913": refunds(("O-2002", 10.0)),
+        "T-3914": refunds(("O-2002", 400.0), ("O-2002", 20.0)),
+    }))
+    async with running_worker(time_env.client, config) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        first = await baton.start("support-triage", ticket("T-3913", BEN))
+        assert (await baton.result(first)).state is RunState.COMPLETED
+        second = await baton.start("support-triage", ticket("T-3914", BEN))
+        child = f"{second}/returns_agent"
+        request = await open_request(baton, child)
+        await baton.approve(child, by=SUPPORT_LEADS[0], request_id=request.id, comment="defective")
+        outcome = await baton.result(second)
+        _, report = agent_report(await baton.ledger(second))
+
+    assert outcome.state is RunState.COMPLETED, outcome.reason
+    assert rows(config.systems.db, "SELECT order_id, amount_usd FROM refunds ORDER BY refunded_at, rowid") == [
+        ("O-2002", 10.0), ("O-2002", 400.0),
+    ]
+    assert request.context["order"]["refunded_usd"] == 10.0
+    (over,) = trail_of(report, "refused", "issue_refund")
+    assert over.data["amount_usd"] == 20.0 and "order.total_usd" in over.detail
+
+
 ORDER = Lookup(name="order", tool="lookup_order", key="order_id", changed_by=("issue_refund",))
 
 

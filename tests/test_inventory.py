@@ -248,7 +248,7 @@ def test_the_shipped_inventory():
     tools = {t.name: t for t in inv.tools}
     assert list(tools) == list(TOOLS)
     assert (tools["verify_identity"].idempotency, tools["create_crm_record"].idempotency,
-            tools["issue_refund"].idempotency) == ("none (read)", "per step", "per order_id")
+            tools["issue_refund"].idempotency) == ("none (read)", "per step", "per step")
     assert tools["send_email"].granted_to == ["onboarding", "sales-followup"]
     assert tools["open_ticket"].granted_to == ["support-triage/technical", "support-triage/billing"]
 
@@ -264,7 +264,7 @@ def test_the_text_names_models_tools_bounds_people_and_budgets():
         "asks compliance then compliance-lead; when KYC says review", "agent support-triage/returns",
         "6 turns, 4 tool calls, $0.05, ttl 0:05:00", "amount_usd ≤ 500", "support-lead; auto if ticket_refunds_usd + amount_usd <= 50",
         "amount_usd ≤ 500; only if order.customer_email == context.customer_email",
-        "to at northwind.example, globex.example", "tool catalog", "per order_id",
+        "to at northwind.example, globex.example", "tool catalog", "per step",
     ):
         assert said in text, said
     assert "NOT GRANTED" not in text and "granted to nobody" not in text

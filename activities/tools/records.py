@@ -110,7 +110,7 @@ class RefundReceipt(Contract):
     order_id: str
     amount_usd: float
     created: bool = Field(
-        description="False when this order had already been refunded; nothing was paid twice"
+        description="False when this call had already paid it (a retry); nothing was paid twice"
     )
 
 
