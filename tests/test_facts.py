@@ -18,7 +18,8 @@ from activities.tools.systems import SystemsOfRecord
 from client.sdk import Baton
 from tests.conftest import SEED, SUPPORT_LEADS, running_worker
 from tests.test_agents import agent_report, open_request, rows, trail_of, with_scripts
-from workflows.facts import Facts, Lookup, Total
+from activities.tools import records
+from workflows.facts import FactBook, Facts, Lookup, RunFacts, Total
 from workflows.ledger import StepKind
 from workflows.outcome import RunState
 
@@ -161,3 +162,13 @@ ORDER = Lookup(name="order", tool="lookup_order", key="order_id", changed_by=("i
 def test_facts_that_could_not_work_are_refused_where_declared(facts: dict, said: str) -> None:
     with pytest.raises(ValidationError, match=said):
         Facts(**facts)
+
+
+def test_a_required_rule_the_context_cannot_answer_refuses() -> None:
+    """A process that hands its agent no customer cannot have the owner check pass by accident."""
+    facts = Facts(lookups=(ORDER,), require={"issue_refund": "order.customer_email == context.customer_email"})
+    book = FactBook(records={"order": {"O-2001": {"customer_email": ANA}}})
+    refund = records.RefundRequest(order_id="O-2001", amount_usd=5.0, reason="x")
+    assert RunFacts(facts, {"customer_email": ANA}, book).refusal("issue_refund", refund) is None
+    problem = RunFacts(facts, {}, book).refusal("issue_refund", refund)
+    assert problem and "cannot be checked here" in problem and "context.customer_email" in problem

@@ -30,7 +30,7 @@ from typing import Any, Self
 from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, model_validator
 from temporalio import workflow
 
-from workflows.thresholds import Rule
+from workflows.thresholds import Rule, RuleError
 
 with workflow.unsafe.imports_passed_through():
     from activities.tools.catalog import TOOLS, Effect
@@ -144,7 +144,10 @@ class RunFacts:
         if text is None:
             return None
         rule = Rule.parse(text)
-        allowed, seen = rule.evaluate(self.subject(tool, args))
+        try:
+            allowed, seen = rule.evaluate(self.subject(tool, args))
+        except RuleError as err:  # e.g. a context without the field: refused, never allowed by accident
+            return f"{tool} needs `{text}`, which cannot be checked here: {err}"
         if allowed:
             return None
         why = f"{tool} needs `{text}`, which does not hold with " + ", ".join(f"{k}={v!r}" for k, v in seen.items())
