@@ -40,7 +40,7 @@ from workflows.catalog import WORKFLOWS
 # (benchmarks/parked.py, benchmarks/throughput.py). They hold no mutable module
 # state; tests/test_engine_determinism.py checks them for what the sandbox would catch.
 ENGINE = (
-    "engine", "agent_steps", "agents", "approval_desk", "approvals", "budget", "decisions", "human_steps", "kyc", "ledger",
+    "engine", "agent_steps", "agents", "approval_desk", "approvals", "budget", "decisions", "facts", "human_steps", "kyc", "ledger",
     "model_steps", "outcome", "plan", "retry_policies", "search_attributes", "status", "thresholds", "visibility",
 )
 PASSTHROUGH = (

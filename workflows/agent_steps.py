@@ -31,7 +31,7 @@ class AgentSteps:
         task = AgentTask(
             process=self.name, agent=agent.name, goal=goal, context=context.model_dump(mode="json"),
             instructions=agent.instructions, output_type=type_path(agent.output), tier=agent.tier, caps=agent.caps,
-            approvals=agent.approvals, supervisor_tier=agent.supervisor_tier,
+            approvals=agent.approvals, facts=agent.facts, supervisor_tier=agent.supervisor_tier,
             policy=self._policy.model_copy(update={"budget": budget}),
         )
         entry = dict(step=step, kind=StepKind.AGENT, name=agent.name, tier=agent.tier, started_at=started,

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from temporalio import workflow
 
 from workflows.approvals import AskPolicy
+from workflows.facts import FactBook, Facts
 from workflows.ledger import LedgerEntry
 
 with workflow.unsafe.imports_passed_through():
@@ -48,6 +49,7 @@ class Agent:
     tier: str = "fast"
     caps: AgentCaps = field(default_factory=AgentCaps)
     approvals: dict[str, AskPolicy] = field(default_factory=dict)  # irreversible tool -> how it is approved
+    facts: Facts = field(default_factory=Facts)  # what its rules see beyond the arguments (workflows/facts.py)
     supervisor_tier: str | None = "strong"  # a reviewer that must pass irreversible proposals; None: none
 
 
@@ -74,6 +76,7 @@ class AgentProgress(BaseModel):
     trail: list[TrailEntry] = []
     ledger: list[LedgerEntry] = []
     done_keys: dict[str, str] = Field(default={}, description="irreversible calls already made: key -> observation")
+    facts: FactBook = FactBook()
 
 
 class AgentTask(BaseModel):
@@ -88,6 +91,7 @@ class AgentTask(BaseModel):
     tier: str
     caps: AgentCaps
     approvals: dict[str, AskPolicy] = {}
+    facts: Facts = Facts()
     supervisor_tier: str | None = None
     policy: RunPolicy
     progress: AgentProgress | None = None
