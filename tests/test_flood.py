@@ -117,3 +117,21 @@ async def test_a_flood_of_signals_leaves_a_parked_run_parked_and_approvable(
         assert (verdict.request_id, verdict.by, verdict.approved) == ("compliance_review", REVIEWERS[0], True)
         outcome = await baton.result(run_id)
     assert outcome.state is RunState.COMPLETED, outcome.reason
+
+
+async def test_a_run_temporal_terminated_is_never_said_to_await_approval(local_server: Client, config: BatonConfig) -> None:
+    """A run Temporal ends (past a limit, or `temporal workflow terminate`) answers its last state to a query."""
+    why = "Workflow history size exceeds limit."  # what Temporal says when it terminates a run for its history
+    async with running_worker(local_server, config) as worker:
+        baton = Baton(local_server, worker.task_queue)
+        run_id = await parked_review(baton)
+        await local_server.get_workflow_handle(run_id).terminate(reason=why)
+        status = await baton.status(run_id)
+        for _ in range(WAIT_S * 10):  # visibility catches up with the close
+            (listed,) = [r for r in await baton.runs() if r.run_id == run_id]
+            if listed.temporal_status != "RUNNING":
+                break
+            await asyncio.sleep(0.1)
+    assert status.state.is_final and status.open_requests == [], status
+    assert status.reason == f"terminated by Temporal, not by Baton: {why}", status.reason
+    assert (listed.status, listed.temporal_status) == ("terminated", "TERMINATED")
