@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -26,6 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from client.connection import connect
 from client.sdk import Baton
 from tests.conftest import REVIEWERS, ROOT, running_worker
+from tests.test_integration import free_port
 from worker.config import BatonConfig
 from worker.devserver import SERVER_LIMITS, DevServer
 from workflows.outcome import RunState
@@ -44,12 +43,6 @@ def test_what_callers_can_write_into_one_run_stays_under_half_its_history_limit(
     """Every signal and every accepted update at the payload limit: the worst any caller can do."""
     most = (SIGNALS_PER_RUN + SERVER_LIMITS["history.maxTotalUpdates"]) * PAYLOAD_LIMIT
     assert most <= HISTORY_SIZE_LIMIT / 2, f"{most:,} bytes of {HISTORY_SIZE_LIMIT:,}"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
