@@ -19,7 +19,7 @@ import functools
 import time
 from datetime import timedelta
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -175,7 +175,7 @@ class ModelActivities:
             hint = _mode_hint(label, spec, protocol) if err.malformed else ""
             raise _failure(f"{label} refused the request: {err}{hint}", "ModelRejected", calls) from None
         except Exception as err:  # reading the answer broke (JSON nested too deep, ...): it was sent, maybe billed
-            call.outcome, call.error = "unavailable", f"unreadable answer: {type(err).__name__}: {err}"[:300]
+            call.outcome, call.error = "unavailable", f"unreadable answer: {type(err).__name__}: {_unreadable(err)}"[:300]
             _bill_worst_case(call, spec, conversation, "the answer could not be read")
             raise ProviderUnavailable(call.error, billable=True) from None
         finally:
@@ -339,3 +339,15 @@ def _failure(
         message, CALLS.dump_python(calls, mode="json"), type=kind,
         non_retryable=not retryable, next_retry_delay=next_retry_delay,
     )
+
+
+def _unreadable(err: Exception) -> str:
+    """What broke reading an answer, never the answer itself.
+
+    pydantic's own text quotes the value it refused (`input_value=...`): in a failure
+    message that value would reach the worker's log, the ledger and the run's history,
+    none of them encrypted. Its fields and what is wrong with them are enough.
+    """
+    if isinstance(err, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or '(answer)'}: {e['msg']}" for e in err.errors())
+    return str(err)
