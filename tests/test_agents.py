@@ -282,7 +282,7 @@ async def test_a_repeated_refund_proposal_pays_once_and_is_reviewed_once(time_en
     assert systems.count("refunds", order_id="O-2001") == 1
     assert len(trail_of(report, "proposed", "issue_refund")) == 2
     (again,) = trail_of(report, "refused", "issue_refund")
-    assert again.turn == 3 and "already ran" in again.detail
+    assert again.turn == 3 and "look order O-2001 up first" in again.detail  # the refund changed what was read
     (review,) = [e for e in child_ledger if e.step.endswith(".review")]
     assert (review.step, review.kind, review.decision["passed"]) == ("turn-2.issue_refund.review", StepKind.LLM, True)
     (approval,) = [e for e in child_ledger if e.kind is StepKind.APPROVAL]

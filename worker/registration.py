@@ -41,7 +41,7 @@ from workflows.catalog import WORKFLOWS
 # (benchmarks/parked.py, benchmarks/throughput.py). They hold no mutable module
 # state; tests/test_engine_determinism.py checks them for what the sandbox would catch.
 ENGINE = (
-    "engine", "agent_steps", "agents", "approval_desk", "approvals", "budget", "decisions", "human_steps", "kyc", "ledger",
+    "engine", "agent_steps", "agents", "approval_desk", "approvals", "budget", "decisions", "facts", "human_steps", "kyc", "ledger",
     "model_steps", "outcome", "plan", "retry_policies", "search_attributes", "status", "thresholds", "visibility",
 )
 PASSTHROUGH = (
@@ -109,6 +109,9 @@ async def baton_worker(
             workflow_runner=workflow_runner(),
             max_cached_workflows=config.worker.max_cached_runs,
             graceful_shutdown_timeout=timedelta(seconds=10),
+            # A model step heartbeats the calls it made, each request in flight billed at its worst case,
+            # so a timeout or a crash still bills it: the server must have the latest within a second.
+            default_heartbeat_throttle_interval=timedelta(seconds=1),
             interceptors=[RunInputCheck(), *([tracing_interceptor(tracer_provider)] if own_tracing else [])],
         )
         async with worker:

@@ -62,17 +62,18 @@ async def local_stack(
     db: Path | None = None,
     port: int = DEFAULT_PORT,
     ui_port: int | None = None,
+    demo: bool = False,
 ) -> AsyncIterator[Stack]:
-    async with _worker_config(config_file) as config, DevServer(db, port=port, ui_port=ui_port) as server:
+    async with _worker_config(config_file, demo) as config, DevServer(db, port=port, ui_port=ui_port) as server:
         client = await connect(server.target)
         async with baton_worker(client, config):
             yield Stack(client, server.target, server)
 
 
 @asynccontextmanager
-async def given_stack(*, config_file: Path | None = None) -> AsyncIterator[Stack]:
+async def given_stack(*, config_file: Path | None = None, demo: bool = False) -> AsyncIterator[Stack]:
     """A worker on the server the connection settings name; Baton's search attributes added if missing."""
-    async with _worker_config(config_file) as config:
+    async with _worker_config(config_file, demo) as config:
         client = await connect()
         target = client.service_client.config.target_host
         try:
@@ -84,8 +85,8 @@ async def given_stack(*, config_file: Path | None = None) -> AsyncIterator[Stack
 
 
 @asynccontextmanager
-async def _worker_config(config_file: Path | None) -> AsyncIterator[BatonConfig]:
-    config = load(config_file)  # a bad baton.toml fails before anything starts
+async def _worker_config(config_file: Path | None, demo: bool) -> AsyncIterator[BatonConfig]:
+    config = load(config_file, demo=demo)  # a bad baton.toml fails before anything starts
     otel = telemetry.install("baton-worker")  # so does a bad OTEL_* variable
     try:
         yield config

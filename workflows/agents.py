@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from temporalio import workflow
 
 from workflows.approvals import AskPolicy
+from workflows.facts import FactBook, Facts
 from workflows.ledger import LedgerEntry
 
 with workflow.unsafe.imports_passed_through():
@@ -53,6 +54,7 @@ class Agent:
     tier: str = "fast"
     caps: AgentCaps = field(default_factory=AgentCaps)
     approvals: dict[str, AskPolicy] = field(default_factory=dict)  # irreversible tool -> how it is approved
+    facts: Facts = field(default_factory=Facts)  # what its rules see beyond the arguments (workflows/facts.py)
     supervisor_tier: str | None = "strong"  # a reviewer that must pass irreversible proposals; None: none
 
 
@@ -80,6 +82,7 @@ class AgentProgress(BaseModel):
     trail: list[TrailEntry] = []
     ledger: list[LedgerEntry] = []
     done_keys: dict[str, str] = Field(default={}, description="irreversible calls already made: key -> observation")
+    facts: FactBook = FactBook()
 
 
 class AgentDeclaration(BaseModel):
@@ -91,13 +94,15 @@ class AgentDeclaration(BaseModel):
     tier: str
     caps: AgentCaps
     approvals: dict[str, AskPolicy] = {}
+    facts: Facts = Facts()
     supervisor_tier: str | None = None
 
     @classmethod
     def of(cls, agent: Agent) -> Self:
         return cls(
             instructions=agent.instructions, output_type=type_path(agent.output), output_name=agent.output.__name__,
-            tier=agent.tier, caps=agent.caps, approvals=agent.approvals, supervisor_tier=agent.supervisor_tier,
+            tier=agent.tier, caps=agent.caps, approvals=agent.approvals, facts=agent.facts,
+            supervisor_tier=agent.supervisor_tier,
         )
 
 
@@ -148,6 +153,7 @@ class AgentTask(BaseModel):
     tier: str | None = None
     caps: AgentCaps | None = None
     approvals: dict[str, AskPolicy] = {}
+    facts: Facts = Facts()
     supervisor_tier: str | None = None
     policy: RunPolicy | None = None
 
@@ -160,7 +166,7 @@ class AgentTask(BaseModel):
         name = (self.output_type or "").rpartition(":")[2].rpartition(".")[2]
         declaration = AgentDeclaration(
             instructions=self.instructions or "", output_type=self.output_type or "", output_name=name,
-            tier=self.tier or "fast", caps=self.caps or AgentCaps(), approvals=self.approvals,
+            tier=self.tier or "fast", caps=self.caps or AgentCaps(), approvals=self.approvals, facts=self.facts,
             supervisor_tier=self.supervisor_tier,
         )
         return declaration, self.policy

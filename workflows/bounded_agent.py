@@ -42,6 +42,7 @@ from workflows.agents import (
 )
 from workflows.approvals import ApprovalStatus
 from workflows.engine import Process
+from workflows.facts import RunFacts
 from workflows.ledger import StepKind
 from workflows.outcome import RunOutcome, RunState, StopRun
 from workflows.retry_policies import LLM_RETRY, TOOL_RETRY
@@ -92,6 +93,7 @@ class BoundedAgent(Process):
             self._declared, policy = await self._from_worker(task)
         else:
             self._declared, policy = task.recorded()
+        self._facts = RunFacts(self._declared.facts, task.context, self._p.facts)
         return await self.execute(self._work, None, policy=policy)
 
     async def _from_worker(self, task: AgentTask) -> tuple[AgentDeclaration, RunPolicy]:
@@ -182,6 +184,8 @@ class BoundedAgent(Process):
         except ValidationError as err:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
             return self._refuse(turn, step, use, f"invalid arguments: {problems}", "invalid")
+        if problem := self._facts.refusal(use.name, args):
+            return self._refuse(turn, step, use, problem, "refused")
         key = self._idempotency_key(step, spec, args)
         if key in self._p.done_keys:
             earlier = json.dumps({"already_done": True, "result": json.loads(self._p.done_keys[key])})
@@ -226,7 +230,7 @@ class BoundedAgent(Process):
         asked = workflow.now()
         result = await self.approval(
             f"{step}.approval", ask=f"Allow agent {task.grantee} to {spec.name} {args.model_dump_json()}?",
-            proposed=f"{spec.name} {args.model_dump_json()}", context=args, policy=policy,
+            proposed=f"{spec.name} {args.model_dump_json()}", context=self._facts.subject(spec.name, args), policy=policy,
         )
         self._p.paused_s += (workflow.now() - asked).total_seconds()  # people's time is not the agent's
         if result.status is not ApprovalStatus.APPROVED:
@@ -238,6 +242,7 @@ class BoundedAgent(Process):
 
     async def _run(self, turn: int, step: str, spec: ToolSpec, args: BaseModel, use: ToolUse) -> Message:
         entry = self._tool_entry(step, spec, args, await self._before_step(step, tool=True))
+        self._facts.sent(spec.name, args)
         try:
             res = await self._within_ttl(
                 self._run_tool(entry, spec, args, retry=TOOL_RETRY, timeout=TOOL_TIMEOUT, offload=True), spec.name
@@ -249,6 +254,7 @@ class BoundedAgent(Process):
             return _observation(use, f"error: {message}", True)
         seen = {"payload_ref": res.payload_ref, "bytes": res.payload_bytes, **res.output} if res.payload_ref else res.output
         self._record(**entry, attempts=res.attempt, outcome="ok", decision=seen)
+        self._facts.read(spec.name, args, res.output)
         self._trail(turn, "observed", spec.name, data=seen)
         if entry["idempotency_key"] is not None:
             self._p.done_keys[entry["idempotency_key"]] = json.dumps(seen)
