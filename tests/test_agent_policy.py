@@ -266,3 +266,15 @@ async def test_an_agent_runs_audit_keeps_what_the_workers_policy_says(time_env, 
     _, audited = await delegate(time_env, config, "tickets", Proposes())
 
     assert audited["run"]["values"] == "full" and audited["run"]["input"]["agent"] == "tickets"
+
+
+def test_an_output_type_path_never_imports_a_module_the_worker_did_not_load():
+    """`this` prints on import: a path naming it is refused and the module stays unimported."""
+    import sys
+
+    from activities.llm.output_type import UnknownOutputType, resolve
+
+    assert "this" not in sys.modules
+    with pytest.raises(UnknownOutputType, match="is not one the worker's processes loaded"):
+        resolve("this:Anything")
+    assert "this" not in sys.modules
