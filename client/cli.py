@@ -149,7 +149,8 @@ async def cmd_dev(args: argparse.Namespace) -> int:
     from worker.stack import address_hint, local_stack
 
     sys.stdout.reconfigure(line_buffering=True)  # the banner reaches a log or a pipe while the stack runs
-    async with local_stack(config_file=args.config, db=args.db, port=args.port, ui_port=args.ui_port) as stack:
+    async with local_stack(config_file=args.config, db=args.db, port=args.port, ui_port=args.ui_port,
+                           demo=args.demo) as stack:
         server = stack.server
         if server.reused:
             print(f"Temporal server already at {stack.target}: reusing it (its data file is its own)")
@@ -171,7 +172,7 @@ async def cmd_tools(args: argparse.Namespace) -> int:
 
     if args.process:
         process_spec(args.process)
-    inventory = build(load(args.config), args.process)
+    inventory = build(load(args.config, demo=args.demo), args.process)
     emit(args, inventory.model_dump(mode="json"), render.inventory_table(inventory))
     return 0
 
@@ -205,7 +206,7 @@ async def cmd_report(args: argparse.Namespace) -> int:
     if args.process:
         process_spec(args.process)
     since = datetime.now(timezone.utc) - parse_since(args.since) if args.since else None
-    targets = load(args.config).latency_targets()
+    targets = load(args.config, demo=args.demo).latency_targets()
     _quiet_replays()
     baton = await Baton.connect()
     data = await report(baton.client, queue=baton.queue, process=args.process, since=since, targets=targets,
@@ -289,7 +290,7 @@ def parser() -> argparse.ArgumentParser:
     # `run --wait --json`, `report --json` and `audit --json` for the same facts.
     c = command("dev", cmd_dev, "run Temporal's dev server and a worker until Ctrl-C", json=False)
     stack_options(c, port=DEFAULT_PORT)
-    c.add_argument("--config", type=Path, help="baton.toml (default: $BATON_CONFIG or ./baton.toml)")
+    config_options(c)
 
     c = command("demo", cmd_demo, "run every shipped process on the example inputs, on a local Temporal "
                 "(or the one TEMPORAL_ADDRESS / TEMPORAL_PROFILE names)", json=False)
@@ -303,12 +304,20 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--process", help="only this process")
     c.add_argument("--since", help="only runs started this recently: 30m, 24h, 7d")
     c.add_argument("--limit", type=int, default=1000, help="at most this many runs")
-    c.add_argument("--config", type=Path, help="baton.toml, for [slo] targets (default: $BATON_CONFIG or ./baton.toml)")
+    config_options(c, what="for [slo] targets ")
 
     c = command("tools", cmd_tools, "what each process may do: steps, models, tools, grants, people, budgets")
-    c.add_argument("--config", type=Path, help="baton.toml (default: $BATON_CONFIG or ./baton.toml)")
+    config_options(c)
     c.add_argument("--process", help="only this process (the tool catalog is always whole)")
     return p
+
+
+def config_options(c: argparse.ArgumentParser, what: str = "") -> None:
+    """Which baton.toml, and whether the demo's people and grants fill in what it leaves out."""
+    from worker.config import DEMO_HELP
+
+    c.add_argument("--config", type=Path, help=f"baton.toml {what}(default: $BATON_CONFIG or ./baton.toml)")
+    c.add_argument("--demo", action="store_true", help=DEMO_HELP)
 
 
 def stack_options(c: argparse.ArgumentParser, port: int | None) -> None:

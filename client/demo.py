@@ -8,7 +8,8 @@ person would use) as the role's person, with a token from the local issuer
 (the runs are started as DEMO_REQUESTER, so nobody approves their own), prints each outcome, ledger and Web UI link, and checks
 every run ended in the state the manifest expects, then prints `baton report`
 over the runs it made. Interactive, it keeps the stack up for browsing until
-Ctrl-C; without a TTY it stops and exits.
+Ctrl-C; without a TTY it stops and exits. Its worker takes the demo's people
+and grants where baton.toml names none (worker/config.py: never the default).
 """
 
 from __future__ import annotations
@@ -92,13 +93,13 @@ def stack_for(port: int | None, ui_port: int | None, db: Path | None) -> Abstrac
     """The server the connection settings name if they name one, else the local stack on `port`."""
     given = given_server()
     if not given:
-        return local_stack(db=db, port=port or DEFAULT_PORT, ui_port=ui_port)
+        return local_stack(db=db, port=port or DEFAULT_PORT, ui_port=ui_port, demo=True)
     if port or ui_port or db:  # two answers to "which server": refuse rather than pick one
         raise InputError(
             f"TEMPORAL_ADDRESS or TEMPORAL_PROFILE names a server ({given}) and --port/--ui-port/--db "
             "start a local one: leave out one or the other"
         )
-    return given_stack()
+    return given_stack(demo=True)
 
 
 def demo_tokens(stack: Stack) -> TokenProvider:
@@ -159,7 +160,7 @@ async def report(baton: Baton, ui_url: str | None, run: DemoRun, run_id: str) ->
 
 async def print_report(baton: Baton, since: datetime) -> None:
     """`baton report` over this demo's runs, reconstructed from their histories."""
-    targets = load().latency_targets()
+    targets = load(demo=True).latency_targets()
     data = await runs_report(baton.client, queue=baton.queue, since=since, targets=targets)
     print("\nbaton report --since <this demo>   (again later: `make dev`, then `baton report`)\n")
     print(report_text(data))

@@ -38,6 +38,7 @@ class HeldTool(BaseModel):
     tool: str
     effect: Effect
     bounds: dict[str, Bound] = {}
+    requires: str | None = None  # agents: the rule over facts its calls must meet (workflows/facts.py)
     approval: ApprovalView | None = None
 
 
@@ -149,16 +150,17 @@ def _agent(config: BatonConfig, process: str, agent: Agent) -> AgentView:
         supervisor_tier=agent.supervisor_tier,
         supervisor_models=config.tiers.get(agent.supervisor_tier, []) if agent.supervisor_tier else [],
         caps=agent.caps,
-        tools=_held(grant, agent.approvals),
+        tools=_held(grant, agent.approvals, agent.facts.require),
     )
 
 
-def _held(grant: Grant, approvals: dict[str, AskPolicy] | None = None) -> list[HeldTool]:
+def _held(grant: Grant, approvals: dict[str, AskPolicy] | None = None, requires: dict[str, str] | None = None) -> list[HeldTool]:
     return [
         HeldTool(
             tool=name,
             effect=TOOLS[name].effect,
             bounds=grant.bounds.get(name, {}),
+            requires=(requires or {}).get(name),
             approval=_approval((approvals or {}).get(name)),
         )
         for name in grant.tools
@@ -190,4 +192,4 @@ def idempotency(spec: ToolSpec) -> str:
     """How a retried call is kept from acting twice: nothing to keep for a read."""
     if not spec.needs_idempotency_key:
         return "none (read)"
-    return f"per {spec.key_field}" if spec.key_field else "per step"
+    return "per step"

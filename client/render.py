@@ -228,7 +228,7 @@ def _process_text(p: ProcessView) -> str:
             f"    model       {a.tier} → {_models(a.models)}; supervisor {supervisor}",
             f"    caps        {c.max_turns} turns, {c.max_tool_calls} tool calls, {_usd(c.max_cost_usd)}, ttl {c.ttl}",
         ]
-        rows = [[t.tool, t.effect.value, _bounds(t.bounds), _agent_approval(t)] for t in a.tools]
+        rows = [[t.tool, t.effect.value, _agent_bounds(t), _agent_approval(t)] for t in a.tools]
         held = _indent(table(["tool", "effect", "bounds", "approval"], rows), 4)
         lines.append(held if rows else "    tools       NONE GRANTED")
     return "\n".join(lines)
@@ -269,6 +269,13 @@ def _models(models: Sequence[str]) -> str:
 def _held(t: HeldTool) -> str:
     bounds = _bounds(t.bounds)
     return f"{t.tool} ({t.effect.value}" + (f"; {bounds})" if bounds != "-" else ")")
+
+
+def _agent_bounds(t: HeldTool) -> str:
+    """The grant's bounds, then the rule over facts the agent's calls must also meet."""
+    if t.requires is None:
+        return _bounds(t.bounds)
+    return f"only if {t.requires}" if not t.bounds else f"{_bounds(t.bounds)}; only if {t.requires}"
 
 
 def _agent_approval(t: HeldTool) -> str:

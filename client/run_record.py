@@ -307,22 +307,25 @@ def _decode_input(process: str, payloads) -> tuple[Any, str | None]:
 def _audit_values(history: WorkflowHistory, data: Any) -> str:
     """What the run's policy lets an audit show of inputs; "digests" unless it provably says "full".
 
-    A process run loads its policy in the `run_policy` local activity (its result
-    is in the history's marker); an agent is handed its parent's in its task.
+    A run loads its policy in a local activity, whose result is in the history's
+    marker: `run_policy` for a process, `agent_policy` for an agent. An agent
+    recorded before it loaded its own was handed its parent's in its task.
     """
-    if isinstance(data, dict) and isinstance(data.get("policy"), dict):
-        return data["policy"].get("audit_values") or "digests"
     for event in history.events:
         if event.event_type != EventType.EVENT_TYPE_MARKER_RECORDED:
             continue
         details = event.marker_recorded_event_attributes.details
         try:
-            meta = _decode(details["data"].payloads[0], dict)
-            if meta.get("activity_type") != "run_policy":
+            kind = _decode(details["data"].payloads[0], dict).get("activity_type")
+            if kind not in ("run_policy", "agent_policy"):
                 continue
-            return _decode(details["result"].payloads[0], dict).get("audit_values") or "digests"
+            policy = _decode(details["result"].payloads[0], dict)
+            policy = (policy.get("policy") or {}) if kind == "agent_policy" else policy
+            return policy.get("audit_values") or "digests"
         except (KeyError, IndexError, ValueError, TypeError):
             continue
+    if isinstance(data, dict) and isinstance(data.get("policy"), dict):
+        return data["policy"].get("audit_values") or "digests"
     return "digests"
 
 

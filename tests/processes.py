@@ -127,3 +127,32 @@ class NobodyAnswers(Process):
                              end_state=request.end_state),
         )
         return self.end(RunState.COMPLETED, "signed off")
+
+
+class Headline(BaseModel):
+    text: str
+
+
+class Topic(BaseModel):
+    topic: str
+
+
+SLOW_STEP_ATTEMPTS = 3
+
+
+@workflow.defn(name="test-slow-model")
+class SlowModel(Process):
+    """One model step with a one-second timeout and three quick attempts: a slow server outlasts them all."""
+
+    name = "test-slow-model"
+
+    @workflow.run
+    async def run(self, topic: Topic) -> RunOutcome[Headline]:
+        return await self.execute(lambda: self._draft(topic), None)
+
+    async def _draft(self, topic: Topic) -> RunOutcome[Headline]:
+        retry = RetryPolicy(initial_interval=timedelta(milliseconds=100), maximum_attempts=SLOW_STEP_ATTEMPTS)
+        headline = await self.llm(
+            "draft", f"A headline about {topic.topic}", Headline, timeout=timedelta(seconds=1), retry=retry
+        )
+        return self.end(RunState.COMPLETED, "drafted", headline)

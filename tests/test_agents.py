@@ -282,7 +282,7 @@ async def test_a_repeated_refund_proposal_pays_once_and_is_reviewed_once(time_en
     assert systems.count("refunds", order_id="O-2001") == 1
     assert len(trail_of(report, "proposed", "issue_refund")) == 2
     (again,) = trail_of(report, "refused", "issue_refund")
-    assert again.turn == 3 and "already ran" in again.detail
+    assert again.turn == 3 and "look order O-2001 up first" in again.detail  # the refund changed what was read
     (review,) = [e for e in child_ledger if e.step.endswith(".review")]
     assert (review.step, review.kind, review.decision["passed"]) == ("turn-2.issue_refund.review", StepKind.LLM, True)
     (approval,) = [e for e in child_ledger if e.kind is StepKind.APPROVAL]
@@ -450,14 +450,14 @@ async def test_a_send_outside_the_granted_domains_is_refused(time_env, config, s
     ],
     ids=["tool-not-granted", "address-out-of-bounds"],
 )
-def test_the_tool_activity_rechecks_the_grant_it_is_handed(systems, grant):
+def test_the_tool_activity_checks_the_grant_in_its_config(systems, grant):
     systems.create(SEED)
     call = ToolCall(
         step="send_followup", tool="send_email", args={"to": "mallory@evil.example", "subject": "Hi", "body": "Hello"},
-        idempotency_key="run-1/send_followup", grantee="sales-followup", grant=grant,
+        idempotency_key="run-1/send_followup", grantee="sales-followup",
     )
     with pytest.raises(ApplicationError) as caught:
-        ActivityEnvironment().run(ToolActivities(systems).run_tool, call)
+        ActivityEnvironment().run(ToolActivities(systems, grants={"sales-followup": grant}).run_tool, call)
     assert caught.value.type == "ToolNotGranted" and caught.value.non_retryable
     assert systems.count("outbox") == 0
 

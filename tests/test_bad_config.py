@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import ROOT
 from tests.test_bad_input import fuzz
-from worker.config import BatonConfig, ConfigError, load
+from worker.config import BatonConfig, ConfigError, demo_roles, load
 
 SHIPPED = tomllib.loads((ROOT / "baton.toml").read_text())
 SHIPPED["offline"]["scripts"] = str(ROOT / "examples" / "offline-scripts.json")  # wherever the tests run from
@@ -176,3 +176,31 @@ def test_regression_bad_files_found_by_the_properties(tmp_path, text, expected):
         load(path)
     assert str(refused.value) == f"{path}: {str(refused.value).split(': ', 1)[1]}" and expected in str(refused.value)
     assert "\n" not in str(refused.value)
+
+
+def test_without_a_baton_toml_the_worker_refuses_to_start_unless_asked_for_the_demo(tmp_path):
+    """Fails closed: no file means nobody may approve, so the worker stops in one line; --demo is asked, not assumed."""
+    env = {"PATH": "/usr/bin:/bin", "TEMPORAL_ADDRESS": "127.0.0.1:1", "OTEL_SDK_DISABLED": "true"}
+
+    def worker(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "worker", *args], capture_output=True, text=True, timeout=60,
+                              cwd=tmp_path, env=env)
+
+    refused = worker()
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
+    assert refused.stderr.startswith("worker: baton.toml: ") and "roles.compliance" in refused.stderr, refused.stderr
+    assert "--demo" in refused.stderr, refused.stderr
+    asked = worker("--demo")  # past the config, to the connection (no server listens there)
+    assert asked.returncode == 1 and asked.stderr.startswith("worker: cannot reach Temporal"), asked.stderr
+
+
+def test_baton_tools_shows_the_demos_people_only_when_asked(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "OTEL_SDK_DISABLED": "true"}
+    baton = str(Path(sys.executable).parent / "baton")
+    refused = subprocess.run([baton, "tools"], capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and "--demo" in refused.stderr, refused.stderr
+    shown = subprocess.run([baton, "tools", "--demo", "--json"], capture_output=True, text=True, timeout=60,
+                           cwd=tmp_path, env=env)
+    assert shown.returncode == 0, shown.stderr
+    people = {r["role"]: r["people"] for p in json.loads(shown.stdout)["processes"] for r in p["roles"]}
+    assert people == BatonConfig(roles=demo_roles()).members()

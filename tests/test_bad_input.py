@@ -443,7 +443,7 @@ def test_baton_run_refuses_bad_input_in_one_line_with_exit_2_and_starts_nothing(
 DEEP_FOR_THE_CLI = 5_000  # the `temporal` CLI itself refuses JSON nested more than 10,000 deep
 RAW_STARTS = {  # case: (the input as sent, words the failure must name, text it must not show)
     "invalid-email": (json.dumps({**CLEAR, "email": "not-an-email"}), ["email"], ["not-an-email"]),
-    "1.9 MB": (json.dumps({**CLEAR, "notes": "private " * 240_000}), ["1,920,", "bytes"], ["private"]),
+    "600 KB": (json.dumps({**CLEAR, "notes": "private " * 75_000}), ["600,", "bytes"], ["private"]),  # under the server's 640 KiB
     f"{DEEP_FOR_THE_CLI:,} deep": ('{"a":' * DEEP_FOR_THE_CLI + "1" + "}" * DEEP_FOR_THE_CLI, ["JSON", "recursion"], ['{"a"']),
     "100,000 deep, by SDK": ("[" * 100_000 + "]" * 100_000, ["JSON", "recursion"], ["[["]),
     "no input": ("", ["onboarding takes", "applicant", "got 0"], []),  # `temporal workflow start` without --input

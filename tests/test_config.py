@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from activities.policy import CAPS, Budget, BudgetOverride
+from activities.tools.grants import Grant
 from client.sdk import InputError, read_input, validate_input
-from worker.config import DEFAULT_BUDGET, BatonConfig, ConfigError, load
+from worker.config import DEFAULT_BUDGET, BatonConfig, ConfigError, demo_roles, load, shipped_grants
 
 ROOT = Path(__file__).resolve().parent.parent
 REPO_CONFIG = ROOT / "baton.toml"
@@ -36,9 +37,16 @@ def no_env_config(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BATON_CONFIG", raising=False)
 
 
+ALL_ROLES = (
+    '[roles.compliance]\npeople = ["ana"]\n\n[roles.compliance-lead]\npeople = ["kim"]\n'
+    '[roles.support-lead]\npeople = ["sol"]\n\n[roles.sales-manager]\npeople = ["max"]\n'
+)
+
+
 def write(tmp_path: Path, text: str, name: str = "baton.toml") -> Path:
+    """`text` as a baton.toml, with a [roles] table for every role unless it sets its own (none is refused)."""
     path = tmp_path / name
-    path.write_text(text)
+    path.write_text(text if "[roles" in text else text + "\n" + ALL_ROLES)
     return path
 
 
@@ -182,11 +190,13 @@ def test_repo_baton_toml_loads() -> None:
     assert config.default_budget() == config.budgets["default"]
 
 
-def test_no_file_gives_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_file_with_demo_gives_the_built_ins_and_the_demos_people_and_grants(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     assert not (tmp_path / "baton.toml").exists()
-    config = load()
-    assert config == BatonConfig()
+    config = load(demo=True)
+    assert config == BatonConfig(roles=demo_roles(), grants=shipped_grants())
     # the documented built-ins: two offline models, fast/strong tiers, every kill switch set
     assert config.tiers == {"fast": ["offline-fast"], "strong": ["offline-strong"]}
     assert {m.provider for m in config.models.values()} == {"offline"}
@@ -529,12 +539,6 @@ def test_the_readme_examples_load(index: int, tmp_path: Path, monkeypatch: pytes
 # ------------------------------------------------------------------ roles
 
 
-ALL_ROLES = (
-    '[roles.compliance]\npeople = ["ana"]\n\n[roles.compliance-lead]\npeople = ["kim"]\n'
-    '[roles.support-lead]\npeople = ["sol"]\n\n[roles.sales-manager]\npeople = ["max"]\n'
-)
-
-
 def test_roles_name_their_people(tmp_path: Path) -> None:
     config = load(write(tmp_path, ALL_ROLES))
     assert config.members() == {"compliance": ["ana"], "compliance-lead": ["kim"], "support-lead": ["sol"], "sales-manager": ["max"]}
@@ -544,6 +548,43 @@ def test_a_role_a_process_asks_must_be_defined(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load(write(tmp_path, '[roles.compliance]\npeople = ["ana"]\n'))
     assert "roles.compliance-lead" in str(caught.value) and "onboarding" in str(caught.value)
+
+
+def test_without_a_file_nobody_may_approve_and_the_worker_is_refused_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert BatonConfig().roles == {} and BatonConfig().grants == {}  # nothing granted, no approvers
+    with pytest.raises(ConfigError) as caught:
+        load()
+    message = str(caught.value)
+    assert message.startswith("baton.toml: ") and "\n" not in message, message
+    assert "roles.compliance" in message and "--demo" in message, message
+
+
+def test_a_file_without_roles_is_refused_pointing_at_demo(tmp_path: Path) -> None:
+    path = tmp_path / "baton.toml"
+    path.write_text(GOOD_MODEL + '[tiers]\nfast = ["house"]\nstrong = ["house"]\n')
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: roles.") and "--demo" in message and "\n" not in message, message
+
+
+def test_a_file_without_grants_grants_nothing(tmp_path: Path) -> None:
+    assert load(write(tmp_path, "")).grants == {}
+    assert load(write(tmp_path, '[grants.onboarding]\ntools = ["verify_identity"]\n')).grants == {
+        "onboarding": Grant(tools=["verify_identity"]),
+    }
+
+
+def test_demo_fills_in_only_what_the_file_leaves_out(tmp_path: Path) -> None:
+    config = load(write(tmp_path, ""), demo=True)
+    assert config.members() == {"compliance": ["ana"], "compliance-lead": ["kim"], "support-lead": ["sol"],
+                                "sales-manager": ["max"]}  # the file's people, not the demo's
+    assert config.grants == shipped_grants()
+    granted = load(write(tmp_path, '[grants.onboarding]\ntools = ["verify_identity"]\n'), demo=True)
+    assert granted.grants == {"onboarding": Grant(tools=["verify_identity"])}
 
 
 def test_a_role_without_people_is_refused(tmp_path: Path) -> None:

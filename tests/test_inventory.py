@@ -235,7 +235,8 @@ def test_the_shipped_inventory():
     assert (returns.caps.max_turns, returns.caps.max_tool_calls, returns.caps.ttl) == (6, 4, timedelta(minutes=5))
     refund = next(t for t in returns.tools if t.tool == "issue_refund")
     assert refund.bounds["amount_usd"].max == 500
-    assert (refund.approval.roles, refund.approval.auto_approve) == (["support-lead"], "amount_usd <= 50")
+    assert (refund.approval.roles, refund.approval.auto_approve) == (["support-lead"], "ticket_refunds_usd + amount_usd <= 50")
+    assert refund.requires.startswith("order.customer_email == context.customer_email and ")
     assert next(s for s in triage.steps if s.step == "returns_agent").models == ["offline-fast"]
 
     draft = next(s for s in sales.steps if s.step == "draft_email")
@@ -247,7 +248,7 @@ def test_the_shipped_inventory():
     tools = {t.name: t for t in inv.tools}
     assert list(tools) == list(TOOLS)
     assert (tools["verify_identity"].idempotency, tools["create_crm_record"].idempotency,
-            tools["issue_refund"].idempotency) == ("none (read)", "per step", "per order_id")
+            tools["issue_refund"].idempotency) == ("none (read)", "per step", "per step")
     assert tools["send_email"].granted_to == ["onboarding", "sales-followup"]
     assert tools["open_ticket"].granted_to == ["support-triage/technical", "support-triage/billing"]
 
@@ -261,8 +262,9 @@ def test_the_text_names_models_tools_bounds_people_and_budgets():
         "fast → offline-fast", "strong → offline-strong", "send_email (irreversible)",
         "irreversible: approved first",
         "asks compliance then compliance-lead; when KYC says review", "agent support-triage/returns",
-        "6 turns, 4 tool calls, $0.05, ttl 0:05:00", "amount_usd ≤ 500", "support-lead; auto if amount_usd <= 50",
-        "to at northwind.example, globex.example", "tool catalog", "per order_id",
+        "6 turns, 4 tool calls, $0.05, ttl 0:05:00", "amount_usd ≤ 500", "support-lead; auto if ticket_refunds_usd + amount_usd <= 50",
+        "amount_usd ≤ 500; only if order.customer_email == context.customer_email",
+        "to at northwind.example, globex.example", "tool catalog", "per step",
     ):
         assert said in text, said
     assert "NOT GRANTED" not in text and "granted to nobody" not in text
@@ -309,7 +311,7 @@ async def test_baton_tools_json_is_the_same_inventory(capsys):
     data = json.loads(capsys.readouterr().out)
     inv = Inventory.model_validate(data)
     assert inv == build(load(ROOT / "baton.toml"), "support-triage")
-    assert data["processes"][0]["agents"][0]["tools"][1]["approval"]["auto_approve"] == "amount_usd <= 50"
+    assert data["processes"][0]["agents"][0]["tools"][1]["approval"]["auto_approve"] == "ticket_refunds_usd + amount_usd <= 50"
 
 
 async def test_baton_tools_refuses_an_unknown_process():

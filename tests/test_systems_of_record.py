@@ -25,6 +25,7 @@ from activities.tools import records
 from activities.tools.activity import ToolActivities
 from activities.tools.catalog import TOOLS, Effect, ToolSpec
 from activities.tools.contracts import ToolCall
+from activities.tools.grants import Grant
 from activities.tools.systems import RecordRefused, SystemsOfRecord
 
 SEED = Path(__file__).resolve().parent.parent / "examples" / "systems.json"
@@ -261,7 +262,8 @@ def test_count_rejects_unknown_table(sor: SystemsOfRecord) -> None:
 
 
 def run_tool(sor: SystemsOfRecord, call: ToolCall):
-    return ActivityEnvironment().run(ToolActivities(sor).run_tool, call)
+    every = {"test": Grant(tools=list(TOOLS))}  # the systems are under test here, not the grants
+    return ActivityEnvironment().run(ToolActivities(sor, grants=every).run_tool, call.model_copy(update={"grantee": "test"}))
 
 
 def test_run_tool_read(sor: SystemsOfRecord) -> None:
@@ -496,15 +498,56 @@ def test_refund_same_key_twice_pays_once(sor: SystemsOfRecord, db_path: Path) ->
     ]
 
 
-def test_refund_is_once_per_order_whatever_the_key(sor: SystemsOfRecord, db_path: Path) -> None:
-    first = sor.issue_refund(refund("O-2002", 100.0), "run-a/refund")
-    again = sor.issue_refund(refund("O-2002", 420.0, "another run"), "run-b/refund")
-    assert first.created is True
-    assert again.created is False
-    assert again.refund_id == first.refund_id
-    assert again.amount_usd == 100.0  # the first refund, not the second request
-    assert rows(db_path, "SELECT COUNT(*) FROM refunds WHERE order_id = 'O-2002'") == [(1,)]
-    assert order(sor, "O-2002").refunded_usd == 100.0
+def test_refunds_of_an_order_never_exceed_what_was_paid_whatever_the_keys(sor: SystemsOfRecord, db_path: Path) -> None:
+    """A rogue $10 on ben's $420 order leaves his own $410 payable, and not a cent more."""
+    rogue = sor.issue_refund(refund("O-2002", 10.0), "run-a/turn-2.issue_refund")
+    legit = sor.issue_refund(refund("O-2002", 410.0, "defective"), "run-b/turn-2.issue_refund")
+    assert rogue.created and legit.created and rogue.refund_id != legit.refund_id
+    with pytest.raises(RecordRefused, match="420.01 USD, above the 420.00 USD paid"):
+        sor.issue_refund(refund("O-2002", 0.01), "run-c/turn-2.issue_refund")
+    assert rows(db_path, "SELECT amount_usd FROM refunds WHERE order_id = 'O-2002' ORDER BY rowid") == [(10.0,), (410.0,)]
+    assert order(sor, "O-2002").refunded_usd == 420.0
+
+
+def test_cents_add_up_exactly(sor: SystemsOfRecord) -> None:
+    """Three refunds of 11.67 on $35.01 would be 35.010000000000005 in floats: it is exactly what was paid."""
+    with sor._transaction() as db:
+        db.execute("UPDATE orders SET total_usd = 35.01 WHERE order_id = 'O-2001'")
+    assert all(sor.issue_refund(refund("O-2001", 11.67), f"k{i}").created for i in range(3))
+
+
+def test_a_key_reused_for_another_refund_is_refused(sor: SystemsOfRecord, db_path: Path) -> None:
+    """Same key, same call: the earlier receipt. Same key, another refund: refused, never the wrong receipt."""
+    first = sor.issue_refund(refund("O-2001", 35.0), "run-a/turn-2.issue_refund")
+    with pytest.raises(RecordRefused, match="already paid another refund"):
+        sor.issue_refund(refund("O-2003", 60.0), "run-a/turn-2.issue_refund")
+    with pytest.raises(RecordRefused, match="already paid another refund"):
+        sor.issue_refund(refund("O-2001", 30.0), "run-a/turn-2.issue_refund")
+    assert rows(db_path, "SELECT order_id, amount_usd FROM refunds") == [("O-2001", 35.0)]
+    assert sor.issue_refund(refund("O-2001", 35.0, "said again"), "run-a/turn-2.issue_refund") == first.model_copy(
+        update={"created": False}
+    )
+
+
+def test_a_database_from_before_keeps_its_refunds_and_takes_a_second_one(db_path: Path) -> None:
+    """Refunds were once UNIQUE per order: create() lifts that, keeping every row."""
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(db_path) as conn:
+        conn.execute(
+            "CREATE TABLE refunds (refund_id TEXT PRIMARY KEY, idempotency_key TEXT NOT NULL UNIQUE,"
+            " order_id TEXT NOT NULL UNIQUE, amount_usd REAL NOT NULL, reason TEXT NOT NULL,"
+            " refunded_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
+        )
+        conn.execute("INSERT INTO refunds VALUES ('R-1', 'issue_refund/O-2002', 'O-2002', 10, 'rogue', '2026-11-06')")
+    sor = SystemsOfRecord(db_path)
+    sor.create(SEED)
+    sor.create(SEED)
+    assert sor.issue_refund(refund("O-2002", 400.0), "run-b/turn-2.issue_refund").created
+    assert rows(db_path, "SELECT refund_id, amount_usd FROM refunds ORDER BY rowid")[0] == ("R-1", 10.0)
+    assert order(sor, "O-2002").refunded_usd == 410.0
+    with pytest.raises(sqlite3.IntegrityError):  # the key stays unique
+        with sqlite3.connect(db_path) as conn:
+            conn.execute("INSERT INTO refunds VALUES ('R-2', 'issue_refund/O-2002', 'O-2001', 1, 'x', '2026-11-07')")
 
 
 def test_refunds_of_different_orders_are_separate(sor: SystemsOfRecord, db_path: Path) -> None:
@@ -720,25 +763,13 @@ def test_count_knows_the_new_tables(sor: SystemsOfRecord) -> None:
 # ============================================================== the catalog
 
 
-def test_refund_key_is_per_order_not_per_run() -> None:
-    spec = TOOLS["issue_refund"]
-    args = refund("O-2002", 50.0)
-    assert spec.idempotency_key(args, "run-1/refund") == spec.idempotency_key(args, "run-2/refund")
-    assert spec.idempotency_key(args, "run-1/refund") == "issue_refund/O-2002"
-    assert spec.idempotency_key(refund("O-2001"), "run-1/refund") != spec.idempotency_key(args, "run-1/refund")
-
-
 def test_write_key_is_per_run_step_and_reads_have_none() -> None:
+    assert TOOLS["issue_refund"].idempotency_key(refund("O-2002", 50.0), "run-1/refund") == "run-1/refund"
     assert TOOLS["open_ticket"].idempotency_key(ticket(), "run-1/ticket") == "run-1/ticket"
     assert TOOLS["send_email"].idempotency_key(welcome(), "run-1/email") == "run-1/email"
     assert TOOLS["update_crm_deal"].idempotency_key(deal_update(), "run-1/crm") == "run-1/crm"
     assert TOOLS["lookup_order"].idempotency_key(records.OrderQuery(order_id="O-2001"), "run-1/o") is None
     assert TOOLS["search_kb"].idempotency_key(records.KbQuery(query="wifi"), "run-1/kb") is None
-
-
-def test_key_field_must_name_an_argument() -> None:
-    with pytest.raises(ValueError, match="not_a_field"):
-        ToolSpec("x", Effect.WRITE, records.RefundRequest, records.RefundReceipt, "x.", key_field="not_a_field")
 
 
 @pytest.mark.parametrize(
@@ -757,20 +788,21 @@ def test_every_tool_dispatches_to_a_system(sor: SystemsOfRecord) -> None:
         assert spec.description.endswith(".") and spec.description.count(". ") == 0, spec.name
 
 
-def test_run_tool_refund_twice_from_two_runs_pays_once(sor: SystemsOfRecord, db_path: Path) -> None:
+def test_run_tool_full_refund_from_two_runs_pays_once(sor: SystemsOfRecord, db_path: Path) -> None:
     spec = TOOLS["issue_refund"]
     args = {"order_id": "O-2002", "amount_usd": 420.0, "reason": "stopped working"}
-    outputs = [
-        run_tool(sor, ToolCall(
-            step="refund", tool="issue_refund", args=args,
-            idempotency_key=spec.idempotency_key(spec.args.model_validate(args), f"{run}/refund"),
-        )).output
-        for run in ("run-1", "run-2")
-    ]
-    assert [o["created"] for o in outputs] == [True, False]
-    assert outputs[0]["refund_id"] == outputs[1]["refund_id"]
+
+    def call(run: str) -> ToolCall:
+        key = spec.idempotency_key(spec.args.model_validate(args), f"{run}/refund")
+        return ToolCall(step="refund", tool="issue_refund", args=args, idempotency_key=key)
+
+    first, retried = run_tool(sor, call("run-1")).output, run_tool(sor, call("run-1")).output
+    assert (first["created"], retried["created"], retried["refund_id"]) == (True, False, first["refund_id"])
+    with pytest.raises(ApplicationError) as refused:
+        run_tool(sor, call("run-2"))
+    assert (refused.value.type, refused.value.non_retryable) == ("RecordRefused", True)
     assert rows(db_path, "SELECT order_id, amount_usd, idempotency_key FROM refunds") == [
-        ("O-2002", 420.0, "issue_refund/O-2002"),
+        ("O-2002", 420.0, "run-1/refund"),
     ]
 
 

@@ -26,7 +26,7 @@ from activities.llm.catalog import ModelSpec, Price, ProviderSpec
 from activities.llm.conversation import Conversation, Message
 from activities.llm.openai_chat import OpenAIChat
 from activities.llm.provider import ProviderRejected, ProviderUnavailable
-from activities.llm.transport import Endpoint, HttpSettings, post_json, retry_after
+from activities.llm.transport import MAX_RESPONSE_BYTES, Endpoint, HttpSettings, post_json, retry_after
 from tests.fake_provider import FakeProvider, Reply, error_reply, openai_answer
 
 KEY = "sk-live-SECRET-9f8e7d6c5b4a"
@@ -318,3 +318,36 @@ async def test_the_worker_client_logs_no_request_url_nor_header(fake, client, mo
     for record in caplog.records:
         message = record.getMessage()
         assert "q-7f3e" not in message and "/chat/completions" not in message and KEY not in message, message
+
+
+async def test_an_answer_over_a_megabyte_is_not_read_and_is_billable(fake, client) -> None:
+    huge = {"choices": [{"message": {"content": "x" * (3 << 20)}}]}  # 3 MB of well-formed JSON
+    fake.script(Reply(200, huge))
+    with pytest.raises(ProviderUnavailable, match=f"larger than {MAX_RESPONSE_BYTES} bytes") as caught:
+        await post(client, fake)
+    assert caught.value.billable and caught.value.status == 200
+
+
+async def test_an_error_body_over_a_megabyte_is_not_read_nor_billed(fake, client) -> None:
+    fake.script(Reply(500, "e" * (2 << 20)))
+    with pytest.raises(ProviderUnavailable, match="larger than") as caught:
+        await post(client, fake)
+    assert not caught.value.billable and caught.value.status == 500
+
+
+async def test_an_answer_just_under_the_limit_is_read(fake, client) -> None:
+    body = {"pad": "y" * (MAX_RESPONSE_BYTES - 100)}
+    fake.script(Reply(200, body))
+    assert (await post(client, fake)) == body
+
+
+async def test_a_compressed_answer_is_read_decoded(fake, client) -> None:
+    fake.script(Reply(200, {"ok": True}, gzip=True))
+    assert (await post(client, fake)) == {"ok": True}
+
+
+async def test_a_compression_bomb_is_stopped_at_the_decoded_limit(fake, client) -> None:
+    bomb = '{"pad": "' + "0" * (50 << 20) + '"}'  # 50 MB that gzip sends in about 50 KB
+    fake.script(Reply(200, bomb, gzip=True))
+    with pytest.raises(ProviderUnavailable, match="larger than"):
+        await post(client, fake)

@@ -36,7 +36,7 @@ async def test_worker_process_runs_a_process_and_stops_gracefully(dev_env, tmp_p
     config.write_text(f'[systems]\ndb = "{db}"\nseed = "{SEED}"\n')
     queue = f"baton-worker-{uuid.uuid4().hex[:8]}"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "worker", cwd=ROOT, env=worker_env(dev_env, queue, config),
+        sys.executable, "-m", "worker", "--demo", cwd=ROOT, env=worker_env(dev_env, queue, config),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )
     try:
@@ -100,7 +100,7 @@ async def test_baton_toml_points_the_fast_tier_at_a_local_server(dev_env, tmp_pa
         queue = f"baton-worker-{uuid.uuid4().hex[:8]}"
         env = {**worker_env(dev_env, queue, config), "LOCAL_LLM_KEY": "local-key"}
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "worker", cwd=ROOT, env=env,
+            sys.executable, "-m", "worker", "--demo", cwd=ROOT, env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )
         try:
@@ -129,7 +129,7 @@ async def test_worker_refuses_to_start_without_the_key_it_needs(dev_env, tmp_pat
     env = worker_env(dev_env, "unused", config)
     env.pop("LOCAL_LLM_KEY", None)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "worker", cwd=ROOT, env=env,
+        sys.executable, "-m", "worker", "--demo", cwd=ROOT, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 30)

@@ -15,13 +15,13 @@ from pathlib import Path
 from client.connection import connect, task_queue
 from client.exit import exit_now
 from worker import telemetry
-from worker.config import ConfigError, load
+from worker.config import DEMO_HELP, ConfigError, load
 from worker.registration import baton_worker
 from worker.shutdown import until_interrupted
 
 
-async def serve(config_file: Path | None) -> None:
-    config = load(config_file)
+async def serve(config_file: Path | None, demo: bool = False) -> None:
+    config = load(config_file, demo=demo)
     otel = telemetry.install("baton-worker")
     try:
         client = await connect()
@@ -38,10 +38,11 @@ async def serve(config_file: Path | None) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__)
     parser.add_argument("--config", type=Path, help="baton.toml (default: $BATON_CONFIG or ./baton.toml)")
+    parser.add_argument("--demo", action="store_true", help=DEMO_HELP)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
-        asyncio.run(serve(args.config))
+        asyncio.run(serve(args.config, args.demo))
     except (ConfigError, ConnectionError) as err:
         print(f"worker: {err}", file=sys.stderr)
         exit_now(1)

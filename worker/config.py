@@ -2,7 +2,10 @@
 
 Read by the worker only, validated at start-up; a bad file stops the worker
 with one line naming the key at fault. Without a file, the built-in defaults
-(offline models, modest budgets) apply.
+(offline models, modest budgets) apply. It fails closed: nothing is granted and
+nobody may approve unless the file says so, and a role a process asks that no
+[roles] table defines stops the worker. The demo's people and grants are
+installed only when asked (`baton demo`, `--demo`), where the file names none.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ class ConfigError(Exception):
     pass
 
 
+DEMO_HELP = "the demo's approvers and grants, where baton.toml names none (never the default)"
+
+
 # Every cap set, as seed 004 asks; baton.toml's [budgets.default] may change any of them.
 DEFAULT_BUDGET = Budget(
     max_cost_usd=0.50, max_steps=25, max_llm_calls=20, max_tool_calls=20,
@@ -57,7 +63,8 @@ class Role(BaseModel):
     people: list[str] = Field(min_length=1)
 
 
-def _demo_roles() -> dict[str, Role]:
+def demo_roles() -> dict[str, Role]:
+    """The demo's approvers (`baton demo`, `--demo`): placeholder names, never a default."""
     return {
         "compliance": Role(people=["compliance-officer"]),
         "compliance-lead": Role(people=["head-of-compliance"]),
@@ -129,8 +136,8 @@ class BatonConfig(BaseModel):
     models: dict[str, ModelSpec] = Field(default_factory=lambda: Catalog().models)
     tiers: dict[str, list[str]] = Field(default_factory=lambda: Catalog().tiers)
     budgets: dict[str, Budget] = Field(default_factory=lambda: {"default": DEFAULT_BUDGET})
-    roles: dict[str, Role] = Field(default_factory=_demo_roles)
-    grants: dict[str, Grant] = Field(default_factory=shipped_grants)
+    roles: dict[str, Role] = {}  # nobody approves unless the file names them
+    grants: dict[str, Grant] = {}  # nothing granted unless the file grants it
     payloads: PayloadSettings = PayloadSettings()
     offline: OfflineSettings = OfflineSettings()
     slo: dict[str, Slo] = {}
@@ -226,30 +233,29 @@ def config_path() -> Path:
     return Path(os.environ.get("BATON_CONFIG", "baton.toml"))
 
 
-def load(path: Path | None = None) -> BatonConfig:
-    """The validated config; ConfigError says what is wrong in one line, naming the file and the key."""
+def load(path: Path | None = None, *, demo: bool = False) -> BatonConfig:
+    """The validated config; ConfigError says what is wrong in one line, naming the file and the key.
+
+    `demo` installs the demo's roles and grants where the file has no [roles] or [grants].
+    """
     try:
-        return _load(path)
+        return _load(path, demo)
     except ConfigError as err:
         text = str(err)  # keys and paths come from the file: a newline in one must not break the line
         raise ConfigError("".join(repr(c)[1:-1] if ord(c) < 0x20 or c == "\x7f" else c for c in text)) from err.__cause__
 
 
-def _load(path: Path | None) -> BatonConfig:
+def _load(path: Path | None, demo: bool) -> BatonConfig:
     explicit = path is not None or "BATON_CONFIG" in os.environ
     path = path or config_path()
-    if not path.exists():
-        if explicit:
-            raise ConfigError(f"{path}: no such file")
-        return BatonConfig()
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: cannot read: {err}") from err
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML: {err}") from err
-    except RecursionError as err:  # tomllib recurses once per nested array or table
-        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from err
+    if path.exists():
+        raw = _read(path)
+    elif explicit:
+        raise ConfigError(f"{path}: no such file")
+    else:
+        raw = {}
+    if demo:
+        raw = {"roles": demo_roles(), "grants": shipped_grants(), **raw}  # the file's own tables win
     try:
         config = BatonConfig.model_validate(raw)
         missing = config.catalog().missing_keys()
@@ -258,10 +264,12 @@ def _load(path: Path | None) -> BatonConfig:
         where = ".".join(str(p) for p in first["loc"])  # empty for the catalog's cross-checks
         message = first["msg"].removeprefix("Value error, ")
         raise ConfigError(f"{path}: {where + ': ' if where else ''}{message}") from err
-    if config.missing_roles():
-        raise ConfigError(f"{path}: {config.missing_roles()[0]}")
     if config.bad_grants():
         raise ConfigError(f"{path}: {config.bad_grants()[0]}")
+    if config.missing_roles():
+        found = "" if path.exists() else "no such file, so nobody may approve: "
+        hint = "; or run with --demo for the demo's people and grants" if "roles" not in raw else ""
+        raise ConfigError(f"{path}: {found}{config.missing_roles()[0]}{hint}")
     try:
         config.offline_scripts()
     except ConfigError as err:
@@ -269,3 +277,15 @@ def _load(path: Path | None) -> BatonConfig:
     if missing:
         raise ConfigError(f"{path}: {missing[0]} (export it, or point api_key_env at the variable that holds the key)")
     return config
+
+
+def _read(path: Path) -> dict:
+    """The file's TOML; ConfigError in one line when it cannot be read or is not TOML."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read: {err}") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from err
+    except RecursionError as err:  # tomllib recurses once per nested array or table
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from err

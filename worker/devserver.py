@@ -14,6 +14,14 @@ the last holder exits, however it exits: no stale lock after a kill -9), and a
 second start on a locked file is refused. On Linux the server also dies with
 the process that started it, so a killed `baton dev` leaves neither a server nor
 a held file behind.
+
+Anyone who can reach the namespace can signal any run, and Temporal writes a
+signal into the run's history before the workflow sees it: the workflow cannot
+refuse it. Left at Temporal's defaults (2 MB a payload, 10,000 signals a run),
+35 signals of 1.5 MB reach the 50 MB history limit and Temporal terminates the
+run. So the server is started with SERVER_LIMITS, which bound what callers can
+put into one run's history (README "Security model" gives the same settings for
+a production cluster).
 """
 
 from __future__ import annotations
@@ -50,6 +58,28 @@ if os.getppid() != int(sys.argv[1]):  # the parent died before prctl: no signal 
     sys.exit(1)
 os.execv(sys.argv[2], sys.argv[2:])
 """
+
+
+KIB, MIB = 1024, 1024 * 1024
+# Temporal dynamic config (`--dynamic-config-value KEY=VALUE`), per namespace on a real cluster.
+SERVER_LIMITS: dict[str, int] = {
+    # One payload: a run's input may be 512 KiB (client/converter.py MAX_PAYLOAD_BYTES), plus its envelope.
+    "limit.blobSize.error": 640 * KIB,
+    "limit.blobSize.warn": 512 * KIB,
+    # Signals a run takes in its life (people use a handful; the rest are refused by the server,
+    # and `baton approve`, an update, still works): 16 x 640 KiB = 10 MiB at most.
+    "history.maximumSignalsPerExecution": 16,
+    # Updates a run accepts in its life; a validator's refusal is not written, so it does not count.
+    "history.maxTotalUpdates": 16,
+    # Temporal's own history limits, kept: what callers can add (20 MiB) stays under half of them.
+    "limit.historySize.error": 50 * MIB,
+    "limit.historyCount.error": 50 * KIB,
+}
+
+
+def server_limit_args() -> list[str]:
+    """SERVER_LIMITS as `temporal server start-dev` flags (the tests' dev server takes them too)."""
+    return [arg for key, value in SERVER_LIMITS.items() for arg in ("--dynamic-config-value", f"{key}={value}")]
 
 
 class DevServerError(Exception):
@@ -156,6 +186,7 @@ class DevServer:
             "--ui-disable-news-fetch",
             "--log-level", "warn",
             "--namespace", self.namespace,
+            *server_limit_args(),
         ]
         for key in sa.ALL:
             kind = key.indexed_value_type.name.title().replace("_", "")  # KEYWORD_LIST -> KeywordList

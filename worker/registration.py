@@ -25,6 +25,7 @@ from activities.payloads import PayloadStore
 from activities.policy import PolicyActivities
 from activities.tools.activity import ToolActivities
 from activities.tools.systems import SystemsOfRecord
+from worker.agent_policy import AgentPolicies
 from client.connection import is_traced, task_queue, tracing_interceptor, tracing_on
 from worker.config import BatonConfig, ConfigError
 from client.run_input import RunInputCheck
@@ -41,7 +42,7 @@ from workflows.catalog import WORKFLOWS
 # (benchmarks/parked.py, benchmarks/throughput.py). They hold no mutable module
 # state; tests/test_engine_determinism.py checks them for what the sandbox would catch.
 ENGINE = (
-    "engine", "agent_steps", "agents", "approval_desk", "approvals", "budget", "decisions", "human_steps", "kyc", "ledger",
+    "engine", "agent_steps", "agents", "approval_desk", "approvals", "budget", "decisions", "facts", "human_steps", "kyc", "ledger",
     "model_steps", "outcome", "plan", "retry_policies", "search_attributes", "status", "thresholds", "visibility",
 )
 PASSTHROUGH = (
@@ -101,7 +102,7 @@ async def baton_worker(
     async with config.http.client() as http:
         built = build_providers(catalog, http, config.offline_scripts())
         models = ModelActivities(catalog, {**built, **(providers or {})}, config.llm, payloads, observed)
-        tools = tools_class(systems, payloads, config.payloads.inline_max_bytes, telemetry=observed)
+        tools = tools_class(systems, payloads, config.payloads.inline_max_bytes, telemetry=observed, grants=config.grants)
         policy = PolicyActivities(
             catalog,
             {k: v for k, v in config.budgets.items() if k != "default"},
@@ -112,15 +113,20 @@ async def baton_worker(
             config.audit.values,
             await issuer_keys(config, http),
         )
+        workflows = [*WORKFLOWS, *extra_workflows]
+        agents = AgentPolicies(policy, workflows)
         worker = Worker(
             client,
             task_queue=queue or task_queue(),
-            workflows=[*WORKFLOWS, *extra_workflows],
-            activities=[models.call_model, tools.run_tool, policy.run_policy],
+            workflows=workflows,
+            activities=[models.call_model, tools.run_tool, policy.run_policy, agents.agent_policy],
             activity_executor=ThreadPoolExecutor(max_workers=16),
             workflow_runner=workflow_runner(),
             max_cached_workflows=config.worker.max_cached_runs,
             graceful_shutdown_timeout=timedelta(seconds=10),
+            # A model step heartbeats the calls it made, each request in flight billed at its worst case,
+            # so a timeout or a crash still bills it: the server must have the latest within a second.
+            default_heartbeat_throttle_interval=timedelta(seconds=1),
             interceptors=[RunInputCheck(), *([tracing_interceptor(tracer_provider)] if own_tracing else [])],
         )
         async with worker:

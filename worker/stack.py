@@ -65,17 +65,21 @@ async def local_stack(
     db: Path | None = None,
     port: int = DEFAULT_PORT,
     ui_port: int | None = None,
+    demo: bool = False,
 ) -> AsyncIterator[Stack]:
-    async with _worker_config(config_file, port) as (config, issuer), DevServer(db, port=port, ui_port=ui_port) as server:
+    async with (
+        _worker_config(config_file, port, demo) as (config, issuer),
+        DevServer(db, port=port, ui_port=ui_port) as server,
+    ):
         client = await connect(server.target)
         async with baton_worker(client, config):
             yield Stack(client, server.target, server, issuer)
 
 
 @asynccontextmanager
-async def given_stack(*, config_file: Path | None = None) -> AsyncIterator[Stack]:
+async def given_stack(*, config_file: Path | None = None, demo: bool = False) -> AsyncIterator[Stack]:
     """A worker on the server the connection settings name; Baton's search attributes added if missing."""
-    async with _worker_config(config_file, DEFAULT_PORT) as (config, issuer):
+    async with _worker_config(config_file, DEFAULT_PORT, demo) as (config, issuer):
         client = await connect()
         target = client.service_client.config.target_host
         try:
@@ -87,9 +91,11 @@ async def given_stack(*, config_file: Path | None = None) -> AsyncIterator[Stack
 
 
 @asynccontextmanager
-async def _worker_config(config_file: Path | None, port: int) -> AsyncIterator[tuple[BatonConfig, LocalIssuer | None]]:
+async def _worker_config(
+    config_file: Path | None, port: int, demo: bool
+) -> AsyncIterator[tuple[BatonConfig, LocalIssuer | None]]:
     """The worker's config, its [identity] the local issuer's (on `port` + 2000) unless baton.toml names one."""
-    config = load(config_file)  # a bad baton.toml fails before anything starts
+    config = load(config_file, demo=demo)  # a bad baton.toml fails before anything starts
     otel = telemetry.install("baton-worker")  # so does a bad OTEL_* variable
     try:
         with ExitStack() as stack:

@@ -1,9 +1,10 @@
 """The `agent` step: hand one ambiguous step to a bounded agent, as a child workflow.
 
-A mixin of the engine's `Process`. The child gets the run's policy (tiers,
-roles, grants) with a budget cut to the agent's caps and to what the run has
-left; its cost comes back into the run's, and its report (answer or trail)
-into the ledger. The loop itself is workflows/bounded_agent.py.
+A mixin of the engine's `Process`. The child is handed names, the goal and
+what the run has left of its caps, never a policy: it takes its declaration
+and policy from the worker itself (workflows/bounded_agent.py), so a caller
+who starts one cannot widen them. Its cost comes back into the run's, and its
+report (answer or trail) into the ledger.
 """
 
 from __future__ import annotations
@@ -12,27 +13,18 @@ from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.exceptions import ChildWorkflowError
 
-from workflows.agents import Agent, AgentReport, AgentTask
+from workflows.agents import Agent, AgentReport, AgentTask, Allowance
 from workflows.ledger import StepKind
 from workflows.outcome import RunOutcome
-
-with workflow.unsafe.imports_passed_through():
-    from activities.llm.output_type import type_path
-    from activities.policy import Budget
-
-STEPS_PER_TURN = 4  # a turn, a tool call, a review, an approval: a safety net under the named caps
 
 
 class AgentSteps:
     async def agent(self, step: str, agent: Agent, goal: str, context: BaseModel) -> AgentReport:
         """Run `agent` on `goal`; returns its report, `done` (see `answer_as`) or `escalated` with its trail."""
         started = await self._before_step(step, llm=True)
-        budget = self._agent_budget(agent)
         task = AgentTask(
             process=self.name, agent=agent.name, goal=goal, context=context.model_dump(mode="json"),
-            instructions=agent.instructions, output_type=type_path(agent.output), tier=agent.tier, caps=agent.caps,
-            approvals=agent.approvals, supervisor_tier=agent.supervisor_tier,
-            policy=self._policy.model_copy(update={"budget": budget}), started_by=self._starter,
+            allowance=self._allowance_left(), started_by=self._starter,
         )
         entry = dict(step=step, kind=StepKind.AGENT, name=agent.name, tier=agent.tier, started_at=started,
                      input={"goal": goal, "context": task.context})
@@ -53,17 +45,16 @@ class AgentSteps:
         )
         return report
 
-    def _agent_budget(self, agent: Agent) -> Budget:
-        """The agent's caps, cut to what the run has left of each of its own."""
-        run, caps = self._budget, agent.caps
+    def _allowance_left(self) -> Allowance:
+        """What the run has left of each of its caps: the most its agent may spend."""
+        run = self._budget
 
         def left(cap: str, used: float) -> float | None:
             limit = getattr(run, cap)
             return None if limit is None else max(0, limit - used)
 
-        return Budget(
-            max_cost_usd=min(caps.max_cost_usd, run.max_cost_usd - self._cost),
-            max_steps=STEPS_PER_TURN * caps.max_turns + 1,
+        return Allowance(
+            max_cost_usd=run.max_cost_usd - self._cost,
             max_llm_calls=left("max_llm_calls", self._llm_calls),
             max_tool_calls=left("max_tool_calls", self._tool_calls),
             max_wall_clock=None if run.max_wall_clock is None else run.max_wall_clock - self._elapsed(),

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal, TypeVar
+from typing import Literal, Self, TypeVar
 
 from pydantic import BaseModel, Field
 from temporalio import workflow
 
 from workflows.approvals import AskPolicy
+from workflows.facts import FactBook, Facts
 from workflows.ledger import LedgerEntry
 
 with workflow.unsafe.imports_passed_through():
     from activities.llm.conversation import Message
     from activities.identity import Verified
-    from activities.policy import RunPolicy
+    from activities.llm.output_type import type_path
+    from activities.policy import Budget, RunPolicy
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -37,6 +39,10 @@ class AgentCaps(BaseModel):
     turns_per_run: int = Field(
         default=20, gt=0, description="continue-as-new past this many turns, so history stays small"
     )
+    max_proposals_per_turn: int = Field(
+        default=8, gt=0, description="tool calls one model answer may propose; more ends the agent before any is checked"
+    )
+    max_refusals: int = Field(default=10, gt=0, description="proposals refused (not granted, invalid, repeated) per agent")
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,7 @@ class Agent:
     tier: str = "fast"
     caps: AgentCaps = field(default_factory=AgentCaps)
     approvals: dict[str, AskPolicy] = field(default_factory=dict)  # irreversible tool -> how it is approved
+    facts: Facts = field(default_factory=Facts)  # what its rules see beyond the arguments (workflows/facts.py)
     supervisor_tier: str | None = "strong"  # a reviewer that must pass irreversible proposals; None: none
 
 
@@ -71,32 +78,116 @@ class AgentProgress(BaseModel):
     tool_calls: int = 0
     llm_calls: int = 0
     cost_usd: float = 0.0
+    refused: int | None = Field(default=None, description="proposals refused so far; None in runs recorded before the count")
     messages: list[Message] = []
     trail: list[TrailEntry] = []
     ledger: list[LedgerEntry] = []
     done_keys: dict[str, str] = Field(default={}, description="irreversible calls already made: key -> observation")
+    facts: FactBook = FactBook()
+
+
+class AgentDeclaration(BaseModel):
+    """An agent as its process declares it (`Agent`), as the worker hands it to the agent's own run."""
+
+    instructions: str
+    output_type: str = Field(description="import path of the declared output model, for the model activity")
+    output_name: str
+    tier: str
+    caps: AgentCaps
+    approvals: dict[str, AskPolicy] = {}
+    facts: Facts = Facts()
+    supervisor_tier: str | None = None
+
+    @classmethod
+    def of(cls, agent: Agent) -> Self:
+        return cls(
+            instructions=agent.instructions, output_type=type_path(agent.output), output_name=agent.output.__name__,
+            tier=agent.tier, caps=agent.caps, approvals=agent.approvals, facts=agent.facts,
+            supervisor_tier=agent.supervisor_tier,
+        )
+
+
+class Allowance(BaseModel):
+    """What the parent run has left of its caps when it delegates: it can only tighten the agent's declared caps."""
+
+    max_cost_usd: float = Field(gt=0, allow_inf_nan=False)
+    max_llm_calls: int | None = Field(default=None, ge=0)
+    max_tool_calls: int | None = Field(default=None, ge=0)
+    max_wall_clock: timedelta | None = Field(default=None, gt=timedelta(0))
+    max_approval_idle: timedelta | None = Field(default=None, gt=timedelta(0))
+
+    def budget(self, caps: AgentCaps, process: Budget) -> Budget:
+        """The agent's budget: its declared caps, within what its parent has left and its process's approval idle."""
+        return Budget(
+            max_cost_usd=min(caps.max_cost_usd, self.max_cost_usd),
+            max_steps=STEPS_PER_TURN * caps.max_turns + 1,
+            max_llm_calls=self.max_llm_calls,
+            max_tool_calls=self.max_tool_calls,
+            max_wall_clock=self.max_wall_clock,
+            max_approval_idle=_least(self.max_approval_idle, process.max_approval_idle),
+        )
+
+
+STEPS_PER_TURN = 4  # a turn, a tool call, a review, an approval: a safety net under the named caps
+
+
+def _least(a: timedelta | None, b: timedelta | None) -> timedelta | None:
+    return b if a is None else a if b is None else min(a, b)
 
 
 class AgentTask(BaseModel):
-    """What the parent hands its agent child workflow."""
+    """What the parent hands its agent child workflow: names, the goal and what it has left, never a policy.
+
+    The child takes its declaration and policy from the worker (`AgentPolicy`).
+    The fields after `progress` are read only when a run recorded before that
+    replays; a new run ignores them, whatever a caller puts there.
+    """
 
     process: str
     agent: str
     goal: str
     context: dict
-    instructions: str
-    output_type: str
-    tier: str
-    caps: AgentCaps
-    approvals: dict[str, AskPolicy] = {}
-    supervisor_tier: str | None = None
-    policy: RunPolicy
+    allowance: Allowance | None = Field(default=None, description="None only in runs recorded before allowances")
     progress: AgentProgress | None = None
     started_by: Verified | None = None  # who started the parent run: they may not decide the agent's requests either
+    instructions: str | None = None
+    output_type: str | None = None
+    tier: str | None = None
+    caps: AgentCaps | None = None
+    approvals: dict[str, AskPolicy] = {}
+    facts: Facts = Facts()
+    supervisor_tier: str | None = None
+    policy: RunPolicy | None = None
 
     @property
     def grantee(self) -> str:
         return f"{self.process}/{self.agent}"
+
+    def recorded(self) -> tuple[AgentDeclaration, RunPolicy]:
+        """The declaration and policy a run recorded before the worker handed them out carried in its task."""
+        name = (self.output_type or "").rpartition(":")[2].rpartition(".")[2]
+        declaration = AgentDeclaration(
+            instructions=self.instructions or "", output_type=self.output_type or "", output_name=name,
+            tier=self.tier or "fast", caps=self.caps or AgentCaps(), approvals=self.approvals, facts=self.facts,
+            supervisor_tier=self.supervisor_tier,
+        )
+        return declaration, self.policy
+
+
+class AgentPolicyRequest(BaseModel):
+    """What an agent run asks the worker for: its process, its name, and the run that started it."""
+
+    process: str
+    agent: str
+    parent_id: str | None
+    parent_run_id: str | None
+
+
+class AgentPolicy(BaseModel):
+    """The worker's answer: the agent's declaration, and its process's policy holding only the agent's grant."""
+
+    declaration: AgentDeclaration
+    policy: RunPolicy
 
 
 class AgentReport(BaseModel):

@@ -7,6 +7,13 @@ tool runs as an activity → the observation goes back, delimited as data.
 Refusals are observations, never crashes; a cap ends the step `escalated`
 with the trail. Past `turns_per_run` turns it continues as new, carrying its
 progress, so a long conversation never piles up in one history.
+
+Anyone who can reach the namespace can start `baton-agent`, so the run trusts
+its task for names, the goal and its parent's allowance only: its declaration
+(instructions, output type, caps, approvals, supervisor) and its policy come
+from the worker, in a local activity that also checks the run was started by
+the registered process it names, on this worker's task queue
+(worker/agent_policy.py). Anything else is refused before any step.
 """
 
 from __future__ import annotations
@@ -19,17 +26,23 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.agents import (
+    AgentDeclaration,
+    AgentPolicy,
+    AgentPolicyRequest,
     AgentProgress,
     AgentReport,
     AgentTask,
+    Allowance,
     SupervisorVerdict,
     TrailEntry,
 )
 from workflows.approvals import ApprovalStatus
-from workflows.engine import Process
+from workflows.engine import PROOF_PATCH, Process
+from workflows.facts import RunFacts
 from workflows.ledger import StepKind
 from workflows.outcome import RunOutcome, RunState, StopRun
 from workflows.retry_policies import LLM_RETRY, TOOL_RETRY
@@ -37,7 +50,7 @@ from workflows.retry_policies import LLM_RETRY, TOOL_RETRY
 with workflow.unsafe.imports_passed_through():
     from activities.llm.contracts import LlmRequest
     from activities.llm.conversation import PAYLOAD_SLOT, Message, ToolSchema, ToolUse
-    from activities.llm.output_type import resolve
+    from activities.policy import RunPolicy
     from activities.tools.catalog import TOOLS, Effect, ToolSpec
 
 DATA_NOT_INSTRUCTIONS = (
@@ -47,6 +60,10 @@ DATA_NOT_INSTRUCTIONS = (
 )
 TOOL_RESULT = '<tool_result tool="{tool}">\n{body}\n</tool_result>'
 TOOL_TIMEOUT = timedelta(seconds=30)
+# Runs recorded before it took their declaration and policy from the task itself.
+POLICY_FROM_WORKER_PATCH = "agent-policy-from-worker"
+# Runs recorded before the caps on proposals per turn and refusals per run went on past them.
+HOSTILE_CAPS_PATCH = "agent-proposal-and-refusal-caps"
 
 
 class CapReached(Exception):
@@ -67,11 +84,43 @@ class BoundedAgent(Process):
         self.name = task.grantee
         self._task = task
         self._p = task.progress or AgentProgress(started_at=workflow.now())
-        self._ledger, self._cost = self._p.ledger, self._p.cost_usd
+        self._adopt_ledger(self._p.ledger)
+        self._cost = self._p.cost_usd
+        if self._p.refused is None:  # a run recorded before the count: count its trail once
+            self._p.refused = sum(e.kind in ("refused", "invalid") for e in self._p.trail)
         self._llm_calls, self._tool_calls, self._started = self._p.llm_calls, self._p.tool_calls, self._p.started_at
         self._turns_at_start = self._p.turns
         self._starter = task.started_by
-        return await self.execute(self._work, None, policy=task.policy)
+        workflow.patched(PROOF_PATCH)  # asked as the first command, as the engine does (workflows/engine.py)
+        if workflow.patched(POLICY_FROM_WORKER_PATCH):
+            self._declared, policy = await self._from_worker(task)
+        else:
+            self._declared, policy = task.recorded()
+        self._facts = RunFacts(self._declared.facts, task.context, self._p.facts)
+        return await self.execute(self._work, None, policy=policy)
+
+    async def _from_worker(self, task: AgentTask) -> tuple[AgentDeclaration, RunPolicy]:
+        """The agent's declaration and policy, as the worker has them; a run the worker refuses ends here."""
+        parent = workflow.info().parent
+        request = AgentPolicyRequest(
+            process=task.process, agent=task.agent, parent_id=parent.workflow_id if parent else None,
+            parent_run_id=parent.run_id if parent else None,
+        )
+        try:
+            loaded = await workflow.execute_local_activity(
+                "agent_policy", request, result_type=AgentPolicy, start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=RetryPolicy(maximum_attempts=5), summary=f"load agent policy ({task.grantee})",
+            )
+        except ActivityError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.type == "AgentRefused":
+                raise ApplicationError(cause.message, type="AgentRefused", non_retryable=True) from None
+            raise
+        declared = loaded.declaration
+        # No allowance: a task its parent wrote before allowances (verified above); the declared caps bound it.
+        allowance = task.allowance or Allowance(max_cost_usd=declared.caps.max_cost_usd)
+        budget = allowance.budget(declared.caps, loaded.policy.budget)
+        return declared, loaded.policy.model_copy(update={"budget": budget})
 
     async def _work(self) -> RunOutcome[AgentReport]:
         try:
@@ -83,41 +132,52 @@ class BoundedAgent(Process):
         return self._report("done", answer, None, "answered")
 
     async def _loop(self) -> dict:
-        task, p = self._task, self._p
-        output = resolve(task.output_type)
+        task, declared, p = self._task, self._declared, self._p
         schemas = self._tool_schemas()
         while True:
-            if p.turns >= task.caps.max_turns:
-                raise CapReached("max_turns", f"max_turns: {p.turns} turns taken without an answer, limit {task.caps.max_turns}")
-            if p.turns - self._turns_at_start >= task.caps.turns_per_run or workflow.info().is_continue_as_new_suggested():
+            if p.turns >= declared.caps.max_turns:
+                raise CapReached("max_turns", f"max_turns: {p.turns} turns taken without an answer, limit {declared.caps.max_turns}")
+            if p.turns - self._turns_at_start >= declared.caps.turns_per_run or workflow.info().is_continue_as_new_suggested():
                 self._continue()
             turn = p.turns + 1
             request = LlmRequest(
-                step=f"turn-{turn}", tier=task.tier, system=self._system(), prompt=self._prompt(),
-                output_type=task.output_type, tools=schemas, history=p.messages,
+                step=f"turn-{turn}", tier=declared.tier, system=self._system(), prompt=self._prompt(),
+                output_type=declared.output_type, tools=schemas, history=p.messages,
             )
-            res, entry = await self._within_ttl(self._ask_model(request, output.__name__, LLM_RETRY, None), "a model turn")
+            res, entry = await self._within_ttl(self._ask_model(request, declared.output_name, LLM_RETRY, None), "a model turn")
             p.turns = turn
             if not res.tool_uses:
-                try:
-                    answer = output.model_validate(res.output).model_dump(mode="json")
-                except ValidationError as err:
-                    self._fail(entry, res.attempt, err)
+                answer = res.output  # validated against the declared type by the model activity
+                if answer is None:
+                    self._fail(entry, res.attempt, ValueError(f"turn {turn} gave neither a tool call nor an answer"))
                 self._record(**entry, attempts=res.attempt, outcome="ok", decision=answer)
                 self._trail(turn, "answered", data=answer)
                 return answer
-            proposed = [u.model_dump() for u in res.tool_uses]
-            self._record(**entry, attempts=res.attempt, outcome="tool_use", decision={"proposed": proposed})
+            cap = declared.caps.max_proposals_per_turn
+            proposed = [u.model_dump() for u in res.tool_uses[:cap]]
+            decision = {"proposed": proposed, **({"proposals": len(res.tool_uses)} if len(res.tool_uses) > cap else {})}
+            self._record(**entry, attempts=res.attempt, outcome="tool_use", decision=decision)
+            if len(res.tool_uses) > cap and workflow.patched(HOSTILE_CAPS_PATCH):
+                raise CapReached("max_proposals_per_turn", f"max_proposals_per_turn: turn {turn} proposed "
+                                 f"{len(res.tool_uses)} tool calls in one answer, limit {cap}; none was run")
             p.messages.append(Message(role="assistant", tool_uses=res.tool_uses))
+            nth: dict[str, int] = {}
             for use in res.tool_uses:
-                p.messages.append(await self._consider(turn, use))
+                nth[use.name] = nth.get(use.name, 0) + 1
+                p.messages.append(await self._consider(turn, use, nth[use.name]))
 
     # ----- one proposal ----------------------------------------------------------------
 
-    async def _consider(self, turn: int, use: ToolUse) -> Message:
-        """Check a proposal, run it if it passes, and answer it with an observation."""
+    async def _consider(self, turn: int, use: ToolUse, nth: int = 1) -> Message:
+        """Check a proposal, run it if it passes, and answer it with an observation.
+
+        Its step, and so a write's idempotency key, names the proposal: the
+        `nth` call of one tool in a turn is `turn-N.tool#n`, so two writes in one
+        answer are two writes (not the second answered with the first's result),
+        and a retry or replay of either keeps its own key.
+        """
         self._trail(turn, "proposed", use.name, data=use.arguments)
-        step = f"turn-{turn}.{use.name}"
+        step = f"turn-{turn}.{use.name}" + (f"#{nth}" if nth > 1 else "")
         spec = TOOLS.get(use.name)
         problem = f"{use.name} is not a tool" if spec is None else self._grant_refusal(use.name, use.arguments)
         if problem:
@@ -127,13 +187,15 @@ class BoundedAgent(Process):
         except ValidationError as err:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
             return self._refuse(turn, step, use, f"invalid arguments: {problems}", "invalid")
+        if problem := self._facts.refusal(use.name, args):
+            return self._refuse(turn, step, use, problem, "refused")
         key = self._idempotency_key(step, spec, args)
         if key in self._p.done_keys:
             earlier = json.dumps({"already_done": True, "result": json.loads(self._p.done_keys[key])})
             return self._refuse(turn, step, use, f"{use.name} already ran for {key}; not run again", "refused", earlier)
-        if self._tool_calls >= self._task.caps.max_tool_calls:
+        if self._tool_calls >= self._declared.caps.max_tool_calls:
             raise CapReached("max_tool_calls", f"max_tool_calls: {self._tool_calls} tool calls made, limit "
-                             f"{self._task.caps.max_tool_calls}; stopped before {use.name}")
+                             f"{self._declared.caps.max_tool_calls}; stopped before {use.name}")
         if spec.effect is Effect.IRREVERSIBLE:
             blocked = await self._guard(turn, step, spec, args, use)
             if blocked:
@@ -147,26 +209,31 @@ class BoundedAgent(Process):
                      started_at=workflow.now(), outcome="refused", detail=problem, decision={"arguments": use.arguments},
                      input=use.arguments)
         self._trail(turn, kind, use.name, problem, use.arguments)
+        self._p.refused += 1
+        limit = self._declared.caps.max_refusals
+        if self._p.refused >= limit and workflow.patched(HOSTILE_CAPS_PATCH):
+            raise CapReached("max_refusals", f"max_refusals: {self._p.refused} proposals refused, limit {limit}; "
+                             f"the last: {problem}")
         return _observation(use, reply or f"refused: {problem}", reply is None)
 
     async def _guard(self, turn: int, step: str, spec: ToolSpec, args: BaseModel, use: ToolUse) -> Message | None:
         """An irreversible proposal passes the supervisor, then its approval policy; else it is answered no."""
-        task = self._task
-        if task.supervisor_tier:
+        task, declared = self._task, self._declared
+        if declared.supervisor_tier:
             verdict = await self._within_ttl(self.llm(
-                f"{step}.review", self._review_prompt(spec, args), SupervisorVerdict, tier=task.supervisor_tier,
+                f"{step}.review", self._review_prompt(spec, args), SupervisorVerdict, tier=declared.supervisor_tier,
                 system="You review one action an agent proposes, before it runs. Pass it only if the facts justify it.",
             ), "the supervisor's review")
             self._trail(turn, "reviewed", spec.name, verdict.reason, verdict.model_dump())
             if not verdict.passed:
                 return _observation(use, f"blocked by the supervisor: {verdict.reason}", True)
-        policy = task.approvals.get(spec.name)
+        policy = declared.approvals.get(spec.name)
         if policy is None:
             return self._refuse(turn, step, use, f"{spec.name} is irreversible and {task.grantee} has no approval policy for it", "refused")
         asked = workflow.now()
         result = await self.approval(
             f"{step}.approval", ask=f"Allow agent {task.grantee} to {spec.name} {args.model_dump_json()}?",
-            proposed=f"{spec.name} {args.model_dump_json()}", context=args, policy=policy,
+            proposed=f"{spec.name} {args.model_dump_json()}", context=self._facts.subject(spec.name, args), policy=policy,
         )
         self._p.paused_s += (workflow.now() - asked).total_seconds()  # people's time is not the agent's
         if result.status is not ApprovalStatus.APPROVED:
@@ -178,6 +245,7 @@ class BoundedAgent(Process):
 
     async def _run(self, turn: int, step: str, spec: ToolSpec, args: BaseModel, use: ToolUse) -> Message:
         entry = self._tool_entry(step, spec, args, await self._before_step(step, tool=True))
+        self._facts.sent(spec.name, args)
         try:
             res = await self._within_ttl(
                 self._run_tool(entry, spec, args, retry=TOOL_RETRY, timeout=TOOL_TIMEOUT, offload=True), spec.name
@@ -189,6 +257,7 @@ class BoundedAgent(Process):
             return _observation(use, f"error: {message}", True)
         seen = {"payload_ref": res.payload_ref, "bytes": res.payload_bytes, **res.output} if res.payload_ref else res.output
         self._record(**entry, attempts=res.attempt, outcome="ok", decision=seen)
+        self._facts.read(spec.name, args, res.output)
         self._trail(turn, "observed", spec.name, data=seen)
         if entry["idempotency_key"] is not None:
             self._p.done_keys[entry["idempotency_key"]] = json.dumps(seen)
@@ -204,7 +273,7 @@ class BoundedAgent(Process):
         A cancelled activity surfaces inside `work` as a failed step; what `work`
         recorded on its way out is relabelled `cancelled` rather than left as an error.
         """
-        ttl = self._task.caps.ttl
+        ttl = self._declared.caps.ttl
         left = ttl.total_seconds() - ((workflow.now() - self._p.started_at).total_seconds() - self._p.paused_s)
         if left <= 0:
             work.close()
@@ -235,7 +304,7 @@ class BoundedAgent(Process):
         return [ToolSchema(name=s.name, description=s.description, parameters=s.args.model_json_schema()) for s in granted]
 
     def _system(self) -> str:
-        return f"{self._task.instructions}\n\n{DATA_NOT_INSTRUCTIONS}"
+        return f"{self._declared.instructions}\n\n{DATA_NOT_INSTRUCTIONS}"
 
     def _prompt(self) -> str:
         context = json.dumps(self._task.context, indent=2, sort_keys=True)
@@ -260,7 +329,7 @@ class BoundedAgent(Process):
         p = self._p
         report = AgentReport(
             agent=self.name, status=status, answer=answer, cap=cap, reason=reason, turns=p.turns,
-            tool_calls=self._tool_calls, llm_calls=self._llm_calls, refused=sum(e.kind in ("refused", "invalid") for e in p.trail),
+            tool_calls=self._tool_calls, llm_calls=self._llm_calls, refused=p.refused,
             cost_usd=round(self._cost, 6), tokens_in=sum(e.tokens_in for e in p.ledger),
             tokens_out=sum(e.tokens_out for e in p.ledger), trail=p.trail,
         )

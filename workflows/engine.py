@@ -64,6 +64,7 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
 
     def __init__(self) -> None:
         self._ledger: list[LedgerEntry] = []
+        self._steps = 0  # ledger entries that count as steps, kept as they are recorded: no rescans per step
         self._state = RunState.RUNNING
         self._reason: str | None = None
         self._policy: RunPolicy | None = None
@@ -224,12 +225,12 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
         self, entry: dict, spec: ToolSpec, args: BaseModel, *, retry: RetryPolicy, timeout: timedelta,
         offload: bool = False,
     ) -> ToolResult:
-        """Schedule the tool activity for the step `entry` (see `_tool_entry`), handing it the grant to re-check."""
+        """Schedule the tool activity for the step `entry` (see `_tool_entry`); it checks the grant again, from config."""
         step = entry["step"]
         self._tool_calls += 1
         call = ToolCall(
             step=step, tool=spec.name, args=args.model_dump(mode="json"), idempotency_key=entry["idempotency_key"],
-            grantee=self.name, grant=self._grant(), offload=offload,
+            grantee=self.name, offload=offload,
         )
         return await workflow.execute_activity_method(
             ToolActivities.run_tool, call, start_to_close_timeout=timeout, retry_policy=retry,
@@ -288,7 +289,12 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
     # ----- bookkeeping ---------------------------------------------------------------
 
     def _steps_taken(self) -> int:
-        return sum(1 for e in self._ledger if e.counts_as_step)
+        return self._steps
+
+    def _adopt_ledger(self, ledger: list[LedgerEntry]) -> None:
+        """Continue `ledger` (a run carried across continue-as-new), counting its steps once."""
+        self._ledger = ledger
+        self._steps = sum(1 for e in ledger if e.counts_as_step)
 
     def _record(self, **fields: Any) -> None:
         """Append a ledger entry; `input` (the step's input) is kept as a digest, and in full where policy says."""
@@ -302,7 +308,9 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
         _mark_estimated(fields)
         started = fields["started_at"]
         fields.setdefault("latency_ms", (workflow.now() - started).total_seconds() * 1000)
-        self._ledger.append(LedgerEntry(seq=len(self._ledger) + 1, **fields))
+        entry = LedgerEntry(seq=len(self._ledger) + 1, **fields)
+        self._ledger.append(entry)
+        self._steps += entry.counts_as_step
         self._publish()
 
     def _fail(self, entry: dict, attempts: int | None, err: Exception, counted: bool = False) -> None:

@@ -12,7 +12,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
 
 from workflows.ledger import StepKind
 from workflows.outcome import BudgetExceeded, ModelOutputInvalid
@@ -102,9 +102,10 @@ class ModelSteps:
     def _model_failure(self, entry: dict, retry: RetryPolicy, err: ActivityError) -> None:
         """Bill the calls a failed model step made, then end or route the run by the failure's type."""
         cause = err.cause if isinstance(err.cause, ApplicationError) else None
-        calls = MODEL_CALLS.validate_python(cause.details[0]) if cause and cause.details else []
+        # A step that timed out has no failure details: its last heartbeat says what went out.
+        calls = MODEL_CALLS.validate_python(cause.details[0]) if cause and cause.details else _cut_off(err)
         if not calls:
-            self._llm_calls += 1  # it timed out or crashed: assume the request went out
+            self._llm_calls += 1  # it crashed before saying anything: assume the request went out
             self._fail(entry, retry.maximum_attempts, err)
         cost = sum(c.cost_usd for c in calls)
         self._cost += cost
@@ -122,13 +123,21 @@ class ModelSteps:
             "calls": calls,
         }
         attempts = max(c.attempt for c in calls)
-        if cause.type == "BudgetWouldOverrun":
+        kind = cause.type if cause else None
+        if kind == "BudgetWouldOverrun":
             self._record(**entry, attempts=attempts, outcome="over_budget", detail=cause.message)
             raise BudgetExceeded("max_cost_usd", f"{cause.message}; stopped at {entry['step']}")
-        if cause.type == "InvalidModelOutput":
+        if kind == "InvalidModelOutput":
             self._record(**entry, attempts=attempts, outcome="invalid", detail=cause.message)
             raise ModelOutputInvalid(entry["step"], cause.message)
         self._fail(entry, attempts, err, counted=True)
+
+
+def _cut_off(err: ActivityError) -> list:
+    """The calls a timed-out step's last heartbeat recorded (each request in flight billed at its worst case)."""
+    if not isinstance(err.cause, TimeoutError) or not err.cause.last_heartbeat_details:
+        return []
+    return MODEL_CALLS.validate_python(err.cause.last_heartbeat_details[0])
 
 
 def _sent(calls: list) -> int:

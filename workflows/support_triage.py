@@ -1,8 +1,10 @@
 """Support triage: a deterministic backbone that hands each request to one bounded agent.
 
 classify (LLM, fast tier) → route on the typed category →
-  returns:   lookup_order, issue_refund (≤ $500 by grant; a strong-tier supervisor
-             reviews each refund; ≤ $50 a rule approves, above it a support lead)
+  returns:   lookup_order, issue_refund (≤ $500 a call by grant; only on an order of the
+             ticket's customer, looked up since its last refund, never past what was
+             paid, ≤ $500 a ticket; a strong-tier supervisor reviews each refund;
+             while the ticket's refunds stay ≤ $50 a rule approves, past it a support lead)
   technical: search_kb, open_ticket
   billing:   lookup_invoices, open_ticket
 each with a five-minute time to live and caps → done: resolved ·
@@ -22,6 +24,7 @@ from workflows.contracts.support_triage import (  # re-exported: recorded steps 
     Category, Escalation, Resolution, SupportRequest, Ticket, TriageDecision, Triaged,
 )
 from workflows.engine import Process
+from workflows.facts import Facts, Lookup, Total
 from workflows.outcome import RunOutcome, RunState
 from workflows.plan import PlannedStep
 
@@ -31,11 +34,23 @@ RESOLVE = (
     "and a short reply to the customer. If you cannot resolve it, answer with resolved=false and say why."
 )
 
+TICKET_REFUND_LIMIT_USD = 500
+# What a refund is weighed against, besides what the model proposes: the order as
+# lookup_order read it (its owner, what was paid and refunded), and this ticket's refunds so far.
+REFUND_FACTS = Facts(
+    lookups=(Lookup(name="order", tool="lookup_order", key="order_id", changed_by=("issue_refund",)),),
+    totals=(Total(name="ticket_refunds_usd", tool="issue_refund", field="amount_usd"),),
+    require={"issue_refund": (
+        "order.customer_email == context.customer_email"
+        " and amount_usd + order.refunded_usd <= order.total_usd"
+        f" and ticket_refunds_usd + amount_usd <= {TICKET_REFUND_LIMIT_USD}"
+    )},
+)
 REFUND_APPROVAL = AskPolicy(
     roles=["support-lead"],
     timeout=timedelta(hours=4),
     at_deadline=AtDeadline.REJECT,
-    auto_approve="amount_usd <= 50",
+    auto_approve="ticket_refunds_usd + amount_usd <= 50",
 )
 
 
@@ -49,6 +64,7 @@ RETURNS = Agent(
     output=Resolution,
     caps=AgentCaps(max_turns=6, max_tool_calls=4, max_cost_usd=0.05, ttl=TTL),
     approvals={"issue_refund": REFUND_APPROVAL},
+    facts=REFUND_FACTS,
 )
 TECHNICAL = Agent(
     name="technical",

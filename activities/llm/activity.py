@@ -14,11 +14,12 @@ meters (activities/llm/telemetry.py).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from datetime import timedelta
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -43,6 +44,7 @@ from activities.llm.telemetry import StepTelemetry
 from activities.payloads import PayloadStore
 
 CALLS = TypeAdapter(list[ModelCall])
+CUT_OFF = "timed out before an answer"
 
 
 class NeverValid(Exception):
@@ -130,8 +132,9 @@ class ModelActivities:
                 calls[-1].outcome = "tool_use"
                 return _result(request, label, spec, calls, done, proposals)
             problem = problems(done.output, output_type)
-            if problem is None:
-                return _result(request, label, spec, calls, done, [])
+            if problem is None:  # the answer as its model reads it: no field the model added survives
+                answer = output_type.model_validate(done.output).model_dump(mode="json")
+                return _result(request, label, spec, calls, done.model_copy(update={"output": answer}), [])
             calls[-1].outcome, calls[-1].error = "invalid", problem
             activity.heartbeat(CALLS.dump_python(calls, mode="json"))
             conversation = conversation.answered(done.message, repair_request(output_type, problem))
@@ -151,6 +154,7 @@ class ModelActivities:
         )
         calls.append(call)
         protocol = self._catalog.providers[spec.provider].protocol
+        activity.heartbeat(CALLS.dump_python([*calls[:-1], _in_flight(call, spec, conversation)], mode="json"))
         started = time.perf_counter()
         try:
             with self._telemetry.model_call(request, label, spec, protocol, conversation) as span:
@@ -158,6 +162,10 @@ class ModelActivities:
                 call.reported_model = done.model
                 _price(call, spec, done, conversation)
                 span.answered(call, done)
+        except asyncio.CancelledError:  # the step's timeout (or the run) cut it off: sent, maybe billed
+            call.outcome, call.error = "unavailable", "cut off before an answer (the step timed out or was cancelled)"
+            _bill_worst_case(call, spec, conversation, CUT_OFF)
+            raise
         except ProviderUnavailable as err:
             call.outcome, call.status, call.error = "unavailable", err.status, str(err)
             if err.billable:
@@ -168,7 +176,7 @@ class ModelActivities:
             hint = _mode_hint(label, spec, protocol) if err.malformed else ""
             raise _failure(f"{label} refused the request: {err}{hint}", "ModelRejected", calls) from None
         except Exception as err:  # reading the answer broke (JSON nested too deep, ...): it was sent, maybe billed
-            call.outcome, call.error = "unavailable", f"unreadable answer: {type(err).__name__}: {err}"[:300]
+            call.outcome, call.error = "unavailable", f"unreadable answer: {type(err).__name__}: {_unreadable(err)}"[:300]
             _bill_worst_case(call, spec, conversation, "the answer could not be read")
             raise ProviderUnavailable(call.error, billable=True) from None
         finally:
@@ -282,6 +290,19 @@ def _bill_worst_case(call: ModelCall, spec: ModelSpec, conversation: Conversatio
     call.cost_estimate = f"{why}: billed its worst case (~{call.tokens_in} tokens in, {call.tokens_out} out)"
 
 
+def _in_flight(call: ModelCall, spec: ModelSpec, conversation: Conversation) -> ModelCall:
+    """The request about to go out as the heartbeat records it: billed at its worst case until it answers.
+
+    If the attempt then times out or its worker dies, this is the last word
+    Temporal keeps (the next attempt's heartbeat details, the timeout's last
+    heartbeat details): the request is billed, never free. Its answer, when
+    it comes, replaces this with what was reported.
+    """
+    pending = call.model_copy(update={"outcome": "unavailable", "error": "no answer before the attempt ended"})
+    _bill_worst_case(pending, spec, conversation, CUT_OFF)
+    return pending
+
+
 def _earlier_calls() -> list[ModelCall]:
     """Calls made by this step's earlier attempts (Temporal keeps the last heartbeat)."""
     details = activity.info().heartbeat_details
@@ -319,3 +340,15 @@ def _failure(
         message, CALLS.dump_python(calls, mode="json"), type=kind,
         non_retryable=not retryable, next_retry_delay=next_retry_delay,
     )
+
+
+def _unreadable(err: Exception) -> str:
+    """What broke reading an answer, never the answer itself.
+
+    pydantic's own text quotes the value it refused (`input_value=...`): in a failure
+    message that value would reach the worker's log, the ledger and the run's history,
+    none of them encrypted. Its fields and what is wrong with them are enough.
+    """
+    if isinstance(err, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or '(answer)'}: {e['msg']}" for e in err.errors())
+    return str(err)

@@ -3,11 +3,15 @@
 The activity needs the real pydantic class, not just its JSON schema: the
 answer must pass the same validators the workflow will apply, and a failed
 validation must be explained back to the model in a repair turn.
+
+A path is only ever looked up among the modules the worker has loaded (its
+registered processes and what they import), never imported: a string that
+reached a step cannot make the worker run a module's import-time code.
 """
 
 from __future__ import annotations
 
-import importlib
+import sys
 
 from pydantic import BaseModel, ValidationError
 
@@ -24,12 +28,14 @@ def resolve(path: str) -> type[BaseModel]:
     module, _, qualname = path.partition(":")
     if not qualname or "<locals>" in qualname:
         raise UnknownOutputType(f"output type {path!r} must be a pydantic model defined at module level")
+    found: object = sys.modules.get(module)
+    if found is None:
+        raise UnknownOutputType(f"output type {path!r}: module {module!r} is not one the worker's processes loaded")
     try:
-        found: object = importlib.import_module(module)
         for part in qualname.split("."):
             found = getattr(found, part)
-    except (ImportError, AttributeError) as err:
-        raise UnknownOutputType(f"output type {path!r} cannot be imported: {err}") from err
+    except AttributeError as err:
+        raise UnknownOutputType(f"output type {path!r} cannot be found: {err}") from err
     if not (isinstance(found, type) and issubclass(found, BaseModel)):
         raise UnknownOutputType(f"output type {path!r} is not a pydantic model")
     return found

@@ -26,6 +26,7 @@ RETRYABLE_STATUS = {408, 409, 425, 429}
 MALFORMED_STATUS = {400, 422}  # the request's shape refused (FastAPI-style servers answer 422)
 CONTEXT_TOO_LONG = ("context length", "context_length", "maximum context", "prompt is too long", "too many tokens")
 MAX_ERROR_CHARS = 300
+MAX_RESPONSE_BYTES = 1 << 20  # no model answer Baton asks for comes near a megabyte
 
 
 class HttpSettings(BaseModel):
@@ -84,12 +85,17 @@ async def post_json(
 ) -> dict:
     """One POST; returns the JSON body or raises ProviderUnavailable / ProviderRejected."""
     try:
-        response = await client.post(url, headers=headers, params=params, json=body)
+        response, too_big = await _bounded_post(client, url, headers, params, body)
     except httpx.TimeoutException as err:  # a read timeout comes after the request went out: maybe billed
         raise ProviderUnavailable(redact(f"timed out ({type(err).__name__}) calling {url}", secret),
                                   billable=isinstance(err, httpx.ReadTimeout))
     except httpx.TransportError as err:
         raise ProviderUnavailable(redact(f"connection failed calling {url}: {type(err).__name__}: {err}", secret))
+    if too_big:
+        raise ProviderUnavailable(
+            f"response body larger than {MAX_RESPONSE_BYTES} bytes (HTTP {response.status_code}); not read further",
+            status=response.status_code, billable=response.status_code < 300,
+        )
     if response.status_code >= 300:
         raise _http_error(response, secret)
     try:
@@ -103,6 +109,27 @@ async def post_json(
         raise ProviderUnavailable(f"malformed response body: expected an object, got {type(data).__name__}",
                                   billable=True)
     return data
+
+
+async def _bounded_post(
+    client: httpx.AsyncClient, url: str, headers: dict, params: dict, body: dict
+) -> tuple[httpx.Response, bool]:
+    """POST and read at most MAX_RESPONSE_BYTES of the answer; says whether there was more.
+
+    A provider's answer is untrusted: one of gigabytes must not fill the
+    worker's memory, nor one of megabytes reach the step's result in history.
+    """
+    async with client.stream("POST", url, headers=headers, params=params, json=body) as response:
+        chunks, size = [], 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > MAX_RESPONSE_BYTES:
+                return response, True
+            chunks.append(chunk)
+    headers = response.headers.copy()
+    headers.pop("content-encoding", None)  # the chunks were decoded already
+    read = httpx.Response(response.status_code, headers=headers, content=b"".join(chunks), request=response.request)
+    return read, False
 
 
 def _http_error(response: httpx.Response, secret: str | None) -> Exception:

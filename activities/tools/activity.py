@@ -1,6 +1,8 @@
 """The one activity through which every tool call passes.
 
-It re-checks the grant the engine handed it, re-validates the arguments
+It checks the call against the caller's grant in the worker's own config
+(never a grant the workflow hands it: a workflow's say-so is no policy, and
+a grantee the config does not know is refused), re-validates the arguments
 against the tool's declared type, refuses a write without an idempotency key,
 and dispatches to the system of record. None of these refusals is retried: no
 retry turns an ungranted or invalid call into an allowed one. A large output
@@ -21,14 +23,16 @@ from activities.llm.telemetry import StepTelemetry
 from activities.payloads import PayloadStore
 from activities.tools.catalog import TOOLS
 from activities.tools.contracts import ToolCall, ToolResult
+from activities.tools.grants import Grant
 from activities.tools.systems import RecordRefused, SystemsOfRecord
 
 
 class ToolActivities:
     def __init__(
         self, systems: SystemsOfRecord, payloads: PayloadStore | None = None, inline_max_bytes: int = 4096,
-        telemetry: StepTelemetry | None = None,
+        telemetry: StepTelemetry | None = None, grants: dict[str, Grant] | None = None,
     ) -> None:
+        self._grants = grants or {}
         self._systems = systems
         self._payloads = payloads
         self._inline_max_bytes = inline_max_bytes
@@ -43,10 +47,12 @@ class ToolActivities:
         spec = TOOLS.get(call.tool)
         if spec is None:
             raise _refused(f"unknown tool {call.tool!r}", "UnknownTool")
-        if call.grant is not None:
-            problem = call.grant.refusal(call.grantee or "?", call.tool, call.args)
-            if problem:
-                raise _refused(problem, "ToolNotGranted")
+        grant = self._grants.get(call.grantee) if call.grantee is not None else None
+        if grant is None:
+            raise _refused(f"{call.grantee!r} has no grant in this worker's config: {call.tool} not run", "UnknownGrantee")
+        problem = grant.refusal(call.grantee, call.tool, call.args)
+        if problem:
+            raise _refused(problem, "ToolNotGranted")
         if spec.needs_idempotency_key and not call.idempotency_key:
             raise _refused(f"{spec.effect} tool {call.tool!r} called without an idempotency key", "MissingIdempotencyKey")
         try:

@@ -5,10 +5,11 @@ tools only look; `write` tools change a system of record and must carry an
 idempotency key; `irreversible` tools reach the outside world (an e-mail
 cannot be unsent) and carry one too.
 
-A write's key is normally per run step (`run_step_key`: workflow id and step),
-which makes a retry safe. Some effects must happen once per business object
-whatever run asks (an order is refunded once, not once per run): such a tool
-names that object's argument in `key_field`, and its key is built from it.
+A write's key is per run step (`run_step_key`: workflow id and step), which
+makes a retry safe. What must hold across calls and runs (an order's refunds
+never exceed what was paid) is the system of record's to enforce, in the same
+transaction as the write: a key per business object would let the first call,
+rogue or not, stand for every later one.
 """
 
 from __future__ import annotations
@@ -34,23 +35,14 @@ class ToolSpec:
     args: type[BaseModel]
     result: type[BaseModel]
     description: str
-    key_field: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.key_field is not None and self.key_field not in self.args.model_fields:
-            raise ValueError(f"{self.name}: key_field {self.key_field!r} is not an argument")
 
     @property
     def needs_idempotency_key(self) -> bool:
         return self.effect is not Effect.READ
 
     def idempotency_key(self, args: BaseModel, run_step_key: str) -> str | None:
-        """The key a call with `args` carries: none to read, per object if key_field, else per step."""
-        if not self.needs_idempotency_key:
-            return None
-        if self.key_field is not None:
-            return f"{self.name}/{getattr(args, self.key_field)}"
-        return run_step_key
+        """The key a call with `args` carries: none to read, else its run step's."""
+        return run_step_key if self.needs_idempotency_key else None
 
 
 TOOLS: dict[str, ToolSpec] = {
@@ -96,8 +88,7 @@ TOOLS: dict[str, ToolSpec] = {
             Effect.IRREVERSIBLE,
             records.RefundRequest,
             records.RefundReceipt,
-            "Pay a refund on an order, at most once per order and never above the order's total.",
-            key_field="order_id",
+            "Pay a refund on an order; all refunds of an order together never exceed what was paid.",
         ),
         ToolSpec(
             "search_kb",

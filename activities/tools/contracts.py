@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from activities.tools.grants import Grant
-
 
 class ToolCall(BaseModel):
     step: str
     tool: str
     args: dict
     idempotency_key: str | None = None
-    grantee: str | None = Field(default=None, description="the process or agent the grant belongs to")
-    grant: Grant | None = Field(
-        default=None, description="the grant the engine checked; re-checked by the activity (None: runs from before grants)"
+    grantee: str | None = Field(
+        default=None, description="the process or agent calling; the activity checks its grant in the worker's config"
     )
     offload: bool = Field(
         default=False, description="a large output may be kept out of history, returned as a payload reference"

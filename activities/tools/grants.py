@@ -4,8 +4,8 @@ Nothing is allowed unless `baton.toml` grants it. A grantee is a process
 (`onboarding`) or one of its agents (`support-triage/returns`). The same check
 runs twice, on plain JSON arguments so both sides agree: in the workflow
 before a tool is scheduled (a refusal becomes an observation in the ledger),
-and in the tool activity on the grant it was handed (so a bug in the engine
-still cannot reach a system of record).
+and in the tool activity against the worker's own config (so neither a bug in
+the engine nor a workflow handing it a wider grant reaches a system of record).
 """
 
 from __future__ import annotations

@@ -1,9 +1,12 @@
 """The support desk's systems of record: orders, refunds, knowledge base, tickets, invoices.
 
-Refunds are idempotent per order, not per call: `refunds` is UNIQUE on
-order_id as well as on the idempotency key, so however many runs or retries
-ask, an order is paid back at most once. A refund the shop would never pay (an
-unknown order, more than the order's total) is refused, not attempted.
+Refunds are idempotent per call: a retry carries the same key and gets the
+receipt it got before. What no run or retry may ever do, the desk enforces in
+one transaction: all refunds of an order together never exceed what was paid
+(counted in cents). So a rogue $10 refund leaves the rest of the order payable
+by its legitimate refund, and a second partial refund within what was paid
+goes through. A refund the shop would never pay (an unknown order, past what
+was paid, a key reused for another refund) is refused, not attempted.
 
 Order notes and article bodies are customer- and author-written text; some
 seeded ones carry prompt injections on purpose, to test that processes treat
@@ -25,7 +28,7 @@ CREATE TABLE IF NOT EXISTS orders (
     order_id TEXT PRIMARY KEY, customer_email TEXT NOT NULL, items TEXT NOT NULL,
     total_usd REAL NOT NULL, status TEXT NOT NULL, delivered_on TEXT, note TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS refunds (
-    refund_id TEXT PRIMARY KEY, idempotency_key TEXT NOT NULL UNIQUE, order_id TEXT NOT NULL UNIQUE,
+    refund_id TEXT PRIMARY KEY, idempotency_key TEXT NOT NULL UNIQUE, order_id TEXT NOT NULL,
     amount_usd REAL NOT NULL, reason TEXT NOT NULL, refunded_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);
 CREATE TABLE IF NOT EXISTS kb_articles (
     article_id TEXT PRIMARY KEY, title TEXT NOT NULL, body TEXT NOT NULL);
@@ -66,6 +69,18 @@ def seed(db: sqlite3.Connection, data: dict) -> None:
         )
 
 
+def refunds_per_call(db: sqlite3.Connection) -> None:
+    """Lift the one-refund-per-order constraint of databases made before refunds were keyed per call."""
+    made = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'refunds'").fetchone()
+    if made is None or "order_id TEXT NOT NULL UNIQUE" not in made[0]:
+        return
+    with db:
+        db.execute("ALTER TABLE refunds RENAME TO refunds_per_order")
+        db.executescript(SCHEMA)
+        db.execute("INSERT INTO refunds SELECT * FROM refunds_per_order")
+        db.execute("DROP TABLE refunds_per_order")
+
+
 def search_words(query: str) -> list[str]:
     """The words of a query worth matching: lower-case, hyphens dropped ("Wi-Fi" finds "wifi")."""
     words = re.findall(r"[a-z0-9]+", query.lower().replace("-", ""))
@@ -94,24 +109,26 @@ class SupportDesk(Store):
         )
 
     def issue_refund(self, r: records.RefundRequest, key: str) -> records.RefundReceipt:
-        """Pay a refund once per order; a repeat (same key, or any key for that order) pays nothing."""
+        """Pay a refund once per key, and only while the order's refunds stay within what was paid."""
         with self._transaction() as db:
-            prior = db.execute(
-                "SELECT * FROM refunds WHERE idempotency_key = ?", (key,)
-            ).fetchone() or db.execute(
-                "SELECT * FROM refunds WHERE order_id = ?", (r.order_id,)
-            ).fetchone()
+            prior = db.execute("SELECT * FROM refunds WHERE idempotency_key = ?", (key,)).fetchone()
             if prior is not None:
+                if (prior["order_id"], cents(prior["amount_usd"])) != (r.order_id, cents(r.amount_usd)):
+                    raise RecordRefused(f"key {key} already paid another refund; nothing was refunded")
                 return receipt(prior, created=False)
             order = db.execute(
                 "SELECT total_usd FROM orders WHERE order_id = ?", (r.order_id,)
             ).fetchone()
             if order is None:
                 raise RecordRefused(f"order {r.order_id} does not exist; nothing was refunded")
-            if r.amount_usd > order["total_usd"]:
+            paid_back = db.execute(
+                "SELECT amount_usd FROM refunds WHERE order_id = ?", (r.order_id,)
+            ).fetchall()
+            after = sum(cents(row["amount_usd"]) for row in paid_back) + cents(r.amount_usd)
+            if after > cents(order["total_usd"]):
                 raise RecordRefused(
-                    f"refund of {r.amount_usd:.2f} USD exceeds order {r.order_id}'s total of"
-                    f" {order['total_usd']:.2f} USD; nothing was refunded"
+                    f"refund of {r.amount_usd:.2f} USD exceeds what order {r.order_id} has left: its refunds would"
+                    f" come to {after / 100:.2f} USD, above the {order['total_usd']:.2f} USD paid; nothing was refunded"
                 )
             db.execute(
                 "INSERT INTO refunds (refund_id, idempotency_key, order_id, amount_usd, reason)"
@@ -154,6 +171,11 @@ class SupportDesk(Store):
                 (q.customer_email,),
             ).fetchall()
         return records.Invoices(invoices=[records.Invoice(**dict(row)) for row in rows])
+
+
+def cents(usd: float) -> int:
+    """Money compared in whole cents: 3 × 11.67 is 35.01, as the customer paid it."""
+    return round(usd * 100)
 
 
 def receipt(row: sqlite3.Row, *, created: bool) -> records.RefundReceipt:

@@ -31,6 +31,7 @@ class SystemsOfRecord(onboarding.OnboardingSystems, support_desk.SupportDesk, sa
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._db() as db:
             db.executescript("".join(d.SCHEMA for d in DOMAINS))
+            support_desk.refunds_per_call(db)
             if seed is None:
                 return
             data = json.loads(seed.read_text())
