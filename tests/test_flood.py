@@ -22,11 +22,13 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from client.connection import connect
+from client.credentials import with_credentials
 from client.sdk import Baton
-from tests.conftest import REVIEWERS, ROOT, running_worker
+from tests.conftest import REQUESTER, REVIEWERS, ROOT, running_worker
 from tests.test_integration import free_port
 from worker.config import BatonConfig
 from worker.devserver import SERVER_LIMITS, DevServer
+from worker.issuer import NAME, LocalIssuer
 from workflows.outcome import RunState
 
 pytestmark = pytest.mark.integration
@@ -46,11 +48,15 @@ def test_what_callers_can_write_into_one_run_stays_under_half_its_history_limit(
 
 
 @pytest.fixture(scope="module")
-async def local_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Client]:
-    """Temporal's dev server started as `baton dev` starts it, on ports of its own."""
+async def local_server(tmp_path_factory: pytest.TempPathFactory, issuer: LocalIssuer) -> AsyncIterator[Client]:
+    """Temporal's dev server started as `baton dev` starts it, on ports of its own; its client proves who acts."""
+
+    async def tokens(by: str | None) -> str:
+        return issuer.mint(by if by and NAME.match(by) else REQUESTER)
+
     db = tmp_path_factory.mktemp("flood") / "temporal.db"
     async with DevServer(db, port=free_port(), ui_port=free_port()) as server:
-        yield await connect(server.target)
+        yield with_credentials(await connect(server.target), tokens)
 
 
 async def parked_review(baton: Baton) -> str:
