@@ -313,7 +313,7 @@ def test_worker_refuses_a_bad_exporter_with_one_line(tmp_path):
     config.write_text("")
     env = {**os.environ, "BATON_CONFIG": str(config), "OTEL_TRACES_EXPORTER": "jaeger"}
     done = subprocess.run(
-        [sys.executable, "-m", "worker"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "worker", "--demo"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
