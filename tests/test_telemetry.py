@@ -409,7 +409,7 @@ async def test_worker_process_continues_the_callers_trace_and_flushes_on_exit(de
             "OTEL_TRACES_EXPORTER": "console", "OTEL_METRICS_EXPORTER": "console",
         }
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "worker", cwd=ROOT, env=env,
+            sys.executable, "-m", "worker", "--demo", cwd=ROOT, env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
         try:
