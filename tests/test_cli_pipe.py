@@ -90,7 +90,7 @@ async def test_a_command_that_reads_stops_quietly_at_a_closed_pipe(stack: Stack,
 @pytest.mark.parametrize("decision", ["approve", "reject"])
 async def test_a_decision_is_sent_before_the_closed_pipe_ends_the_command(stack: Stack, decision: str):
     run_id = await parked_follow_up(stack)
-    quiet(await into_closed_pipe(decision, run_id, "--by", SALES_MANAGERS[0], env=stack.env))
+    quiet(await into_closed_pipe(decision, run_id, "--by", SALES_MANAGERS[0], env=stack.as_(SALES_MANAGERS[0])))
     outcome = await outcome_of(stack, run_id)
     assert outcome.state is (RunState.COMPLETED if decision == "approve" else RunState.REJECTED), outcome.reason
 
