@@ -222,3 +222,25 @@ async def test_tokens_of_a_standard_oidc_provider_decide(dev_env, config):
     assert verdict.by == REVIEWERS[0] and outcome.state is RunState.COMPLETED
     assert (decided.by, decided.issuer) == (REVIEWERS[0], base) and decided.kid
     assert status.started_by.subject == REQUESTER
+
+
+@pytest.mark.parametrize("lax", [{"approved": "yes"}, {"approved": 1}, {"approved": True, "approved_by": "head-of-compliance"}],
+                         ids=["yes-for-true", "one-for-true", "extra-field"])
+async def test_a_decision_says_exactly_what_it_says(time_env, config, issuer, lax):
+    """A real reviewer's token, with a payload pydantic's lax mode would have read as an approval."""
+    async with running_worker(time_env.client, config) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        run_id = await baton.start("onboarding", PEP)
+        await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
+        token = issuer.mint(REVIEWERS[0], now=await time_env.get_current_time())
+        handle = time_env.client.get_workflow_handle(run_id)
+        with pytest.raises(Exception) as refused:
+            await handle.execute_update("decide", {"request_id": "compliance_review", "token": token, **lax})
+        signal = {k: v for k, v in lax.items() if k != "approved"} or {"approved": lax["approved"]}
+        await handle.signal("approve", {"request_id": "compliance_review", "token": token, **signal})
+        (refusal,) = await refused_signals(baton, run_id, 1)
+        status = await baton.status(run_id)
+        await handle.terminate("test over")
+    assert "approved" in str(refused.value.__cause__ or refused.value), refused.value
+    assert refusal.outcome == "refused" and token not in refusal.detail
+    assert status.state is RunState.AWAITING_APPROVAL and [r.id for r in status.open_requests] == ["compliance_review"]

@@ -85,17 +85,18 @@ class Decision(BaseModel):
     the run verifies (activities/identity.py). `by` is no identity: when given it
     must name the token's subject, as a cross-check. Runs started before tokens
     were asked for took `by` as the decider's name. A field it does not know is
-    refused, not dropped: a decision says exactly what it says.
+    refused, not dropped, and nothing is coerced (`"yes"` or 1 is no `true`): a
+    decision says exactly what it says.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     by: str | None = Field(default=None, min_length=1, description="a cross-check: the token's subject")
     token: str | None = Field(default=None, repr=False, description="the decider's token from the identity provider")
     request_id: str | None = Field(
-        default=None, description="may be left out when exactly one request is open"
+        default=None, max_length=200, description="may be left out when exactly one request is open"
     )
-    comment: str = ""
+    comment: str = Field(default="", max_length=2000)
 
 
 class Verdict(Decision):
