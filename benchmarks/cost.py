@@ -23,10 +23,10 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
-from benchmarks.harness import UNCAPPED, config, dev_server, example, machine, queue, shipped, table
+from benchmarks.harness import UNCAPPED, config, dev_server, example, machine, people, queue, shipped, table
 from benchmarks.processes import LOOP_TURNS, UNBOUNDED_TRIAGE, UnboundedTriage
 from client.sdk import Baton, InputError, validate_input
 from worker.config import BatonConfig
@@ -82,6 +82,13 @@ async def run_case(baton: Baton, cfg: BatonConfig, process: str, path: str, work
     )
 
 
+def unbounded(cfg: BatonConfig) -> BatonConfig:
+    """`cfg` granting the unbounded triage's agents what support triage's are granted."""
+    grants = {k.replace("support-triage", UNBOUNDED_TRIAGE, 1): g for k, g in cfg.grants.items()
+              if k.startswith("support-triage")}
+    return cfg.model_copy(update={"grants": {**cfg.grants, **grants}})
+
+
 async def measure(runs: int) -> str:
     with tempfile.TemporaryDirectory(prefix="baton-bench-") as tmp:
         raised = {name: b.model_copy(update={"max_cost_usd": RAISED_COST}) for name, b in shipped().budgets.items()}
@@ -89,23 +96,29 @@ async def measure(runs: int) -> str:
             "shipped": (config(Path(tmp, "shipped"), budgets=raised), None),
             "strong": (config(Path(tmp, "strong"), budgets=raised, tiers=ALL_STRONG), None),
             "unbounded": (
-                config(Path(tmp, "unbounded"), budgets={**raised, "support-triage": UNCAPPED}, tiers=ALL_STRONG),
+                unbounded(config(Path(tmp, "unbounded"), budgets={**raised, UNBOUNDED_TRIAGE: UNCAPPED}, tiers=ALL_STRONG)),
                 {"support-triage": UNBOUNDED_TRIAGE},
             ),
         }
-        results: dict[str, list[list[Case]]] = {}
-        async with dev_server() as client:
-            for label, (cfg, workflows) in configs.items():
-                q = queue(label)
-                async with baton_worker(client, cfg, queue=q, extra_workflows=(UnboundedTriage,)):
-                    baton = Baton(client, q)
-                    results[label] = [
-                        await asyncio.gather(*(
-                            run_case(baton, cfg, process, path, (workflows or {}).get(process)) for process, path in CASES
-                        ))
-                        for _ in range(runs)
-                    ]
+        async with dev_server() as bare:
+            with people(Path(tmp), bare, configs["shipped"][0]) as (client, issuer):
+                results = {label: await _measure_one(client, cfg.model_copy(update={"identity": issuer.settings()}),
+                                                     workflows, label, runs)
+                           for label, (cfg, workflows) in configs.items()}
     return report(results, runs)
+
+
+async def _measure_one(client: Client, cfg: BatonConfig, workflows: dict | None, label: str, runs: int) -> list:
+    """`runs` rounds of every case on a worker of `cfg`."""
+    q = queue(label)
+    async with baton_worker(client, cfg, queue=q, extra_workflows=(UnboundedTriage,)):
+        baton = Baton(client, q)
+        return [
+            await asyncio.gather(*(
+                run_case(baton, cfg, process, path, (workflows or {}).get(process)) for process, path in CASES
+            ))
+            for _ in range(runs)
+        ]
 
 
 def report(results: dict[str, list[list[Case]]], runs: int) -> str:

@@ -14,9 +14,9 @@ import platform
 import statistics
 import sys
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from datetime import timedelta
 from importlib.metadata import version
 from pathlib import Path
@@ -30,8 +30,10 @@ from activities.payloads import PayloadSettings
 from activities.policy import Budget
 from benchmarks.bare import RETRY, BareParked, BareSteps, noop
 from client.converter import DATA_CONVERTER
+from client.credentials import with_credentials
 from worker.binaries import temporal_cli
 from worker.config import BatonConfig, OfflineSettings, Role, SystemsConfig, load
+from worker.issuer import LocalIssuer
 from worker.registration import workflow_runner
 from workflows import search_attributes as sa
 from workflows.retry_policies import LLM_RETRY
@@ -41,6 +43,7 @@ EXAMPLES = ROOT / "examples"
 SEED = EXAMPLES / "systems.json"
 SCRIPTS = EXAMPLES / "offline-scripts.json"
 APPROVER = "compliance-officer"
+STARTER = "benchmark"  # who starts the benchmarks' runs: a person of no role, so never their own approver
 
 # Budgets for benchmark processes: caps far above anything a benchmark reaches, so they never stop one.
 UNCAPPED = Budget(
@@ -94,6 +97,20 @@ async def dev_server(db_file: Path | None = None) -> AsyncIterator[Client]:
     )
     async with env:
         yield env.client
+
+
+@contextmanager
+def people(tmp: Path, client: Client, cfg: BatonConfig) -> Iterator[tuple[Client, LocalIssuer]]:
+    """A local issuer of `cfg`'s roles, and `client` proving who acts with its tokens (as `baton dev` gives).
+
+    A benchmark's worker takes `issuer.settings()` as its [identity], so its runs
+    verify every start and decision as a deployment's do: that cost is measured too.
+    """
+    with LocalIssuer(cfg.members(), directory=tmp / "issuer") as issuer:
+        async def tokens(by: str | None) -> str:
+            return issuer.mint(by or STARTER)
+
+        yield with_credentials(client, tokens), issuer
 
 
 def queue(kind: str) -> str:

@@ -41,10 +41,11 @@ from temporalio.client import Client
 
 from benchmarks.bare import BareParked, BareRequest
 from benchmarks.harness import (
-    APPROVER, applicant, bare_worker, config, dev_server, history, machine, pct, queue, rss_kb, seed_with, table,
+    APPROVER, applicant, bare_worker, config, dev_server, history, machine, pct, people, queue, rss_kb, seed_with,
+    table,
 )
 from client.sdk import Baton
-from worker.config import WorkerSettings
+from worker.config import BatonConfig, WorkerSettings
 from worker.registration import baton_worker
 from workflows import search_attributes as sa
 from workflows.outcome import RunState
@@ -119,31 +120,39 @@ async def measure(side: Side, k: int, sample: int, concurrency: int) -> dict:
 
 
 async def measure_baton(k: int, cache: int, sample: int, concurrency: int) -> dict:
-    """K onboarding runs parked on the compliance review, then approved."""
+    """K onboarding runs parked on the compliance review, then approved (with the approver's token)."""
     with tempfile.TemporaryDirectory(prefix="baton-bench-") as tmp:
         tmp = Path(tmp)
-        people = [applicant(f"P-{i:05d}") for i in range(-1, k)]
-        cfg = config(tmp, seed=seed_with(tmp, people, pep=True))
+        applicants = [applicant(f"P-{i:05d}") for i in range(-1, k)]
+        cfg = config(tmp, seed=seed_with(tmp, applicants, pep=True))
         cfg = cfg.model_copy(update={"worker": WorkerSettings(max_cached_runs=cache)})
-        async with dev_server() as client:
-            q = queue("parked")
-            async with baton_worker(client, cfg, queue=q):
-                baton = Baton(client, q)
-                query = f"{sa.AWAITING_APPROVAL.name} = true AND TaskQueue = '{q}'"
+        async with dev_server() as bare:
+            with people(tmp, bare, cfg) as (client, issuer):
+                cfg = cfg.model_copy(update={"identity": issuer.settings()})
+                return await _parked_and_approved(client, cfg, applicants, k, sample, concurrency)
 
-                async def parked(ids: list[str]) -> bool:
-                    return (await client.count_workflows(query)).count >= len(ids)
 
-                async def finish(run: str) -> None:
-                    outcome = await baton.result(run)
-                    if outcome.state is not RunState.COMPLETED:
-                        raise RuntimeError(f"{run} ended {outcome.state}: {outcome.reason}")
+async def _parked_and_approved(
+    client: Client, cfg: BatonConfig, applicants: list[dict], k: int, sample: int, concurrency: int
+) -> dict:
+    q = queue("parked")
+    async with baton_worker(client, cfg, queue=q):
+        baton = Baton(client, q)
+        query = f"{sa.AWAITING_APPROVAL.name} = true AND TaskQueue = '{q}'"
 
-                side = Side(
-                    client, lambda i: baton.start("onboarding", people[i + 1]), parked,
-                    lambda run: baton.approve(run, by=APPROVER, request_id=REQUEST, comment="benchmark"), finish,
-                )
-                return await measure(side, k, sample, concurrency)
+        async def parked(ids: list[str]) -> bool:
+            return (await client.count_workflows(query)).count >= len(ids)
+
+        async def finish(run: str) -> None:
+            outcome = await baton.result(run)
+            if outcome.state is not RunState.COMPLETED:
+                raise RuntimeError(f"{run} ended {outcome.state}: {outcome.reason}")
+
+        side = Side(
+            client, lambda i: baton.start("onboarding", applicants[i + 1]), parked,
+            lambda run: baton.approve(run, by=APPROVER, request_id=REQUEST, comment="benchmark"), finish,
+        )
+        return await measure(side, k, sample, concurrency)
 
 
 async def measure_bare(k: int, cache: int, sample: int, concurrency: int) -> dict:

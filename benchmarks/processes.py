@@ -56,16 +56,24 @@ UNBOUNDED_CAPS = AgentCaps(
 )
 
 
+UNBOUNDED_AGENTS = {a.name: replace(a, caps=UNBOUNDED_CAPS) for a in SupportTriage.agents}
+
+
 @workflow.defn(name=UNBOUNDED_TRIAGE)
 class UnboundedTriage(SupportTriage):
     """Support triage whose agents' caps are raised very high: what an agent loop costs without walls.
 
-    It keeps the process name `support-triage`, so its grants and budget are the shipped process's.
+    A process of its own name that declares its own agents: an agent's caps come
+    from what its process declares, as the worker reads it (worker/agent_policy.py),
+    never from what a run hands it. benchmarks/cost.py grants them as triage's are.
     """
+
+    name = UNBOUNDED_TRIAGE
+    agents = tuple(UNBOUNDED_AGENTS.values())
 
     @workflow.run
     async def run(self, request: SupportRequest) -> RunOutcome[Triaged]:
         return await self.execute(lambda: self._triage(request), request.budget)
 
     async def agent(self, step: str, agent: Agent, goal: str, context: BaseModel) -> AgentReport:
-        return await super().agent(step, replace(agent, caps=UNBOUNDED_CAPS), goal, context)
+        return await super().agent(step, UNBOUNDED_AGENTS[agent.name], goal, context)

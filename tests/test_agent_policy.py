@@ -278,3 +278,15 @@ def test_an_output_type_path_never_imports_a_module_the_worker_did_not_load():
     with pytest.raises(UnknownOutputType, match="is not one the worker's processes loaded"):
         resolve("this:Anything")
     assert "this" not in sys.modules
+
+
+def test_two_processes_of_one_name_are_refused_at_registration():
+    """An agent's declaration is looked up by its process's name: a second process of that name would shadow it."""
+    from worker.agent_policy import AgentPolicies
+    from workflows.support_triage import SupportTriage
+
+    class Twin(SupportTriage):  # same name, another agents tuple: which caps would an agent get?
+        agents = ()
+
+    with pytest.raises(ValueError, match="two registered processes are named support-triage"):
+        AgentPolicies(None, [SupportTriage, Twin])

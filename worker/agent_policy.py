@@ -25,9 +25,11 @@ from workflows.engine import Process
 class AgentPolicies:
     def __init__(self, policy: PolicyActivities, workflows: Iterable[type]) -> None:
         self._policy = policy
-        self._agents: dict[str, dict[str, Agent]] = {
-            w.name: {a.name: a for a in w.agents} for w in workflows if issubclass(w, Process) and w.agents
-        }
+        processes = [w for w in workflows if isinstance(w, type) and issubclass(w, Process)]
+        names = [p.name for p in processes]
+        if twice := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"two registered processes are named {', '.join(twice)}: a process name must be unique")
+        self._agents: dict[str, dict[str, Agent]] = {p.name: {a.name: a for a in p.agents} for p in processes if p.agents}
 
     @activity.defn(name="agent_policy")
     async def agent_policy(self, request: AgentPolicyRequest) -> AgentPolicy:
