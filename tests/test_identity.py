@@ -31,6 +31,7 @@ from client.sdk import Baton, Refused
 from tests.conftest import LEADS, REQUESTER, REVIEWERS, running_worker
 from tests.test_onboarding_routes import PEP, wait_for_state
 from worker.issuer import AUDIENCE, LocalIssuer
+from workflows.decisions import MAX_REFUSALS_RECORDED
 from workflows.outcome import RunState
 
 
@@ -244,3 +245,27 @@ async def test_a_decision_says_exactly_what_it_says(time_env, config, issuer, la
     assert "approved" in str(refused.value.__cause__ or refused.value), refused.value
     assert refusal.outcome == "refused" and token not in refusal.detail
     assert status.state is RunState.AWAITING_APPROVAL and [r.id for r in status.open_requests] == ["compliance_review"]
+
+
+async def test_a_flood_of_refused_signals_is_counted_not_recorded_one_by_one(time_env, config):
+    """Where the server takes 10,000 signals a run (Temporal's default), the ledger stays small enough to read."""
+    flood = MAX_REFUSALS_RECORDED + 40
+    async with running_worker(time_env.client, config) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        run_id = await baton.start("onboarding", PEP)
+        await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
+        handle = time_env.client.get_workflow_handle(run_id)
+        for i in range(flood):
+            await handle.signal("approve", {"request_id": "compliance_review", "by": f"mallory-{i}"})
+        for _ in range(200):
+            status = await baton.status(run_id)
+            if status.refused_signals == flood:
+                break
+            await asyncio.sleep(0.05)
+        ledger = await baton.ledger(run_id)
+        await handle.terminate("test over")
+    refused = [e for e in ledger if e.outcome == "refused"]
+    assert status.refused_signals == flood, status.refused_signals
+    assert len(refused) == MAX_REFUSALS_RECORDED, len(refused)
+    assert "further refused signals are counted" in refused[-1].detail
+    assert status.state is RunState.AWAITING_APPROVAL

@@ -37,6 +37,7 @@ class ApprovalDesk:
         self.eligible: dict[str, set[str] | None] = {}  # who may decide a request at any of its stages
         self.roles: dict[str, set[str]] = {}  # the roles any stage of a request asks
         self.signers: dict[str, Verified] = {}  # request -> who decided it, as their token proved
+        self.refused_signals = 0  # signals refused so far (workflows/decisions.py records the first ones)
         self.settling = 0  # decisions waiting for the run to reach their request (HumanSteps._settle)
 
     def ask(self, request: ApprovalRequest, eligible: set[str] | None, roles: set[str]) -> None:

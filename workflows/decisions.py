@@ -34,6 +34,7 @@ from workflows.ledger import StepKind
 with workflow.unsafe.imports_passed_through():
     from activities.identity import IdentityRefused, TrustedIssuer, Verified, verify
 
+MAX_REFUSALS_RECORDED = 20  # refused signals kept one by one in the ledger; the rest are counted
 SETTLE = timedelta(seconds=1)  # how long a decision waits for a request the run has not reached
 SETTLE_SUMMARY = "a decision before its request"
 
@@ -140,11 +141,24 @@ class Decisions:
             await self._settle(decision.request_id)
             self._desk.take(Verdict(**decision.model_dump(), approved=approved), self._who(decision))
         except (ValueError, ValidationError, TypeError) as refused:
-            self._record(
-                step=_field(raw, "request_id") or "?", kind=StepKind.APPROVAL, name="signal",
-                started_at=workflow.now(), outcome="refused", by=None if self._proof else _field(raw, "by"),
-                detail=f"{'approve' if approved else 'reject'} signal refused: {_first_line(refused)}",
-            )
+            self._refuse_signal(raw, approved, refused)
+
+    def _refuse_signal(self, raw: Any, approved: bool, refused: Exception) -> None:
+        """Record a refused signal; past MAX_REFUSALS_RECORDED, only count it (the status query says how many).
+
+        A flood of signals must not grow the ledger without bound: where the
+        server takes thousands a run, the ledger would outgrow what a query can answer.
+        """
+        self._desk.refused_signals += 1
+        if self._desk.refused_signals > MAX_REFUSALS_RECORDED:
+            return
+        detail = f"{'approve' if approved else 'reject'} signal refused: {_first_line(refused)}"
+        if self._desk.refused_signals == MAX_REFUSALS_RECORDED:
+            detail += f" (further refused signals are counted, not recorded: {MAX_REFUSALS_RECORDED} kept)"
+        self._record(
+            step=_field(raw, "request_id") or "?", kind=StepKind.APPROVAL, name="signal",
+            started_at=workflow.now(), outcome="refused", by=None if self._proof else _field(raw, "by"), detail=detail,
+        )
 
 
 def _decision(payload: RawValue | None) -> Decision:

@@ -284,6 +284,7 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
             open_requests=list(self._desk.open.values()),
             reason=self._reason,
             started_by=self._starter,
+            refused_signals=self._desk.refused_signals,
         )
 
     # ----- bookkeeping ---------------------------------------------------------------

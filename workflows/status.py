@@ -25,3 +25,4 @@ class RunStatus(BaseModel):
     open_requests: list[ApprovalRequest]
     reason: str | None = None
     started_by: Verified | None = None  # who started the run, as their token proved (None: not attributed)
+    refused_signals: int = 0  # approve/reject signals refused, recorded in the ledger or only counted
