@@ -28,7 +28,9 @@ from temporalio.client import Client, WorkflowFailureError
 from activities.oidc import IdentitySettings
 from client.credentials import Credentials, NoCredential
 from client.sdk import Baton, Refused
-from tests.conftest import LEADS, REQUESTER, REVIEWERS, running_worker
+from tests.conftest import LEADS, REQUESTER, REVIEWERS, SUPPORT_LEADS, running_worker
+from tests.test_agents import open_request, rows, with_scripts
+from tests.test_facts import ANA, add_orders, refunds, scripts, ticket
 from tests.test_onboarding_routes import PEP, wait_for_state
 from worker.issuer import AUDIENCE, LocalIssuer
 from workflows.decisions import MAX_REFUSALS_RECORDED
@@ -269,3 +271,30 @@ async def test_a_flood_of_refused_signals_is_counted_not_recorded_one_by_one(tim
     assert len(refused) == MAX_REFUSALS_RECORDED, len(refused)
     assert "further refused signals are counted" in refused[-1].detail
     assert status.state is RunState.AWAITING_APPROVAL
+
+
+async def test_an_agents_refund_is_not_approved_by_signalling_its_child_run(time_env, config, systems, issuer, tmp_path):
+    """The child run of an agent asks a support lead; its own run's starter, or a name with no token, cannot answer."""
+    lead = SUPPORT_LEADS[0]
+
+    async def lead_starts(by: str | None) -> str:
+        return issuer.mint(by or lead, now=await time_env.get_current_time())
+
+    add_orders(systems, config.systems.db, ("O-2911", ANA, 45.0), ("O-2912", ANA, 45.0))
+    config = with_scripts(config, tmp_path, scripts({"T-3921": refunds(("O-2911", 45.0), ("O-2912", 45.0))}))
+    async with running_worker(time_env.client, config) as w:
+        leads = Baton(time_env.client, w.task_queue, tokens=lead_starts)
+        run_id = await leads.start("support-triage", ticket("T-3921", ANA))
+        child = f"{run_id}/returns_agent"
+        request = await open_request(leads, child)
+        with pytest.raises(Refused, match=f"'{lead}' started this run and may not decide"):
+            await leads.approve(child, request_id=request.id)
+        handle = time_env.client.get_workflow_handle(child)
+        await handle.signal("approve", {"request_id": request.id, "by": lead})  # a name, no token
+        await handle.signal("approve", {"request_id": request.id, "token": await lead_starts(None)})  # the starter's
+        refused = await refused_signals(leads, child, 2)
+        status = await leads.status(child)
+        await time_env.client.get_workflow_handle(run_id).terminate("test over")
+    assert "no token" in refused[0].detail and "started this run" in refused[1].detail
+    assert [r.id for r in status.open_requests] == [request.id]
+    assert rows(config.systems.db, "SELECT order_id FROM refunds") == [("O-2911",)]  # the rule's $45, nothing more
