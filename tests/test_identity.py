@@ -298,3 +298,22 @@ async def test_an_agents_refund_is_not_approved_by_signalling_its_child_run(time
     assert "no token" in refused[0].detail and "started this run" in refused[1].detail
     assert [r.id for r in status.open_requests] == [request.id]
     assert rows(config.systems.db, "SELECT order_id FROM refunds") == [("O-2911",)]  # the rule's $45, nothing more
+
+
+async def test_a_refused_update_leaves_a_line_in_the_workers_log(time_env, config, issuer, caplog):
+    """Nothing reaches the run's history, but a security team can still see the attempt (and never the token)."""
+    async with running_worker(time_env.client, config) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        run_id = await baton.start("onboarding", PEP)
+        await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
+        token = forged(issuer, await time_env.get_current_time(), "wrong-key")
+
+        async def attacker(by: str | None) -> str:
+            return token
+
+        with caplog.at_level("WARNING", logger="temporalio.workflow"), pytest.raises(Refused):
+            await Baton(time_env.client, w.task_queue, tokens=attacker).approve(run_id, request_id="compliance_review")
+        await time_env.client.get_workflow_handle(run_id).terminate("test over")
+    (line,) = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert line.startswith("decision for compliance_review refused: the token's signature does not verify"), line
+    assert token not in caplog.text

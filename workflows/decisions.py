@@ -103,10 +103,19 @@ class Decisions:
 
     @decide.validator
     def _validate_decide(self, verdict: Verdict) -> None:
+        """Refuse before history what can never apply; each refusal is a line in the worker's log.
+
+        A refused update leaves no trace in the run (so no flood of them can grow its
+        history): the log line is where a security team sees failed attempts to decide.
+        """
         if self._proof is None:  # no keys yet: judged by the handler once the run has them (see _settle)
             return
-        who = self._who(verdict)
-        self._desk.screen(verdict.model_copy(update={"by": who.subject}) if who else verdict, who)
+        try:
+            who = self._who(verdict)
+            self._desk.screen(verdict.model_copy(update={"by": who.subject}) if who else verdict, who)
+        except ValueError as refused:
+            workflow.logger.warning("decision for %s refused: %s", verdict.request_id or "the open request", refused)
+            raise
 
     async def _settle(self, request_id: str | None) -> None:
         """Let the run take in the rest of this workflow task before a decision is judged.
