@@ -29,6 +29,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows.personal import masked
 from workflows.agents import (
     AgentDeclaration,
     AgentPolicy,
@@ -232,8 +233,8 @@ class BoundedAgent(Process):
             return self._refuse(turn, step, use, f"{spec.name} is irreversible and {task.grantee} has no approval policy for it", "refused")
         asked = workflow.now()
         result = await self.approval(
-            f"{step}.approval", ask=f"Allow agent {task.grantee} to {spec.name} {args.model_dump_json()}?",
-            proposed=f"{spec.name} {args.model_dump_json()}", context=self._facts.subject(spec.name, args), policy=policy,
+            f"{step}.approval", ask=f"Allow agent {task.grantee} to {spec.name} {json.dumps(masked(args))}?",
+            proposed=f"{spec.name} {json.dumps(masked(args))}", context=self._facts.subject(spec.name, args), policy=policy,
         )
         self._p.paused_s += (workflow.now() - asked).total_seconds()  # people's time is not the agent's
         if result.status is not ApprovalStatus.APPROVED:
@@ -246,6 +247,7 @@ class BoundedAgent(Process):
     async def _run(self, turn: int, step: str, spec: ToolSpec, args: BaseModel, use: ToolUse) -> Message:
         entry = self._tool_entry(step, spec, args, await self._before_step(step, tool=True))
         self._facts.sent(spec.name, args)
+        self._personal.learn(args)
         try:
             res = await self._within_ttl(
                 self._run_tool(entry, spec, args, retry=TOOL_RETRY, timeout=TOOL_TIMEOUT, offload=True), spec.name
@@ -258,12 +260,20 @@ class BoundedAgent(Process):
         seen = {"payload_ref": res.payload_ref, "bytes": res.payload_bytes, **res.output} if res.payload_ref else res.output
         self._record(**entry, attempts=res.attempt, outcome="ok", decision=seen)
         self._facts.read(spec.name, args, res.output)
+        self._learn_result(spec, res.output)
         self._trail(turn, "observed", spec.name, data=seen)
         if entry["idempotency_key"] is not None:
             self._p.done_keys[entry["idempotency_key"]] = json.dumps(seen)
         if res.payload_ref:
             return _observation(use, PAYLOAD_SLOT, False, res.payload_ref)
         return _observation(use, json.dumps(res.output), False)
+
+    def _learn_result(self, spec: ToolSpec, output: dict) -> None:
+        """The personal values a tool answered with (an order's customer e-mail) stay off readable surfaces too."""
+        try:
+            self._personal.learn(spec.result.model_validate(output))
+        except ValidationError:
+            pass  # an answer that is not the tool's result type carries no marked field
 
     # ----- caps, prompts, the report ---------------------------------------------------
 

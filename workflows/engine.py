@@ -10,6 +10,8 @@ UI's current details truthful.
 
 from __future__ import annotations
 
+import json
+
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, NoReturn, TypeVar
@@ -28,6 +30,7 @@ from workflows.decisions import Decisions
 from workflows.human_steps import HumanSteps, NotApproved
 from workflows.ledger import LedgerEntry, StepKind, digest
 from workflows.model_steps import ModelSteps
+from workflows.personal import Redactor, masked
 from workflows.outcome import BudgetExceeded, RunOutcome, RunState, StopRun, ToolRefused
 from workflows.plan import PlannedStep
 from workflows.retry_policies import TOOL_RETRY, bounded
@@ -81,10 +84,15 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
         self._proof: bool | None = None
         self._starter: Verified | None = None
         self._starter_token: str | None = None  # from the start's header (client/run_input.py), until verified
+        self._personal = Redactor()  # the personal values seen, kept out of what Temporal shows undecoded
 
     def take_starter_token(self, token: str | None) -> None:
         """The token the start carried in its header, handed over by the inbound interceptor."""
         self._starter_token = token
+
+    def learn_personal(self, *values: object) -> None:
+        """Values whose personal fields (workflows/personal.py) no readable surface may show: the run's input, by the interceptor."""
+        self._personal.learn(*values)
 
     # ----- the run -------------------------------------------------------------------
 
@@ -136,15 +144,16 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
             self._publish()
             raise ApplicationError(reason, type=START_REFUSED, non_retryable=True) from None
 
-    @staticmethod
-    def _fail_in_temporal(outcome: RunOutcome) -> NoReturn:
+    def _fail_in_temporal(self, outcome: RunOutcome) -> NoReturn:
         """Close the run as Failed, so Temporal's status (the Web UI's Failures filter) tells Baton's end.
 
         The failure's type is the state, its message the reason, its details the
         RunOutcome, which `Baton.result()` and `baton audit` read back typed.
         Search attributes and current details were published first.
         """
-        raise ApplicationError(outcome.reason, outcome, type=outcome.state.value, non_retryable=True)
+        raise ApplicationError(
+            self._personal.text(outcome.reason), outcome, type=outcome.state.value, non_retryable=True
+        )  # the message is shown undecoded; the outcome (encrypted) keeps the reason whole
 
     def keep(self, result: R) -> R:
         """The process's result object, returned as it stands if the run is stopped early."""
@@ -199,6 +208,7 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
         except ActivityError as err:
             self._fail(entry, retry.maximum_attempts, err)
         value = spec.result.model_validate(res.output)
+        self._personal.learn(args, value)
         self._record(**entry, attempts=res.attempt, outcome="ok", decision=res.output)
         return value
 
@@ -248,7 +258,7 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
         result = await self.approval(
             f"{step}.approval",
             ask=f"Allow {name} for step {step}?",
-            proposed=f"{name} {args.model_dump_json()}",
+            proposed=f"{name} {json.dumps(masked(args))}",
             context=facts or args,
             policy=policy,
         )
@@ -352,10 +362,10 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
         return line if self._state.is_final else f"{line} as of {workflow.now():%Y-%m-%d %H:%M:%S} UTC"
 
     def _details(self) -> str:
-        return current_details(
+        return self._personal.text(current_details(
             self.name, self._state, self._budget_line(), step=self._current_step, reason=self._reason,
             run_id=workflow.info().workflow_id, asked=self._desk.open.values(),
-        )
+        ))
 
 
 def _mark_estimated(fields: dict[str, Any]) -> None:

@@ -85,9 +85,9 @@ class Onboarding(Process):
             case KycVerdict.REVIEW:
                 review = await self.approval(
                     "compliance_review",
-                    ask=f"Onboard {a.name} ({a.applicant_id})? KYC asks for review: "
-                    + "; ".join(kyc.reasons),
-                    proposed=f"open a {kyc.segment} account and send the welcome e-mail to {a.email}",
+                    # No name or e-mail: the ask is shown undecoded in the current details (workflows/personal.py)
+                    ask=f"Onboard applicant {a.applicant_id}? KYC asks for review: " + "; ".join(kyc.reasons),
+                    proposed=f"open a {kyc.segment} account and send the welcome e-mail to the applicant",
                     context=kyc,
                     policy=self._review_policy(),
                 )

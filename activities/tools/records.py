@@ -17,6 +17,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
+from activities.personal import PERSONAL
+
 
 class Contract(BaseModel):
     """A tool's arguments or result: exactly the declared fields, each of exactly its type."""
@@ -26,8 +28,8 @@ class Contract(BaseModel):
 
 class IdentityQuery(Contract):
     applicant_id: str = Field(min_length=1)
-    name: str = Field(min_length=1)
-    document_number: str = Field(min_length=1)
+    name: str = Field(min_length=1, json_schema_extra=PERSONAL)
+    document_number: str = Field(min_length=1, json_schema_extra=PERSONAL)
 
 
 class IdentityCheck(Contract):
@@ -50,8 +52,8 @@ class CreditReport(Contract):
 
 class NewCustomer(Contract):
     applicant_id: str
-    name: str
-    email: EmailStr
+    name: str = Field(json_schema_extra=PERSONAL)
+    email: EmailStr = Field(json_schema_extra=PERSONAL)
     segment: str
 
 
@@ -62,7 +64,7 @@ class CrmRecord(Contract):
 
 
 class Email(Contract):
-    to: EmailStr
+    to: EmailStr = Field(json_schema_extra=PERSONAL)
     subject: str = Field(min_length=1)
     body: str = Field(min_length=1)
 
@@ -90,7 +92,7 @@ class OrderQuery(Contract):
 class Order(Contract):
     found: bool
     order_id: str
-    customer_email: str | None = None
+    customer_email: str | None = Field(None, json_schema_extra=PERSONAL)
     items: list[str] = []
     total_usd: float = 0
     status: str = Field("", description='"delivered", "shipped" or "processing"')
@@ -129,7 +131,7 @@ class KbResults(Contract):
 
 
 class NewTicket(Contract):
-    customer_email: EmailStr
+    customer_email: EmailStr = Field(json_schema_extra=PERSONAL)
     summary: str = Field(min_length=1, max_length=500)
     severity: Literal["low", "normal", "high"] = "normal"
 
@@ -140,7 +142,7 @@ class TicketRef(Contract):
 
 
 class InvoiceQuery(Contract):
-    customer_email: EmailStr
+    customer_email: EmailStr = Field(json_schema_extra=PERSONAL)
 
 
 class Invoice(Contract):
@@ -166,8 +168,8 @@ class DealNotes(Contract):
     found: bool
     deal_id: str
     company: str = ""
-    contact_name: str = ""
-    contact_email: str | None = None
+    contact_name: str = Field("", json_schema_extra=PERSONAL)
+    contact_email: str | None = Field(None, json_schema_extra=PERSONAL)
     rep: str = ""
     demo_on: date | None = Field(None, strict=False)
     notes: list[str] = []

@@ -6,15 +6,16 @@ from pydantic import BaseModel, EmailStr, Field
 
 from activities.policy import BudgetOverride
 from workflows.kyc import KycResult, KycVerdict
+from activities.personal import PERSONAL, SUBJECT
 
 
 class Applicant(BaseModel):
     """The input of an onboarding run."""
 
     applicant_id: str = Field(min_length=1, max_length=64)
-    name: str = Field(min_length=1, max_length=200)
-    email: EmailStr
-    document_number: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=200, json_schema_extra=PERSONAL)
+    email: EmailStr = Field(json_schema_extra=SUBJECT)
+    document_number: str = Field(min_length=1, max_length=64, json_schema_extra=PERSONAL)
     budget: BudgetOverride | None = None
 
     def business_key(self) -> str:

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from activities.policy import BudgetOverride
+from activities.personal import PERSONAL
 
 
 class FollowUpRequest(BaseModel):
@@ -46,7 +47,7 @@ class MeetingSlot(BaseModel):
 class DraftForReview(BaseModel):
     """What the sales manager sees before anything is sent."""
 
-    to: str
+    to: str = Field(json_schema_extra=PERSONAL)
     subject: str
     body: str
     meeting: datetime

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, EmailStr, Field
 
 from activities.policy import BudgetOverride
+from activities.personal import SUBJECT
 
 
 class Category(StrEnum):
@@ -34,7 +35,7 @@ class Ticket(BaseModel):
     """A customer's request, as the agents see it."""
 
     ticket_id: str = Field(min_length=1, max_length=40)
-    customer_email: EmailStr
+    customer_email: EmailStr = Field(json_schema_extra=SUBJECT)
     subject: str = Field(min_length=1, max_length=200)
     body: str = Field(min_length=1, max_length=5000)
     order_id: str | None = Field(default=None, max_length=40)
