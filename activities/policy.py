@@ -85,8 +85,8 @@ class RunPolicy(BaseModel):
     grants: dict[str, Grant] | None = Field(
         default=None, description="the process's and its agents' tool grants; None in runs started before grants"
     )
-    audit_values: Literal["digests", "full"] = Field(
-        default="digests", description="whether the ledger keeps steps' full inputs, or only their digests"
+    audit_values: Literal["digests", "full", "all-digests"] = Field(
+        default="digests", description="what `baton audit` exports in full, and what as keyed digests"
     )
     identity: TrustedIssuer | None = Field(
         default=None, description="whose tokens prove who decides, with its keys; None: no [identity], nobody can"
@@ -102,7 +102,7 @@ class PolicyActivities:
         llm_timeout_s: float = 60.0,
         roles: dict[str, list[str]] | None = None,
         grants: dict[str, Grant] | None = None,
-        audit_values: Literal["digests", "full"] = "digests",
+        audit_values: Literal["digests", "full", "all-digests"] = "digests",
         issuer_keys: IssuerKeys | None = None,
     ) -> None:
         self._issuer_keys = issuer_keys

@@ -23,7 +23,7 @@ from typing import Any
 
 from client.render import model_text, table
 from client.run_record import RunRecord
-from workflows.ledger import digest
+from activities.personal import audit_key, keyed_digest
 
 FORMAT = "baton.audit/1"
 APPROVAL_TRAIL = ("approved", "not_approved")
@@ -40,14 +40,20 @@ def export_json(data: dict) -> str:
     return json.dumps(data, sort_keys=True, indent=2, separators=(",", ": "), ensure_ascii=False)
 
 
-def audit(record: RunRecord) -> dict:
-    """The audit export of one run, as plain JSON data."""
+def audit(record: RunRecord, key: bytes | None = None) -> dict:
+    """The audit export of one run, as plain JSON data; digests keyed with `key` (else the audit key, activities/personal.py).
+
+    What it shows in full follows the run's `[audit] values`: "full" everything;
+    "digests" the outputs and result, with inputs as digests; "all-digests" no value at all.
+    """
+    key = key or audit_key()
     status = record.status.model_dump(mode="json")
     ledger = [e.model_dump(mode="json") for e in record.ledger]
     return {
         "format": FORMAT,
-        "run": _run(record, status),
-        "steps": [_step(e, ledger[i + 1] if i + 1 < len(ledger) else None, record, status) for i, e in enumerate(ledger)],
+        "run": _run(record, status, key),
+        "steps": [_step(e, ledger[i + 1] if i + 1 < len(ledger) else None, record, status, key)
+                  for i, e in enumerate(ledger)],
         "approvals": _approvals(ledger, record.run_id),
         "open_requests": status.get("open_requests") or [],
         "refusals": _refusals(ledger, record.run_id),
@@ -60,7 +66,9 @@ def audit(record: RunRecord) -> dict:
     }
 
 
-def _run(record: RunRecord, status: dict) -> dict:
+def _run(record: RunRecord, status: dict, key: bytes) -> dict:
+    result = record.outcome.model_dump(mode="json")["result"] if record.outcome else None
+    opaque = record.audit_values == "all-digests"
     return {
         "run_id": record.run_id,
         "temporal_run_id": record.temporal_run_id,
@@ -76,23 +84,26 @@ def _run(record: RunRecord, status: dict) -> dict:
         "closed_at": _iso(record.closed_at) if record.closed_at else None,
         "values": record.audit_values,
         "input": record.input if record.audit_values == "full" else None,  # the history has it; the export only if allowed
-        "input_digest": digest(record.input),
-        "result": record.outcome.model_dump(mode="json")["result"] if record.outcome else None,
+        "input_digest": keyed_digest(record.input, key),
+        "result": None if opaque else result,
+        "result_digest": None if result is None else keyed_digest(result, key),
         "started_by": status.get("started_by"),  # subject, issuer, kid and roles of the verified start token
     }
 
 
-def _step(entry: dict, following: dict | None, record: RunRecord, status: dict) -> dict:
-    """The ledger entry whole, plus the branch it led to and its digests."""
-    output = entry.get("output_digest")
-    source = "ledger" if output else None
-    if not output and entry.get("decision") is not None:
-        output, source = digest(entry["decision"]), "decision"
+def _step(entry: dict, following: dict | None, record: RunRecord, status: dict, key: bytes) -> dict:
+    """The ledger entry, its values as the run's `[audit] values` allows, keyed digests, and the branch it led to.
+
+    A ledger's own digests (runs before keyed digests) are unkeyed, so never exported;
+    such a run's step inputs were kept only under "full", so only then are they digested.
+    """
+    given, decision = entry.get("input"), entry.get("decision")
     return {
         **entry,
-        "input_digest": entry.get("input_digest"),
-        "output_digest": output,
-        "output_digest_of": source,
+        "input": given if record.audit_values == "full" else None,
+        "decision": None if record.audit_values == "all-digests" else decision,
+        "input_digest": None if given is None else keyed_digest(given, key),
+        "output_digest": None if decision is None else keyed_digest(decision, key),
         "then": _then(following, record, status),
     }
 
@@ -196,8 +207,7 @@ def audit_text(data: dict) -> str:
     for s in data["steps"]:
         lines.append(f"  {s['seq']:>3} {s['step']} → {_then_text(s['then'])}")
         lines.append(f"      in  {s['input_digest'] or '-'}" + (f" {canonical_json(s['input'])}" if s.get("input") is not None else ""))
-        of = {"ledger": " (recorded in the ledger)", "decision": " (of the decision, computed here)"}.get(s["output_digest_of"], "")
-        lines.append(f"      out {s['output_digest'] or '-'}{of}")
+        lines.append(f"      out {s['output_digest'] or '-'}")
         if s.get("decision") is not None:
             lines.append(f"      {canonical_json(s['decision'])}")
     lines += ["", "approvals"] + (_approval_lines(data["approvals"]) or ["  none"])

@@ -22,6 +22,7 @@ from temporalio.client import WorkflowFailureError
 
 from client import render
 from client.commands import approval_commands
+from activities.personal import NoAuditKey
 from client.credentials import NoCredential
 from client.exit import exit_now
 from client.sdk import (
@@ -344,7 +345,7 @@ def run(argv: list[str] | None) -> int:
         return int(done.code or 0)
     try:
         return asyncio.run(args.func(args))
-    except (InputError, UnknownRun, Refused, NoCredential) as err:
+    except (InputError, UnknownRun, Refused, NoCredential, NoAuditKey) as err:
         print(f"baton: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -26,6 +26,7 @@ from temporalio.worker import Worker
 
 from activities.llm.transport import HttpSettings
 from activities.payloads import PayloadSettings
+from activities.personal import AUDIT_KEY_ENV
 from activities.tools.grants import Grant
 from activities.tools.systems import SystemsOfRecord
 from client.connection import traced
@@ -57,6 +58,16 @@ SUPPORT_LEADS = ["sam-support"]
 SALES_MANAGERS = ["mia-sales"]
 ROLES = {"compliance": REVIEWERS, "compliance-lead": LEADS, "support-lead": SUPPORT_LEADS, "sales-manager": SALES_MANAGERS}
 REQUESTER = "requester"  # who starts the tests' runs: a person of no role, so never their own approver
+
+
+AUDIT_KEY = bytes(range(32))  # the tests' audit key (BATON_AUDIT_KEY): digests are keyed with it
+
+
+@pytest.fixture(autouse=True)
+def audit_key(monkeypatch: pytest.MonkeyPatch) -> bytes:
+    """Every test's environment has an audit key, as a worker's and `baton audit`'s would."""
+    monkeypatch.setenv(AUDIT_KEY_ENV, AUDIT_KEY.hex())
+    return AUDIT_KEY
 
 
 @pytest.fixture(scope="session")

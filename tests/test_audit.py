@@ -9,6 +9,8 @@ gets; `--history` is run against no server at all.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from pathlib import Path
 
@@ -17,13 +19,18 @@ import pytest
 from client.audit import audit, audit_text, export_json
 from client.run_record import ReplayFailed, history_from_file, run_record, run_record_from_history
 from client.sdk import Baton
-from tests.conftest import REQUESTER, ROOT, running_worker
+from tests.conftest import AUDIT_KEY, REQUESTER, ROOT, running_worker
 from tests.test_integration import BATON, Completed, cli_env, expect_exit, expect_refusal, run_cli
 from tests.test_onboarding_routes import CLEAR, PEP, wait_for_state
 from worker.config import AuditSettings
-from workflows.ledger import digest
 from workflows.onboarding import Applicant
 from workflows.outcome import RunState
+
+def keyed(value: object, key: bytes = AUDIT_KEY) -> str:
+    """HMAC-SHA256 of canonical JSON, computed here from the standard library, as an auditor holding the key would."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return "hmac-sha256:" + hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+
 
 COMPARED = ("step", "kind", "name", "tier", "provider", "model", "tokens_in", "tokens_out", "cost_usd",
             "latency_ms", "attempts", "outcome", "decision")
@@ -66,11 +73,11 @@ async def test_a_closed_run_audited_with_no_worker_matches_what_the_worker_answe
     assert data["run"]["state"] == "completed" and data["run"]["reason"] == outcome.reason
     # The default policy keeps digests, not values: the input is proved, not shown.
     assert (data["run"]["values"], data["run"]["input"]) == ("digests", None)
-    assert data["run"]["input_digest"] == digest(Applicant.model_validate(CLEAR).model_dump(mode="json"))
-    assert all(s["input_digest"] == e.input_digest and s["output_digest"] == e.output_digest
+    assert data["run"]["input_digest"] == keyed(Applicant.model_validate(CLEAR).model_dump(mode="json"))
+    assert all(s["input_digest"] == keyed(e.input) and s["output_digest"] == keyed(e.decision) and s["input"] is None
                for s, e in zip(data["steps"], queried))
     shown = audit(record.model_copy(update={"audit_values": "full"}))["run"]  # what a "full" policy exports
-    assert shown["input"] == record.input and digest(shown["input"]) == shown["input_digest"]
+    assert shown["input"] == record.input and keyed(shown["input"]) == shown["input_digest"]
 
     # Taken twice, the same bytes, in both forms, from the command line.
     as_json = [await baton_cli(time_env, "audit", run_id, "--json") for _ in range(2)]
@@ -83,6 +90,36 @@ async def test_a_closed_run_audited_with_no_worker_matches_what_the_worker_answe
     assert "end: completed" in as_text[0].out and "welcome_email" in as_text[0].out
 
 
+async def test_all_digests_exports_no_value_and_no_dictionary_reverses_its_digests(time_env, config, monkeypatch):
+    config = config.model_copy(update={"audit": AuditSettings(values="all-digests")})
+    async with running_worker(time_env.client, config) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        run_id = await baton.start("onboarding", PEP)
+        await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
+        await baton.approve(run_id, by="carol")
+        await baton.result(run_id)
+    record = await run_record(time_env.client, run_id)
+    data = audit(record)
+
+    assert data["run"]["values"] == "all-digests" and data["run"]["input"] is None and data["run"]["result"] is None
+    assert data["run"]["result_digest"] == keyed(record.outcome.model_dump(mode="json")["result"])
+    assert all(s["input"] is None and s["decision"] is None for s in data["steps"])
+    assert all(s["output_digest"] == keyed(e.decision) for s, e in zip(data["steps"], record.ledger))
+    exported = export_json(data)
+    for value in (PEP["name"], PEP["email"], PEP["document_number"], '"pep":true'):
+        assert value not in exported
+    # A dictionary of likely values, digested unkeyed, matches no digest; another key gives other digests.
+    pep = next(e for e in record.ledger if e.step == "validate_identity")
+    unkeyed = "sha256:" + hashlib.sha256(json.dumps(pep.decision, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    digests = {s["output_digest"] for s in data["steps"]} | {s["input_digest"] for s in data["steps"]}
+    assert unkeyed not in digests and keyed(pep.decision) in digests
+    assert audit(record, key=b"k" * 32)["steps"][0]["output_digest"] != data["steps"][0]["output_digest"]
+
+    monkeypatch.delenv("BATON_AUDIT_KEY")  # no key: `baton audit` refuses, rather than export unkeyed digests
+    refused = await baton_cli(time_env, "audit", run_id)
+    assert refused.rc != 0 and "BATON_AUDIT_KEY" in refused.err
+
+
 async def test_a_run_whose_policy_keeps_full_values_exports_its_inputs(time_env, config):
     config = config.model_copy(update={"audit": AuditSettings(values="full")})
     async with running_worker(time_env.client, config) as w:
@@ -92,9 +129,9 @@ async def test_a_run_whose_policy_keeps_full_values_exports_its_inputs(time_env,
 
     data = audit(await run_record(time_env.client, run_id))
     assert data["run"]["values"] == "full" and data["run"]["input"]["applicant_id"] == "A-1001"
-    assert digest(data["run"]["input"]) == data["run"]["input_digest"]
+    assert keyed(data["run"]["input"]) == data["run"]["input_digest"]
     kept = [s for s in data["steps"] if s.get("input") is not None]
-    assert kept and all(digest(s["input"]) == s["input_digest"] for s in kept)
+    assert len(kept) == len(data["steps"]) and all(keyed(s["input"]) == s["input_digest"] for s in kept)
     assert '"applicant_id":"A-1001"' in audit_text(data)
 
 

@@ -33,6 +33,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
+from activities.personal import AUDIT_KEY_ENV
 from activities.tools.catalog import TOOLS
 from activities.tools.systems import SystemsOfRecord
 from client.connection import connect
@@ -132,9 +133,9 @@ def cli_env(target: str, queue: str, token: str | None = None) -> dict[str, str]
     """The environment a user would set: where Temporal is, which task queue Baton uses, and their token.
 
     Any TEMPORAL_* / BATON_* settings of the person running the tests are
-    dropped, so neither CLI can be pointed at another server or queue.
+    dropped (but the tests' own audit key, which the `audit_key` fixture set), so neither CLI can be pointed at another server or queue.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "BATON_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "BATON_")) or k == AUDIT_KEY_ENV}
     env.update(TEMPORAL_ADDRESS=target, BATON_TASK_QUEUE=queue, PYTHONUNBUFFERED="1", BATON_TOKEN=token or "")
     return env
 

@@ -104,11 +104,13 @@ class Slo(BaseModel):
 
 
 class AuditSettings(BaseModel):
-    """`[audit]`: what a run's ledger (and so `baton audit`) keeps of each step's input."""
+    """`[audit]`: what `baton audit` exports of a run's values (README, "Personal data")."""
 
     model_config = ConfigDict(extra="forbid")
-    values: Literal["digests", "full"] = Field(
-        default="digests", description="digests only (the default: no personal data), or full inputs too"
+    values: Literal["digests", "full", "all-digests"] = Field(
+        default="digests",
+        description="inputs as keyed digests, outputs in full (digests); everything in full (full); "
+        "inputs, outputs and the result as keyed digests (all-digests)",
     )
 
 

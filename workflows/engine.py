@@ -28,7 +28,7 @@ from workflows.approvals import ApprovalStatus, AskPolicy
 from workflows.budget import BudgetSteps, calls_and_clock, span
 from workflows.decisions import Decisions
 from workflows.human_steps import HumanSteps, NotApproved
-from workflows.ledger import LedgerEntry, StepKind, digest
+from workflows.ledger import LedgerEntry, StepKind
 from workflows.model_steps import ModelSteps
 from workflows.personal import Redactor, masked
 from workflows.outcome import BudgetExceeded, RunOutcome, RunState, StopRun, ToolRefused
@@ -308,14 +308,13 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
         self._steps = sum(1 for e in ledger if e.counts_as_step)
 
     def _record(self, **fields: Any) -> None:
-        """Append a ledger entry; `input` (the step's input) is kept as a digest, and in full where policy says."""
-        given = fields.pop("input", None)
-        if given is not None:
-            fields["input_digest"] = digest(given)
-            if self._policy and self._policy.audit_values == "full":
-                fields["input"] = given
-        if fields.get("decision") is not None:
-            fields["output_digest"] = digest(fields["decision"])
+        """Append a ledger entry with the step's `input`.
+
+        The ledger (a query's answer, encrypted by the codec) keeps values; `baton audit`
+        exports what the run's `[audit] values` allows, its digests keyed with the audit
+        key (client/audit.py), which no workflow ever holds. Runs before this kept
+        unkeyed digests here, which a dictionary of likely inputs reverses.
+        """
         _mark_estimated(fields)
         started = fields["started_at"]
         fields.setdefault("latency_ms", (workflow.now() - started).total_seconds() * 1000)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from datetime import datetime
 from enum import StrEnum
 
@@ -50,9 +48,9 @@ class LedgerEntry(BaseModel):
     kid: str | None = None  # the key it signed with
     comment: str | None = None
     detail: str = ""
-    input_digest: str | None = None  # sha256 of the step's input, as canonical JSON
-    output_digest: str | None = None  # sha256 of its typed result (`decision`)
-    input: dict | None = None  # the input itself, only where the run's policy keeps full values
+    input_digest: str | None = None  # runs before keyed digests: unkeyed sha256 of the input (never exported)
+    output_digest: str | None = None  # runs before keyed digests: unkeyed sha256 of `decision` (never exported)
+    input: dict | None = None  # the step's input (before keyed digests: only where the policy kept full values)
     calls: list[ModelCall] = []  # every model request of an llm step, failed ones included
 
     @property
@@ -62,8 +60,3 @@ class LedgerEntry(BaseModel):
             return False
         return not (self.kind is StepKind.APPROVAL and self.outcome == "escalated")
 
-
-def digest(value: object) -> str:
-    """sha256 of canonical JSON (sorted keys, no spaces): equal values always give the same digest."""
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
