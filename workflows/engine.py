@@ -10,7 +10,7 @@ UI's current details truthful.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, NoReturn, TypeVar
 
@@ -29,6 +29,7 @@ from workflows.human_steps import HumanSteps, NotApproved
 from workflows.ledger import LedgerEntry, StepKind, digest
 from workflows.model_steps import ModelSteps
 from workflows.outcome import BudgetExceeded, RunOutcome, RunState, StopRun, ToolRefused
+from workflows.personal import personal_values
 from workflows.plan import PlannedStep
 from workflows.retry_policies import TOOL_RETRY, bounded
 from workflows.status import RunStatus
@@ -81,10 +82,19 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
         self._proof: bool | None = None
         self._starter: Verified | None = None
         self._starter_token: str | None = None  # from the start's header (client/run_input.py), until verified
+        self._personal: dict[str, str] = {}  # personal values seen (input, tool results) → field (workflows/personal.py)
 
     def take_starter_token(self, token: str | None) -> None:
         """The token the start carried in its header, handed over by the inbound interceptor."""
         self._starter_token = token
+
+    def take_run_input(self, args: Sequence[Any]) -> None:
+        """The run's arguments, handed over by the inbound interceptor: their personal values are noted.
+
+        Every process gets this without asking, so a model step cannot carry an
+        applicant's name undeclared because its author forgot to register it.
+        """
+        self._personal.update(personal_values(list(args)))
 
     # ----- the run -------------------------------------------------------------------
 
@@ -199,6 +209,7 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
         except ActivityError as err:
             self._fail(entry, retry.maximum_attempts, err)
         value = spec.result.model_validate(res.output)
+        self._personal.update(personal_values(value))
         self._record(**entry, attempts=res.attempt, outcome="ok", decision=res.output)
         return value
 

@@ -12,9 +12,9 @@ class Applicant(BaseModel):
     """The input of an onboarding run."""
 
     applicant_id: str = Field(min_length=1, max_length=64)
-    name: str = Field(min_length=1, max_length=200)
-    email: EmailStr
-    document_number: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=200, json_schema_extra={"personal": True})
+    email: EmailStr = Field(json_schema_extra={"personal": True})
+    document_number: str = Field(min_length=1, max_length=64, json_schema_extra={"personal": True})
     budget: BudgetOverride | None = None
 
     def business_key(self) -> str:
