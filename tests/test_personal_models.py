@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 
 from activities.llm.catalog import ModelSpec, Price, ProviderSpec
+from activities.llm.telemetry import CAPTURE_CONTENT
 from client.sdk import Baton
-from tests.conftest import running_worker
+from tests.conftest import running_worker, traced_worker
 from tests.fake_provider import FakeProvider, openai_answer
 from tests.processes import Greeting, Member
 from tests.test_config import write as write_config
 from tests.test_onboarding_routes import CLEAR
+from tests.test_telemetry import everything_said
 from worker.config import BatonConfig, ConfigError, load
 from workflows.outcome import RunState
 
@@ -157,3 +159,21 @@ def test_personal_data_is_never_sent_in_the_clear(tmp_path: Path) -> None:
 def test_the_shipped_offline_models_may_receive_personal_data() -> None:
     shipped = load(Path(__file__).parent.parent / "baton.toml")
     assert all(shipped.models[label].personal_data for label in shipped.tiers["fast"])
+
+
+async def test_spans_of_a_personal_step_carry_no_content_by_default(time_env, config, otel, monkeypatch):
+    """OpenTelemetry keeps its default: the allowed model's span has no prompt; the refused one has no span."""
+    monkeypatch.delenv(CAPTURE_CONTENT, raising=False)
+    with FakeProvider() as remote, FakeProvider() as local:
+        local.script(openai_answer(EMAIL))
+        async with traced_worker(
+            time_env.client, fast_tier(config, (remote, False), (local, True)), otel.tracer_provider, otel.meter_provider,
+        ) as (c, w):
+            baton = Baton(c, w.task_queue)
+            outcome = await baton.result(await baton.start("onboarding", CLEAR))
+    said = everything_said(otel.spans.get_finished_spans())
+
+    assert outcome.state is RunState.COMPLETED, outcome.reason
+    assert "chat model-1" in said and "chat model-0" not in said
+    for private in (CLEAR["name"], CLEAR["email"], CLEAR["document_number"], "gen_ai.input.messages"):
+        assert private not in said

@@ -214,8 +214,8 @@ class ModelActivities:
         """The step's candidates that may read its prompt; each one withheld is a ModelCall never sent.
 
         A prompt carrying personal data goes only to models whose `personal_data`
-        is on. With none left, the step fails typed before any request, naming the
-        step, the tier and the models, never the data.
+        is on. With none left, the step fails typed before any request, naming
+        the tier and the models, never the data (the engine names the step).
         """
         candidates = self._candidates(request)
         if not request.personal:
