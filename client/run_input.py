@@ -12,7 +12,9 @@ once as an invalid input, like one the converter refused.
 It also hands the run the token its start carried in the STARTER_HEADER header
 (client/credentials.py puts it there), for the run to verify and record who
 started it (workflows/engine.py): a header, because a workflow sees no other
-part of its start but its arguments.
+part of its start but its arguments. And it hands the run its arguments, so
+the engine knows which of their values are personal data (workflows/personal.py)
+whatever the process's `run` does with them.
 """
 
 from __future__ import annotations
@@ -49,10 +51,11 @@ class _CheckedRun(WorkflowInboundInterceptor):
         problem = mismatch(getattr(input.type, "name", input.type.__name__), input.run_fn, input.args)
         if problem:
             raise invalid_input("input", problem)
-        take = getattr(workflow.instance(), "take_starter_token", None)
+        instance = workflow.instance()
+        take = getattr(instance, "take_starter_token", None)
         if take is not None:
             take(_starter_token(input.headers.get(STARTER_HEADER)))
-        learn = getattr(workflow.instance(), "learn_personal", None)
+        learn = getattr(instance, "learn_personal", None)
         if learn is not None:
             learn(*input.args)  # its personal fields stay off what Temporal shows undecoded
         return await super().execute_workflow(input)

@@ -156,3 +156,30 @@ class SlowModel(Process):
             "draft", f"A headline about {topic.topic}", Headline, timeout=timedelta(seconds=1), retry=retry
         )
         return self.end(RunState.COMPLETED, "drafted", headline)
+
+
+class Member(BaseModel):
+    """A person greeted by the model: their name is marked personal, their club is not."""
+
+    name: str = Field(json_schema_extra={"personal": True})
+    club: str
+    mention_name: bool = True  # the prompt interpolates the name
+    declare: bool = False  # the step says its prompt carries personal data
+
+
+@workflow.defn(name="test-greeting")
+class Greeting(Process):
+    """One model step whose prompt may carry a personal field, declared or not."""
+
+    name = "test-greeting"
+
+    @workflow.run
+    async def run(self, member: Member) -> RunOutcome[Headline]:
+        return await self.execute(lambda: self._greet(member), None)
+
+    async def _greet(self, member: Member) -> RunOutcome[Headline]:
+        who = member.name if member.mention_name else "a new member"
+        headline = await self.llm(
+            "greet", f"A one-line welcome for {who} of the {member.club} club", Headline, personal=member.declare
+        )
+        return self.end(RunState.COMPLETED, "greeted", headline)

@@ -226,10 +226,12 @@ def wire_conversation(body: dict) -> Conversation:
 
 
 def faulty_config(config: BatonConfig, url: str, client_timeout_s: float = CLIENT_TIMEOUT_S) -> BatonConfig:
-    """`config` with every tier on one model of an OpenAI-compatible provider at `url`."""
+    """`config` with every tier on one model of an OpenAI-compatible provider at `url` (on this machine: personal data allowed)."""
     models = {
-        "faulty-fast": ModelSpec(provider="faulty", name="faulty-fast", price=Price(input=0.15, output=0.60)),
-        "faulty-strong": ModelSpec(provider="faulty", name="faulty-strong", price=Price(input=3.00, output=15.00)),
+        "faulty-fast": ModelSpec(provider="faulty", name="faulty-fast", price=Price(input=0.15, output=0.60),
+                                 personal_data=True),
+        "faulty-strong": ModelSpec(provider="faulty", name="faulty-strong", price=Price(input=3.00, output=15.00),
+                                   personal_data=True),
     }
     tiers = {tier: ["faulty-strong" if tier == "strong" else "faulty-fast"] for tier in {*config.tiers, "fast", "strong"}}
     return config.model_copy(update={

@@ -40,13 +40,15 @@ def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def local_config(config: BatonConfig, *urls: str, structured_output: str | None = None, **http) -> BatonConfig:
-    """`fast` points at OpenAI-compatible servers on localhost, in fallback order."""
+    """`fast` points at OpenAI-compatible servers on localhost, in fallback order, allowed personal data."""
     providers = {
         f"local{i}": ProviderSpec(protocol="openai", base_url=f"{url}/v1", api_key_env="BATON_TEST_KEY")
         for i, url in enumerate(urls)
     }
     models = {
-        f"local{i}-fast": ModelSpec(provider=f"local{i}", name=f"qwen-{i}", price=PRICE, structured_output=structured_output)
+        f"local{i}-fast": ModelSpec(
+            provider=f"local{i}", name=f"qwen-{i}", price=PRICE, structured_output=structured_output, personal_data=True,
+        )
         for i in range(len(urls))
     }
     return config.model_copy(update={

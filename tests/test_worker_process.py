@@ -77,6 +77,7 @@ api_key_env = "LOCAL_LLM_KEY"
 provider = "local"
 name = "llama-test"
 price = {{ input = 0.20, output = 0.80, cached_input = 0.02 }}
+personal_data = true  # on this machine: the welcome e-mail's prompt carries the applicant's name
 
 [models.offline-strong]
 provider = "offline"

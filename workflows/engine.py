@@ -11,7 +11,6 @@ UI's current details truthful.
 from __future__ import annotations
 
 import json
-
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, NoReturn, TypeVar
@@ -30,8 +29,8 @@ from workflows.decisions import Decisions
 from workflows.human_steps import HumanSteps, NotApproved
 from workflows.ledger import LedgerEntry, StepKind
 from workflows.model_steps import ModelSteps
-from workflows.personal import Redactor, masked
 from workflows.outcome import BudgetExceeded, RunOutcome, RunState, StopRun, ToolRefused
+from workflows.personal import Redactor, masked
 from workflows.plan import PlannedStep
 from workflows.retry_policies import TOOL_RETRY, bounded
 from workflows.status import RunStatus

@@ -15,16 +15,19 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
 
 from workflows.ledger import StepKind
-from workflows.outcome import BudgetExceeded, ModelOutputInvalid
+from workflows.outcome import BudgetExceeded, ModelOutputInvalid, PersonalDataRefused
 from workflows.retry_policies import LLM_RETRY, bounded
 
 with workflow.unsafe.imports_passed_through():
     from activities.llm.activity import CALLS as MODEL_CALLS
     from activities.llm.activity import ModelActivities
-    from activities.llm.contracts import LlmRequest, LlmResult
+    from activities.llm.contracts import NOT_SENT, LlmRequest, LlmResult
     from activities.llm.output_type import type_path
 
 M = TypeVar("M", bound=BaseModel)
+
+# Runs started before the check sent an undeclared prompt carrying personal data as any other.
+PERSONAL_PATCH = "personal-prompts-declared"
 
 
 class ModelSteps:
@@ -40,12 +43,18 @@ class ModelSteps:
         max_output_tokens: int = 1024,
         retry: RetryPolicy = LLM_RETRY,
         timeout: timedelta | None = None,
+        personal: bool = False,
     ) -> M:
         """One model call; returns the validated `output` model.
 
         Raises ModelOutputInvalid (a StopRun a process may catch) when the model
         never gave a valid answer; a budget the call could overrun ends the run.
+        `personal=True` says the prompt carries personal data: only models allowed
+        to receive it are asked, and with none the run ends PersonalDataRefused. A
+        prompt carrying a value of a field marked personal must say so, or the run
+        ends the same way before anything is sent (workflows/personal.py).
         """
+        self._undeclared_personal(step, system + "\n" + prompt, personal, output.__name__)
         request = LlmRequest(
             step=step,
             tier=tier,
@@ -54,6 +63,7 @@ class ModelSteps:
             prompt=prompt,
             output_type=type_path(output),
             max_output_tokens=max_output_tokens,
+            personal=personal,
         )
         res, entry = await self._ask_model(request, output.__name__, retry, timeout)
         try:
@@ -62,6 +72,19 @@ class ModelSteps:
             self._fail(entry, res.attempt, err)
         self._record(**entry, attempts=res.attempt, outcome="ok", decision=value.model_dump(mode="json"))
         return value
+
+    def _undeclared_personal(self, step: str, text: str, personal: bool, name: str) -> None:
+        """End the run, naming the fields, if `text` carries personal values the step did not declare."""
+        fields = [] if personal else self._personal.mentioned(text)
+        if not fields or not workflow.patched(PERSONAL_PATCH):
+            return
+        problem = (
+            f"its prompt carries {', '.join(fields)}, marked personal, and the step does not say personal=True "
+            "(so that only models allowed personal data are asked); nothing was sent"
+        )
+        self._record(step=step, kind=StepKind.LLM, name=name, started_at=workflow.now(), outcome="refused",
+                     detail=problem)
+        raise PersonalDataRefused(step, problem)
 
     async def _ask_model(
         self, request: LlmRequest, name: str, retry: RetryPolicy, timeout: timedelta | None
@@ -127,6 +150,9 @@ class ModelSteps:
         if kind == "BudgetWouldOverrun":
             self._record(**entry, attempts=attempts, outcome="over_budget", detail=cause.message)
             raise BudgetExceeded("max_cost_usd", f"{cause.message}; stopped at {entry['step']}")
+        if kind == "PersonalDataRefused":
+            self._record(**entry, attempts=attempts, outcome="refused", detail=cause.message)
+            raise PersonalDataRefused(entry["step"], cause.message)
         if kind == "InvalidModelOutput":
             self._record(**entry, attempts=attempts, outcome="invalid", detail=cause.message)
             raise ModelOutputInvalid(entry["step"], cause.message)
@@ -141,5 +167,5 @@ def _cut_off(err: ActivityError) -> list:
 
 
 def _sent(calls: list) -> int:
-    """Model requests that went out (a call the budget refused was never sent)."""
-    return sum(1 for c in calls if c.outcome != "over_budget")
+    """Model requests that went out (one the budget refused, or withheld from a model, never was)."""
+    return sum(1 for c in calls if c.outcome not in NOT_SENT)

@@ -107,6 +107,7 @@ class Onboarding(Process):
             "Plain text, no placeholders, signed 'The onboarding team'.",
             WelcomeEmail,
             tier="fast",
+            personal=True,  # the applicant's name: only models allowed personal data write it
         )
         crm = await self.tool(
             "create_crm_record",

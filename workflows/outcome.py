@@ -83,3 +83,16 @@ class ToolRefused(StopRun):
         super().__init__(RunState.FAILED, f"step {step} refused: {problem}")
         self.step = step
         self.problem = problem
+
+
+class PersonalDataRefused(StopRun):
+    """A model step's prompt carries personal data it may not send: undeclared, or no model may receive it.
+
+    Raised before any request goes out; `problem` names the step, the fields or
+    the tier, never the data.
+    """
+
+    def __init__(self, step: str, problem: str) -> None:
+        super().__init__(RunState.FAILED, f"step {step} refused: {problem}")
+        self.step = step
+        self.problem = problem

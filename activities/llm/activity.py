@@ -4,12 +4,13 @@ It resolves the step's tier to candidate models, asks the first healthy one,
 sends validation errors back for up to `repair_turns` repairs, falls over to
 the next candidate when a provider is unavailable or its answers never
 validate, names the structured-output modes to try when a server refuses the
-request's shape, refuses a call whose worst case would
-overrun the run's budget, and prices every call it made. Temporal's retry
-policy owns retries of the whole step: calls made by earlier attempts travel
-in heartbeat details, so the ledger still lists every one of them. Each
-provider request is a `chat {model}` span and each attempt a step on Baton's
-meters (activities/llm/telemetry.py).
+request's shape, withholds a prompt carrying personal data from models not
+allowed to receive it, refuses a call whose worst case would overrun the
+run's budget, and prices every call it made. Temporal's retry policy owns
+retries of the whole step: calls made by earlier attempts travel in heartbeat
+details, so the ledger still lists every one of them. Each provider request
+is a `chat {model}` span and each attempt a step on Baton's meters
+(activities/llm/telemetry.py).
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ class ModelActivities:
         )
         waits: list[float | None] = []
         never_valid: list[str] = []
-        for label, spec in self._health.order(self._candidates(request)):
+        for label, spec in self._health.order(self._allowed(request, calls)):
             try:
                 return await self._converse(request, label, spec, conversation, output_type, calls)
             except ProviderUnavailable as err:
@@ -208,6 +209,31 @@ class ModelActivities:
             outcome="over_budget", error=reason,
         ))
         raise _failure(reason, "BudgetWouldOverrun", calls)
+
+    def _allowed(self, request: LlmRequest, calls: list[ModelCall]) -> list[tuple[str, ModelSpec]]:
+        """The step's candidates that may read its prompt; each one withheld is a ModelCall never sent.
+
+        A prompt carrying personal data goes only to models whose `personal_data`
+        is on. With none left, the step fails typed before any request, naming
+        the tier and the models, never the data (the engine names the step).
+        """
+        candidates = self._candidates(request)
+        if not request.personal:
+            return candidates
+        withheld = [label for label, spec in candidates if not spec.personal_data]
+        for label in withheld:
+            calls.append(ModelCall(
+                model=label, provider=self._catalog.models[label].provider, attempt=activity.info().attempt,
+                outcome="withheld", error="the prompt carries personal data and personal_data is off for this model",
+            ))
+        allowed = [(label, spec) for label, spec in candidates if spec.personal_data]
+        if not allowed:
+            raise _failure(
+                f"the prompt carries personal data and no model of tier {request.tier!r} may receive it "
+                f"({', '.join(withheld)}: personal_data is off); nothing was sent",
+                "PersonalDataRefused", calls,
+            )
+        return allowed
 
     def _filled(self, message: Message) -> Message:
         """A message whose content was kept out of history, with its content back."""

@@ -13,7 +13,7 @@ import re
 from typing import Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 Protocol = Literal["openai", "anthropic", "offline"]
 StructuredOutput = Literal["json_schema", "tool", "json_object", "prompt"]
@@ -47,6 +47,15 @@ class ProviderSpec(BaseModel):
 
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+    def in_the_clear(self) -> str | None:
+        """The host this provider reaches over plain http on another machine, or None (https, loopback, offline)."""
+        try:
+            url = urlsplit(self.base_url)
+            host = url.hostname
+        except ValueError:
+            return None  # refused as no URL by `unsafe`
+        return host if url.scheme == "http" and not _loopback(host) else None
 
     def unsafe(self, name: str) -> str | None:
         """Why this provider would leak a secret (one in the file, or a key sent in the clear), or None.
@@ -127,7 +136,13 @@ class Price(BaseModel):
 
 
 class ModelSpec(BaseModel):
-    """One callable model: which provider serves it, the provider's model name, its price."""
+    """One callable model: which provider serves it, the provider's model name, its price.
+
+    `personal_data` is off unless the file turns it on: a prompt a process marks
+    as carrying personal data is sent only to models that say they may receive it
+    (the offline stand-in, a model on this machine, a provider the organisation
+    has an agreement with).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -140,6 +155,9 @@ class ModelSpec(BaseModel):
         "json_object (JSON mode, the schema in the prompt) or prompt (the schema in the prompt only); "
         "unset, the protocol's default: json_schema for openai, tool for anthropic",
     )
+    personal_data: StrictBool = Field(
+        default=False, description="prompts carrying personal data may be sent to this model (never over plain http)"
+    )
 
     def output_mode(self, protocol: str) -> StructuredOutput:
         return self.structured_output or OUTPUT_MODES[protocol][0]
@@ -150,7 +168,8 @@ class ModelSpec(BaseModel):
 
 
 def _offline(name: str, price_in: float, price_out: float) -> ModelSpec:
-    return ModelSpec(provider="offline", name=name, price=Price(input=price_in, output=price_out))
+    """A built-in offline model: it sends nothing anywhere, so it may receive personal data."""
+    return ModelSpec(provider="offline", name=name, price=Price(input=price_in, output=price_out), personal_data=True)
 
 
 class Catalog(BaseModel):
@@ -181,6 +200,11 @@ class Catalog(BaseModel):
                 raise ValueError(
                     f"models.{label}.structured_output: {spec.structured_output!r} is not available on protocol "
                     f"{protocol!r} (choose {', '.join(OUTPUT_MODES[protocol])})"
+                )
+            if spec.personal_data and (host := self.providers[spec.provider].in_the_clear()):
+                raise ValueError(
+                    f"models.{label}.personal_data: provider {spec.provider!r} speaks plain http to {host}, "
+                    "so personal data would travel in the clear; use https (plain http is for localhost only)"
                 )
         for name, spec in self.providers.items():
             if spec.protocol != "offline" and not spec.base_url:

@@ -32,13 +32,19 @@ class LlmRequest(BaseModel):
     budget_remaining_usd: float | None = Field(
         default=None, description="what the run may still spend; a call whose worst case exceeds it is not sent"
     )
+    personal: bool = Field(
+        default=False, description="the prompt carries personal data: only models with personal_data = true are asked"
+    )
 
 
-CallOutcome = Literal["ok", "tool_use", "invalid", "unavailable", "rejected", "over_budget"]
+# Never sent: "over_budget" (its worst case would overrun the run's budget) and
+# "withheld" (a step carrying personal data, a model not allowed to receive it).
+CallOutcome = Literal["ok", "tool_use", "invalid", "unavailable", "rejected", "over_budget", "withheld"]
+NOT_SENT = ("over_budget", "withheld")
 
 
 class ModelCall(BaseModel):
-    """One request to one model (or one that was refused before sending), for the ledger."""
+    """One request to one model (or one that was refused before sending, see NOT_SENT), for the ledger."""
 
     model: str = Field(description="the label in baton.toml")
     provider: str
