@@ -224,6 +224,7 @@ class BoundedAgent(Process):
             verdict = await self._within_ttl(self.llm(
                 f"{step}.review", self._review_prompt(spec, args), SupervisorVerdict, tier=declared.supervisor_tier,
                 system="You review one action an agent proposes, before it runs. Pass it only if the facts justify it.",
+                personal=True,  # the trail it reviews holds what tools returned: customers' names and addresses
             ), "the supervisor's review")
             self._trail(turn, "reviewed", spec.name, verdict.reason, verdict.model_dump())
             if not verdict.passed:

@@ -96,6 +96,7 @@ class SalesFollowUp(Process):
             f"{about}\nSummarise the buyer signals in the rep's notes.\n<notes>\n" + "\n".join(notes.notes) + "\n</notes>",
             BuyerSignals,
             tier="fast",
+            personal=True,  # the contact's name: only models allowed personal data read it
         )
         result.meeting = slot = await self._slot(notes)
         draft = await self.llm(
@@ -105,6 +106,7 @@ class SalesFollowUp(Process):
             f"Signals: {signals.model_dump_json()}",
             FollowUpDraft,
             tier="strong",
+            personal=True,
         )
         sent = await self.tool(
             "send_followup",
