@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ SUBJECT: dict[str, Any] = {"personal": True, "subject": True}  # personal, and n
 AUDIT_KEY_ENV = "BATON_AUDIT_KEY"  # hex, at least 32 bytes; or a file holding it:
 AUDIT_KEY_FILE_ENV = "BATON_AUDIT_KEY_FILE"
 _MIN_KEY_BYTES = 32
+LOCAL_AUDIT_KEY = Path(".baton/audit.key")  # the local stack's, made on first use (`ensure_local_audit_key`)
 
 
 class NoAuditKey(Exception):
@@ -25,7 +27,7 @@ class NoAuditKey(Exception):
 
 
 def audit_key() -> bytes:
-    """The audit key, from the environment or the key file it names (never baton.toml, never a workflow)."""
+    """The audit key: from the environment, the key file it names, or the local stack's (never baton.toml, never a workflow)."""
     text = os.environ.get(AUDIT_KEY_ENV)
     if text is None and os.environ.get(AUDIT_KEY_FILE_ENV):
         path = Path(os.environ[AUDIT_KEY_FILE_ENV])
@@ -33,8 +35,11 @@ def audit_key() -> bytes:
             text = path.read_text().strip()
         except OSError as err:
             raise NoAuditKey(f"{AUDIT_KEY_FILE_ENV}: cannot read {path}: {err.strerror}") from None
+    if text is None and LOCAL_AUDIT_KEY.is_file():
+        text = LOCAL_AUDIT_KEY.read_text().strip()
     if text is None:
-        raise NoAuditKey(f"no audit key: set {AUDIT_KEY_ENV} (hex, {_MIN_KEY_BYTES}+ bytes) or {AUDIT_KEY_FILE_ENV}")
+        raise NoAuditKey(f"no audit key: set {AUDIT_KEY_ENV} (hex, {_MIN_KEY_BYTES}+ bytes) or {AUDIT_KEY_FILE_ENV}"
+                         f" (`baton dev` makes {LOCAL_AUDIT_KEY} for the local stack)")
     try:
         key = bytes.fromhex(text)
     except ValueError:
@@ -42,6 +47,15 @@ def audit_key() -> bytes:
     if len(key) < _MIN_KEY_BYTES:
         raise NoAuditKey(f"{AUDIT_KEY_ENV}: {len(key)} bytes, at least {_MIN_KEY_BYTES} needed")
     return key
+
+
+def ensure_local_audit_key(path: Path = LOCAL_AUDIT_KEY) -> Path:
+    """The local stack's audit key, made on first use: 32 random bytes in hex, readable by its owner only."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "x", encoding="utf-8", opener=lambda p, flags: os.open(p, flags, 0o600)) as file:
+            file.write(secrets.token_hex(_MIN_KEY_BYTES))
+    return path
 
 
 def keyed_digest(value: object, key: bytes) -> str:

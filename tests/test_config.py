@@ -523,10 +523,10 @@ def readme_configs() -> list[str]:
     return section.split("```toml\n")[1:]
 
 
-@pytest.mark.parametrize("index", range(4))
+@pytest.mark.parametrize("index", range(5))
 def test_the_readme_examples_load(index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     blocks = readme_configs()
-    assert len(blocks) == 4
+    assert len(blocks) == 5
     for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "VLLM_API_KEY", "AZURE_OPENAI_API_KEY"):
         monkeypatch.setenv(var, "k")
     config = load(write(tmp_path, blocks[index].split("```", 1)[0]))

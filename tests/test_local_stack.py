@@ -28,6 +28,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from client.connection import connect
 from client.login import issue
+from activities.personal import AUDIT_KEY_ENV, LOCAL_AUDIT_KEY
 from client.sdk import Baton
 from tests.conftest import ROOT
 from tests.stack_process import free_port
@@ -246,6 +247,12 @@ async def test_a_second_server_on_a_data_file_in_use_is_refused_until_the_first_
     assert not port_in_use("127.0.0.1", second_port), "a second server was started"
 
     before = await completes_a_run(f"127.0.0.1:{first_port}", tmp_path)  # the first still works
+    # `baton dev` made the local audit key, owner-only; `baton audit` keys its digests with it, no setup.
+    assert oct((tmp_path / LOCAL_AUDIT_KEY).stat().st_mode & 0o777) == "0o600"
+    keyless = {k: v for k, v in env.items() if k not in (AUDIT_KEY_ENV, "BATON_AUDIT_KEY_FILE")}
+    keyless["TEMPORAL_ADDRESS"] = f"127.0.0.1:{first_port}"
+    audited = await baton(procs, tmp_path, "audit", before, "--json", env=keyless, cwd=tmp_path)
+    assert await audited.ended(START_S) == 0, str(audited)
     assert "ShardOwnershipLost" not in db.with_suffix(".log").read_text(errors="replace")
 
     first.proc.kill()  # kill -9 of `baton dev` alone: its server must not outlive it

@@ -21,6 +21,7 @@ from temporalio.service import RPCError
 
 from client.connection import DEFAULT_TARGET, connect
 from worker import telemetry
+from activities.personal import ensure_local_audit_key
 from worker.config import BatonConfig, load
 from worker.devserver import DEFAULT_PORT, DevServer, register_search_attributes
 from worker.issuer import ISSUER_PORT_OFFSET, LocalIssuer, remember_url
@@ -96,6 +97,7 @@ async def _worker_config(
 ) -> AsyncIterator[tuple[BatonConfig, LocalIssuer | None]]:
     """The worker's config, its [identity] the local issuer's (on `port` + 2000) unless baton.toml names one."""
     config = load(config_file, demo=demo)  # a bad baton.toml fails before anything starts
+    ensure_local_audit_key()  # so `baton audit` keys its digests on this machine with no setup
     otel = telemetry.install("baton-worker")  # so does a bad OTEL_* variable
     try:
         with ExitStack() as stack:
