@@ -41,9 +41,9 @@ def ticket(name: str) -> dict:
     return json.loads((ROOT / "examples" / "support-triage" / f"{name}.json").read_text())
 
 
-async def baton_cli(time_env, *args: object, target: str | None = None) -> Completed:
+async def baton_cli(time_env, *args: object, target: str | None = None, cwd: Path = ROOT) -> Completed:
     target = target or time_env.client.service_client.config.target_host
-    return await run_cli(BATON, *args, env=cli_env(target, "unused-by-audit"))
+    return await run_cli(BATON, *args, env=cli_env(target, "unused-by-audit"), cwd=cwd)
 
 
 async def test_a_closed_run_audited_with_no_worker_matches_what_the_worker_answered(time_env, config):
@@ -90,7 +90,7 @@ async def test_a_closed_run_audited_with_no_worker_matches_what_the_worker_answe
     assert "end: completed" in as_text[0].out and "welcome_email" in as_text[0].out
 
 
-async def test_all_digests_exports_no_value_and_no_dictionary_reverses_its_digests(time_env, config, monkeypatch):
+async def test_all_digests_exports_no_value_and_no_dictionary_reverses_its_digests(time_env, config, monkeypatch, tmp_path):
     config = config.model_copy(update={"audit": AuditSettings(values="all-digests")})
     async with running_worker(time_env.client, config) as w:
         baton = Baton(time_env.client, w.task_queue)
@@ -116,7 +116,7 @@ async def test_all_digests_exports_no_value_and_no_dictionary_reverses_its_diges
     assert audit(record, key=b"k" * 32)["steps"][0]["output_digest"] != data["steps"][0]["output_digest"]
 
     monkeypatch.delenv("BATON_AUDIT_KEY")  # no key: `baton audit` refuses, rather than export unkeyed digests
-    refused = await baton_cli(time_env, "audit", run_id)
+    refused = await baton_cli(time_env, "audit", run_id, cwd=tmp_path)  # and no local stack's key there
     assert refused.rc != 0 and "BATON_AUDIT_KEY" in refused.err
 
 

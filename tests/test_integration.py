@@ -105,11 +105,11 @@ def expect_refusal(result: Completed, *named: str) -> str:
     return line
 
 
-async def run_cli(program: Path, *args: object, env: dict[str, str]) -> Completed:
+async def run_cli(program: Path, *args: object, env: dict[str, str], cwd: Path = ROOT) -> Completed:
     """Run a CLI to its end without blocking the event loop (the worker lives on it)."""
     argv = (str(program), *map(str, args))
     proc = await asyncio.create_subprocess_exec(
-        *argv, env=env, cwd=ROOT,
+        *argv, env=env, cwd=cwd,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     try:
