@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import secrets
 import statistics
 import sys
 import uuid
@@ -60,9 +61,15 @@ def machine() -> str:
     )
 
 
+def audit_key_for_this_run() -> None:
+    """A fresh audit key, unless one is given: a Baton worker does not start without one."""
+    os.environ.setdefault("BATON_AUDIT_KEY", secrets.token_hex(32))
+
+
 def config(tmp: Path, *, seed: Path = SEED, budgets: dict[str, Budget] | None = None,
            tiers: dict[str, list[str]] | None = None) -> BatonConfig:
     """baton.toml's models, prices, tiers, budgets and grants; the tests' files and roles, in `tmp`."""
+    audit_key_for_this_run()
     base = shipped()
     fields = dict(
         systems=SystemsConfig(db=tmp / "systems.db", seed=seed),

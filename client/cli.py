@@ -140,7 +140,9 @@ async def cmd_show(args: argparse.Namespace) -> int:
 
 
 async def cmd_runs(args: argparse.Namespace) -> int:
-    runs = await (await Baton.connect()).runs(status=args.status, process=args.process, limit=args.limit)
+    runs = await (await Baton.connect()).runs(
+        status=args.status, process=args.process, subject=args.subject, limit=args.limit
+    )
     emit(args, [r.__dict__ for r in runs], render.runs_table(runs))
     return 0
 
@@ -285,6 +287,7 @@ def parser() -> argparse.ArgumentParser:
     c = command("runs", cmd_runs, "list Baton runs, newest first")
     c.add_argument("--status", help="running, awaiting_approval, completed, rejected, ...")
     c.add_argument("--process", help="only this process")
+    c.add_argument("--subject", help="only runs about this person (their e-mail; matched by its keyed digest)")
     c.add_argument("--limit", type=int, default=50)
 
     # dev and demo are for a person (a stack to keep up, a guided tour): no --json; scripts use

@@ -32,6 +32,7 @@ from temporalio.exceptions import ApplicationError, CancelledError, TerminatedEr
 from temporalio.exceptions import TimeoutError as TimedOut
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.subject import subject_key
 from client.connection import connect, task_queue
 from client.credentials import (
     NoCredential,
@@ -264,18 +265,24 @@ class Baton:
         token = await required(self._tokens, by)
         return verdict(by=by, token=token, request_id=request_id, comment=comment, approved=approved)
 
-    async def runs(self, status: str | None = None, process: str | None = None, limit: int = 50) -> list[RunSummary]:
+    async def runs(
+        self, status: str | None = None, process: str | None = None, limit: int = 50, subject: str | None = None,
+    ) -> list[RunSummary]:
         """Baton's runs, newest first: those with its search attributes, and this queue's runs without them.
 
         A run started past `baton run` (plain `temporal workflow start`) gets the
         attributes in its first task; one refused for its input never has them,
         so its process is its workflow type and its status Temporal's (`failed`).
+        `subject` (an e-mail, say) finds the runs about that person by the keyed
+        digest they carry (activities/subject.py): the audit key is needed.
         """
         clauses = [runs_clause(self.queue)]
         if status:
             clauses.append(status_clause(status))
         if process:
             clauses.append(process_clause(process))
+        if subject:
+            clauses.append(f"{sa.SUBJECT.name} = '{quoted(subject_key(subject))}'")
         found = []
         async for wf in self.client.list_workflows(" AND ".join(clauses), limit=limit):
             attrs = wf.typed_search_attributes

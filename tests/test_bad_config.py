@@ -204,3 +204,17 @@ def test_baton_tools_shows_the_demos_people_only_when_asked(tmp_path):
     assert shown.returncode == 0, shown.stderr
     people = {r["role"]: r["people"] for p in json.loads(shown.stdout)["processes"] for r in p["roles"]}
     assert people == BatonConfig(roles=demo_roles()).members()
+
+
+async def test_a_worker_without_an_audit_key_refuses_to_start_in_one_line(time_env, config, monkeypatch, tmp_path):
+    """Runs about a person carry a keyed digest of whom (activities/subject.py): with no key there is none to key it."""
+    from activities.personal import AUDIT_KEY_ENV
+    from tests.conftest import running_worker
+    from worker.config import ConfigError
+
+    monkeypatch.delenv(AUDIT_KEY_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)  # and no local stack's .baton/audit.key here
+    with pytest.raises(ConfigError, match=f"no audit key: set {AUDIT_KEY_ENV}") as refused:
+        async with running_worker(time_env.client, config):
+            pass
+    assert "\n" not in str(refused.value)

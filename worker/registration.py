@@ -22,7 +22,9 @@ from activities.llm.providers import build_providers
 from activities.llm.telemetry import StepTelemetry
 from activities.oidc import IssuerKeys, IssuerUnreachable
 from activities.payloads import PayloadStore
+from activities.personal import NoAuditKey, audit_key
 from activities.policy import PolicyActivities
+from activities.subject import subject_digest
 from activities.tools.activity import ToolActivities
 from activities.tools.systems import SystemsOfRecord
 from worker.agent_policy import AgentPolicies
@@ -94,6 +96,10 @@ async def baton_worker(
     tracing is on at all (client/connection.py `tracing_on`).
     """
     own_tracing = tracing_on(tracer_provider) and not is_traced(client)
+    try:
+        audit_key()  # runs about a person get its keyed digest (activities/subject.py): no key, no start
+    except NoAuditKey as err:
+        raise ConfigError(str(err)) from None
     systems = SystemsOfRecord(config.systems.db)
     systems.create(config.systems.seed)
     payloads = PayloadStore(config.payloads.db)
@@ -119,7 +125,7 @@ async def baton_worker(
             client,
             task_queue=queue or task_queue(),
             workflows=workflows,
-            activities=[models.call_model, tools.run_tool, policy.run_policy, agents.agent_policy],
+            activities=[models.call_model, tools.run_tool, policy.run_policy, agents.agent_policy, subject_digest],
             activity_executor=ThreadPoolExecutor(max_workers=16),
             workflow_runner=workflow_runner(),
             max_cached_workflows=config.worker.max_cached_runs,

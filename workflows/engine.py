@@ -31,6 +31,7 @@ from workflows.ledger import LedgerEntry, StepKind
 from workflows.model_steps import ModelSteps
 from workflows.outcome import BudgetExceeded, RunOutcome, RunState, StopRun, ToolRefused
 from workflows.personal import Redactor, masked
+from workflows.personal import values as values_of
 from workflows.plan import PlannedStep
 from workflows.retry_policies import TOOL_RETRY, bounded
 from workflows.status import RunStatus
@@ -51,6 +52,8 @@ R = TypeVar("R", bound=BaseModel)
 FAILED_ENDS_PATCH = "failed-ends-fail-in-temporal"
 # Runs started before decisions carried proof took the name a decision gave, and attributed no start.
 PROOF_PATCH = "decisions-carry-proof"
+# Runs started before it carry no BatonSubject search attribute.
+SUBJECT_PATCH = "subject-search-attribute"
 START_REFUSED = "StartRefused"
 
 
@@ -80,6 +83,7 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
         self._desk = ApprovalDesk()
         self._kept: BaseModel | None = None
         self._mirror = SearchAttributeMirror(workflow.info().typed_search_attributes)
+        self._subject_digest: str | None = None  # whom the run is about, keyed (activities/subject.py)
         self._proof: bool | None = None
         self._starter: Verified | None = None
         self._starter_token: str | None = None  # from the start's header (client/run_input.py), until verified
@@ -92,6 +96,7 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
     def learn_personal(self, *values: object) -> None:
         """Values whose personal fields (workflows/personal.py) no readable surface may show: the run's input, by the interceptor."""
         self._personal.learn(*values)
+        self._personal.subject = next(values_of(values, "subject"), None)
 
     # ----- the run -------------------------------------------------------------------
 
@@ -104,6 +109,8 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
         # Asked before the policy's local activity, as the first command: asked after it, in the
         # task its result completes, Core's replay met the marker before the call (nondeterminism).
         proof = workflow.patched(PROOF_PATCH)
+        # Asked before the local activity too, and only by runs about someone (agents are not).
+        subject = self._personal.subject if self._personal.subject and workflow.patched(SUBJECT_PATCH) else None
         self._policy = policy or await workflow.execute_local_activity_method(
             PolicyActivities.run_policy,
             self.name,
@@ -114,6 +121,8 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
         if self._proof and not self.inherits_starter:
             self._starter = self._verified_starter()
         self._start_budget(self._policy.budget, budget)
+        if subject is not None:
+            await self._mark_subject(subject)
         try:
             outcome = await body()
         except StopRun as stop:
@@ -124,6 +133,14 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
         if outcome.state.fails_in_temporal and self.ends_in_temporal and workflow.patched(FAILED_ENDS_PATCH):
             self._fail_in_temporal(outcome)
         return outcome
+
+    async def _mark_subject(self, subject: str) -> None:
+        """Give the run its BatonSubject search attribute: a keyed digest of whom it is about (activities/subject.py)."""
+        digest = await workflow.execute_local_activity(
+            "subject_digest", subject, result_type=str, start_to_close_timeout=timedelta(seconds=10),
+            summary="whom the run is about, as a keyed digest (for access and erasure requests)",
+        )
+        self._subject_digest = digest  # upserted with the run's next change of attributes, not as an event of its own
 
     def _verified_starter(self) -> Verified | None:
         """Who started the run, as the token on the start proves; with [identity], a start without one is refused.
@@ -346,7 +363,9 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
 
     def _publish(self) -> None:
         """Keep search attributes and the Web UI's current details truthful."""
-        self._mirror.publish(run_attributes(self.name, self._state, self._cost, self._desk.open.values()))
+        self._mirror.publish(
+            run_attributes(self.name, self._state, self._cost, self._desk.open.values(), subject=self._subject_digest)
+        )
         workflow.set_current_details(self._details())
 
     def _budget_line(self) -> str:

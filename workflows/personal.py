@@ -74,6 +74,7 @@ class Redactor:
     """The personal values a run has seen: text with them taken out, and the fields a text mentions."""
 
     def __init__(self) -> None:
+        self.subject: str | None = None  # the run input's SUBJECT field: whom the run is about
         self._seen: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
         self._fields: dict[str, str] = {}  # lower-cased value -> `Model.field` it came from

@@ -29,9 +29,9 @@ from workflows.outcome import RunState
 
 
 def run_attributes(
-    process: str, state: RunState, cost_usd: float, open_requests: Iterable[ApprovalRequest]
+    process: str, state: RunState, cost_usd: float, open_requests: Iterable[ApprovalRequest], subject: str | None = None,
 ) -> list[tuple[SearchAttributeKey, Any]]:
-    """A run's search attributes, from what the engine knows of it."""
+    """A run's search attributes, from what the engine knows of it (`subject`: the keyed digest of whom, once known)."""
     asked = list(open_requests)
     return [
         (sa.PROCESS, process),
@@ -39,6 +39,7 @@ def run_attributes(
         (sa.COST_USD, round(cost_usd, 6)),
         (sa.AWAITING_APPROVAL, bool(asked)),
         (sa.APPROVAL_ROLES, sorted({role for r in asked for role in r.roles})),
+        *([(sa.SUBJECT, subject)] if subject else []),
     ]
 
 
