@@ -764,12 +764,12 @@ def test_count_knows_the_new_tables(sor: SystemsOfRecord) -> None:
 
 
 def test_write_key_is_per_run_step_and_reads_have_none() -> None:
-    assert TOOLS["issue_refund"].idempotency_key(refund("O-2002", 50.0), "run-1/refund") == "run-1/refund"
-    assert TOOLS["open_ticket"].idempotency_key(ticket(), "run-1/ticket") == "run-1/ticket"
-    assert TOOLS["send_email"].idempotency_key(welcome(), "run-1/email") == "run-1/email"
-    assert TOOLS["update_crm_deal"].idempotency_key(deal_update(), "run-1/crm") == "run-1/crm"
-    assert TOOLS["lookup_order"].idempotency_key(records.OrderQuery(order_id="O-2001"), "run-1/o") is None
-    assert TOOLS["search_kb"].idempotency_key(records.KbQuery(query="wifi"), "run-1/kb") is None
+    assert TOOLS["issue_refund"].idempotency_key("run-1/refund") == "run-1/refund"
+    assert TOOLS["open_ticket"].idempotency_key("run-1/ticket") == "run-1/ticket"
+    assert TOOLS["send_email"].idempotency_key("run-1/email") == "run-1/email"
+    assert TOOLS["update_crm_deal"].idempotency_key("run-1/crm") == "run-1/crm"
+    assert TOOLS["lookup_order"].idempotency_key("run-1/o") is None
+    assert TOOLS["search_kb"].idempotency_key("run-1/kb") is None
 
 
 @pytest.mark.parametrize(
@@ -793,7 +793,7 @@ def test_run_tool_full_refund_from_two_runs_pays_once(sor: SystemsOfRecord, db_p
     args = {"order_id": "O-2002", "amount_usd": 420.0, "reason": "stopped working"}
 
     def call(run: str) -> ToolCall:
-        key = spec.idempotency_key(spec.args.model_validate(args), f"{run}/refund")
+        key = spec.idempotency_key(f"{run}/refund")
         return ToolCall(step="refund", tool="issue_refund", args=args, idempotency_key=key)
 
     first, retried = run_tool(sor, call("run-1")).output, run_tool(sor, call("run-1")).output

@@ -190,7 +190,7 @@ class BoundedAgent(Process):
             return self._refuse(turn, step, use, f"invalid arguments: {problems}", "invalid")
         if problem := self._facts.refusal(use.name, args):
             return self._refuse(turn, step, use, problem, "refused")
-        key = self._idempotency_key(step, spec, args)
+        key = self._idempotency_key(step, spec)
         if key in self._p.done_keys:
             earlier = json.dumps({"already_done": True, "result": json.loads(self._p.done_keys[key])})
             return self._refuse(turn, step, use, f"{use.name} already ran for {key}; not run again", "refused", earlier)

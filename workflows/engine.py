@@ -240,12 +240,12 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
     def _tool_entry(self, step: str, spec: ToolSpec, args: BaseModel, started: datetime) -> dict:
         return dict(
             step=step, kind=StepKind.TOOL, name=spec.name, effect=spec.effect.value,
-            idempotency_key=self._idempotency_key(step, spec, args), started_at=started,
+            idempotency_key=self._idempotency_key(step, spec), started_at=started,
             input=args.model_dump(mode="json"),
         )
 
-    def _idempotency_key(self, step: str, spec: ToolSpec, args: BaseModel) -> str | None:
-        return spec.idempotency_key(args, f"{workflow.info().workflow_id}/{step}")
+    def _idempotency_key(self, step: str, spec: ToolSpec) -> str | None:
+        return spec.idempotency_key(f"{workflow.info().workflow_id}/{step}")
 
     async def _run_tool(
         self, entry: dict, spec: ToolSpec, args: BaseModel, *, retry: RetryPolicy, timeout: timedelta,

@@ -40,8 +40,8 @@ class ToolSpec:
     def needs_idempotency_key(self) -> bool:
         return self.effect is not Effect.READ
 
-    def idempotency_key(self, args: BaseModel, run_step_key: str) -> str | None:
-        """The key a call with `args` carries: none to read, else its run step's."""
+    def idempotency_key(self, run_step_key: str) -> str | None:
+        """The key a call carries: none to read, else its run step's (what must hold across calls, the system enforces)."""
         return run_step_key if self.needs_idempotency_key else None
 
 
