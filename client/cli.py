@@ -183,12 +183,13 @@ async def cmd_tools(args: argparse.Namespace) -> int:
 async def cmd_audit(args: argparse.Namespace) -> int:
     """A run's audit export, reconstructed from its history (no worker needed; no server with --history)."""
     from client.audit import audit, audit_text, export_json
+    from client.connection import configured_converter
     from client.run_record import ReplayFailed, history_from_file, run_record, run_record_from_history
 
     _quiet_replays()
     try:
         if args.history:
-            record = await run_record_from_history(history_from_file(args.run, args.history))
+            record = await run_record_from_history(history_from_file(args.run, args.history), configured_converter())
         else:
             record = await run_record((await Baton.connect()).client, args.run)
     except ReplayFailed as err:

@@ -5,7 +5,8 @@ Connection settings come from Temporal's own environment configuration
 `temporal.toml`), so the same code reaches the local dev server, a
 self-hosted cluster or Temporal Cloud unchanged. Payloads go through Baton's
 data converter (client/converter.py): pydantic, so every contract stays a typed
-model, and bad input fails a run rather than its workflow task. When tracing is
+model, and bad input fails a run rather than its workflow task; encrypted with
+the configured keys (client/codec.py), and refused without one. When tracing is
 on (OTEL_TRACES_EXPORTER, worker/telemetry.py, or a tracer provider the host
 application installed), every client carries Temporal's tracing interceptor,
 which workers built from it inherit. Off, there is none: its no-op spans cost a
@@ -22,7 +23,10 @@ from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.envconfig import ClientConfig
 
-from client.converter import DATA_CONVERTER
+from temporalio.converter import DataConverter
+
+from client.codec import KeyRing, KeyRingError, configured_keys
+from client.converter import data_converter
 from worker import telemetry
 
 DEFAULT_TARGET = "localhost:7233"
@@ -39,15 +43,39 @@ def connect_options() -> dict:
     return options
 
 
-async def connect(target: str | None = None) -> Client:
-    """Connect as envconfig says, or to `target` (the local dev stack) when given."""
+class EncryptionKeyError(ConnectionError):
+    """No usable key, and nobody said to run in clear: Baton refuses rather than write personal data in clear."""
+
+
+def configured_converter(keys: KeyRing | None = None) -> DataConverter:
+    """The converter every Baton client and worker uses: encrypting with the configured keys (client/codec.py).
+
+    With no key, Baton refuses to connect: a run's input, prompts and answers
+    would sit in clear in Temporal's history. `BATON_ENCRYPTION=off` runs in
+    clear anyway (tests on their own servers); every worker then warns in its log.
+    """
+    try:
+        keys = keys or configured_keys()
+    except KeyRingError as err:
+        raise EncryptionKeyError(str(err)) from None
+    if keys is not None:
+        return data_converter(keys)
+    if os.environ.get("BATON_ENCRYPTION") != "off":
+        raise EncryptionKeyError(
+            "no encryption key: set BATON_KEYS (id:base64-key,...) or BATON_KEY_FILE, or run `baton dev` here "
+            "(it creates .baton/keys); BATON_ENCRYPTION=off runs with payloads in clear")
+    return data_converter(None)  # a worker on it says so in its log (worker/registration.py)
+
+
+async def connect(target: str | None = None, keys: KeyRing | None = None) -> Client:
+    """Connect as envconfig says, or to `target` (the local dev stack) when given; `keys` over the configured ones."""
     options = connect_options()
     if target is not None:
         options = {"target_host": target, "namespace": options.get("namespace", "default")}
     telemetry.install("baton-client", client=True)  # no-op when the worker installed first
     try:
         return await Client.connect(
-            **options, data_converter=DATA_CONVERTER,
+            **options, data_converter=configured_converter(keys),
             interceptors=[tracing_interceptor()] if tracing_on() else [],
         )
     except RuntimeError as err:

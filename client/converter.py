@@ -41,6 +41,8 @@ from temporalio.converter import (
 )
 from temporalio.exceptions import ApplicationError
 
+from client.codec import EncryptionCodec, KeyRing
+
 MAX_PAYLOAD_BYTES = 512 * 1024  # Temporal warns from 512 KB; Baton's own run payloads are a few KB
 INVALID_INPUT = "InvalidInput"  # the failure type of a run (or update) refused for its input
 SHOWN_ERRORS = 10
@@ -100,4 +102,12 @@ class BatonPayloadConverter(PydanticPayloadConverter):
         return self._in_run
 
 
-DATA_CONVERTER = DataConverter(payload_converter_class=BatonPayloadConverter)
+def data_converter(keys: KeyRing | None) -> DataConverter:
+    """Baton's converter, encrypting every payload with `keys` (client/codec.py); without keys, in clear."""
+    return DataConverter(
+        payload_converter_class=BatonPayloadConverter,
+        payload_codec=EncryptionCodec(keys) if keys is not None else None,
+    )
+
+
+DATA_CONVERTER = data_converter(None)  # in clear: the tests' own servers, and histories already decoded

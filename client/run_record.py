@@ -26,6 +26,7 @@ query, and is recorded as failed, with no step, from that failure.
 
 from __future__ import annotations
 
+import copy
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -37,10 +38,12 @@ from pydantic import BaseModel, ValidationError
 from temporalio.api.enums.v1 import EventType
 from temporalio.bridge.proto.workflow_activation import WorkflowActivation
 from temporalio.client import Client, WorkflowHistory
+from temporalio.converter import DataConverter, PayloadCodec
 from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, WorkflowRunner
 
+from client.codec import DecryptionError
 from client.converter import DATA_CONVERTER, INVALID_INPUT
 from client.run_input import RunInputCheck
 from client.sdk import InputError, UnknownRun, never_ran, outcome_of_failure
@@ -106,7 +109,7 @@ async def run_record(client: Client, run_id: str, temporal_run_id: str | None = 
         if err.status == RPCStatusCode.NOT_FOUND:
             raise UnknownRun(f"no run {run_id!r} in namespace {client.namespace!r}") from err
         raise
-    return await run_record_from_history(history)
+    return await run_record_from_history(history, client.data_converter)
 
 
 def history_from_file(run_id: str, path: Path) -> WorkflowHistory:
@@ -127,11 +130,19 @@ def history_from_file(run_id: str, path: Path) -> WorkflowHistory:
     return history
 
 
-async def run_record_from_history(history: WorkflowHistory) -> RunRecord:
-    """Reconstruct a run from a history (fetched, or read with `WorkflowHistory.from_json`)."""
+async def run_record_from_history(history: WorkflowHistory, converter: DataConverter = DATA_CONVERTER) -> RunRecord:
+    """Reconstruct a run from a history (fetched, or read with `WorkflowHistory.from_json`).
+
+    `converter` is the one the run was written with: its codec decrypts the
+    payloads (client/codec.py); a payload it cannot open fails the reconstruction.
+    """
     if not history.events or not history.events[0].HasField("workflow_execution_started_event_attributes"):
         raise ReplayFailed(f"{history.workflow_id}: not a workflow history (no start event)")
-    answers = await _replay(history)
+    answers = await _replay(history, converter)
+    try:
+        history = await _opened(history, converter.payload_codec)
+    except DecryptionError as err:
+        raise ReplayFailed(f"cannot read {history.workflow_id}: {err}") from None
     started = history.events[0]
     attrs = started.workflow_execution_started_event_attributes
     last = history.events[-1]
@@ -191,13 +202,34 @@ def _quiet() -> tuple[Runtime, ThreadPoolExecutor]:
         return _shared["runtime"], _shared["executor"]
 
 
-async def _replay(history: WorkflowHistory) -> dict[str, Any]:
+async def _opened(history: WorkflowHistory, codec: PayloadCodec | None) -> WorkflowHistory:
+    """A copy of `history` whose payloads read outside the replay (input, summary, end, policy) are decoded."""
+    if codec is None:
+        return history
+    events = [copy.deepcopy(e) for e in history.events]
+    started = events[0]
+    await codec.decode_wrapper(started.workflow_execution_started_event_attributes.input)
+    if started.user_metadata.HasField("summary"):
+        started.user_metadata.summary.CopyFrom((await codec.decode([started.user_metadata.summary]))[0])
+    last = events[-1]
+    if last.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
+        await codec.decode_wrapper(last.workflow_execution_completed_event_attributes.result)
+    elif last.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
+        await codec.decode_failure(last.workflow_execution_failed_event_attributes.failure)
+    for event in events:
+        if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+            for payloads in event.marker_recorded_event_attributes.details.values():
+                await codec.decode_wrapper(payloads)
+    return WorkflowHistory(history.workflow_id, events)
+
+
+async def _replay(history: WorkflowHistory, converter: DataConverter) -> dict[str, Any]:
     answers: dict[str, Any] = {}
     runner = _QueryBeforeEviction(UnsandboxedWorkflowRunner(), answers)
     runtime, executor = _quiet()
     replayer = Replayer(
         workflows=WORKFLOWS,
-        data_converter=DATA_CONVERTER,
+        data_converter=converter,
         interceptors=[RunInputCheck()],  # replays as the worker ran it (client/run_input.py)
         workflow_runner=runner,
         unsandboxed_workflow_runner=runner,

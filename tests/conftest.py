@@ -7,6 +7,7 @@ payload and signal limits `baton dev` gives it.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -47,6 +48,9 @@ from worker.registration import baton_worker
 from workflows import search_attributes as sa
 
 ROOT = Path(__file__).resolve().parent.parent
+# The tests' own servers and workers run in clear unless a test builds an encrypted client
+# (tests/test_encryption.py); `baton dev` / `baton demo` under test make and use their own key.
+os.environ.setdefault("BATON_ENCRYPTION", "off")
 SEED = ROOT / "examples" / "systems.json"
 
 

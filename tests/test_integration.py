@@ -136,7 +136,8 @@ def cli_env(target: str, queue: str, token: str | None = None) -> dict[str, str]
     dropped (but the tests' own audit key, which the `audit_key` fixture set), so neither CLI can be pointed at another server or queue.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "BATON_")) or k == AUDIT_KEY_ENV}
-    env.update(TEMPORAL_ADDRESS=target, BATON_TASK_QUEUE=queue, PYTHONUNBUFFERED="1", BATON_TOKEN=token or "")
+    env.update(TEMPORAL_ADDRESS=target, BATON_TASK_QUEUE=queue, PYTHONUNBUFFERED="1", BATON_TOKEN=token or "",
+               BATON_ENCRYPTION="off")  # the tests' servers and workers run in clear (tests/conftest.py)
     return env
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from client.codec import read_key_file
 from client.connection import connect
 from client.login import issue
 from activities.personal import AUDIT_KEY_ENV, LOCAL_AUDIT_KEY
@@ -165,7 +166,8 @@ async def completes_a_run(target: str, home: Path) -> str:
     async def requester(by: str | None) -> str:
         return token
 
-    baton_ = Baton(await connect(target), "baton", tokens=requester)
+    keys = read_key_file(home / ".baton" / "keys")  # the key that stack made: what a shell in `home` uses
+    baton_ = Baton(await connect(target, keys), "baton", tokens=requester)
     run_id = await baton_.start("onboarding", CLEAR)
     outcome = await asyncio.wait_for(baton_.result(run_id), START_S)
     assert outcome.state is RunState.COMPLETED, outcome.reason

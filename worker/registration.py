@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -100,6 +101,9 @@ async def baton_worker(
         audit_key()  # runs about a person get its keyed digest (activities/subject.py): no key, no start
     except NoAuditKey as err:
         raise ConfigError(str(err)) from None
+    if client.data_converter.payload_codec is None:
+        logging.getLogger("baton").warning("payloads are NOT encrypted (BATON_ENCRYPTION=off): "
+                                           "inputs, prompts and answers go to Temporal in clear")
     systems = SystemsOfRecord(config.systems.db)
     systems.create(config.systems.seed)
     payloads = PayloadStore(config.payloads.db)

@@ -4,7 +4,8 @@
 worker on the server the connection settings name instead (TEMPORAL_ADDRESS, a
 profile: temporalio.envconfig, as every client reads them) and starts nothing.
 Both start Baton's local identity issuer (worker/issuer.py) and point the worker's
-`[identity]` at it, unless baton.toml names the organisation's own issuer. Both set up OpenTelemetry from the OTEL_* variables as a worker does
+`[identity]` at it, unless baton.toml names the organisation's own issuer. Both make the local
+encryption key `.baton/keys` on first use (client/codec.py), used unless BATON_KEYS / BATON_KEY_FILE name keys. Both set up OpenTelemetry from the OTEL_* variables as a worker does
 (worker/telemetry.py) and flush it on the way out, since `baton` leaves through os._exit.
 """
 
@@ -19,6 +20,7 @@ from temporalio.client import Client
 from temporalio.envconfig import ClientConfig
 from temporalio.service import RPCError
 
+from client.codec import ensure_local_key
 from client.connection import DEFAULT_TARGET, connect
 from worker import telemetry
 from activities.personal import ensure_local_audit_key
@@ -98,6 +100,7 @@ async def _worker_config(
     """The worker's config, its [identity] the local issuer's (on `port` + 2000) unless baton.toml names one."""
     config = load(config_file, demo=demo)  # a bad baton.toml fails before anything starts
     ensure_local_audit_key()  # so `baton audit` keys its digests on this machine with no setup
+    ensure_local_key()  # the local stack encrypts too: with BATON_KEYS / BATON_KEY_FILE unset, this key
     otel = telemetry.install("baton-worker")  # so does a bad OTEL_* variable
     try:
         with ExitStack() as stack:
