@@ -34,6 +34,7 @@ from client.sdk import (
     read_input,
     validate_input,
 )
+from worker.codec_server import CODEC_PORT_OFFSET
 from worker.devserver import DEFAULT_PORT
 from workflows.catalog import PROCESSES
 from workflows.ledger import LedgerEntry
@@ -168,6 +169,32 @@ async def cmd_dev(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_codec_server(args: argparse.Namespace) -> int:
+    """Serve /encode and /decode for the Web UI and the CLI, to holders of a verified token (worker/codec_server.py)."""
+    from activities.oidc import IdentitySettings
+    from client.codec import configured_keys
+    from worker.codec_server import CodecServer, trusted_issuer
+    from worker.config import ConfigError, load
+    from worker.issuer import AUDIENCE, DIRECTORY
+    from worker.shutdown import until_interrupted
+
+    keys = configured_keys()
+    if keys is None:
+        raise ConfigError("no encryption key: set BATON_KEYS or BATON_KEY_FILE (or run it where `baton dev` ran)")
+    identity = load(args.config, demo=args.demo).identity
+    if identity is None:  # the local stack's issuer, as `baton login` finds it
+        url = DIRECTORY / "url"
+        if not url.exists():
+            raise ConfigError("no [identity] in baton.toml and no local issuer has run here: start `baton dev`")
+        identity = IdentitySettings(issuer=url.read_text().strip(), audience=AUDIENCE)
+    trusted = await trusted_issuer(identity)
+    with CodecServer(keys, trusted, origin=args.origin, role=args.role, port=args.port) as server:
+        print(f"Codec server at {server.url} for the Web UI at {args.origin} (tokens from {identity.issuer})",
+              flush=True)
+        await until_interrupted()
+    return 0
+
+
 async def cmd_tools(args: argparse.Namespace) -> int:
     """The inventory a governance review asks for first; reads code and baton.toml, never Temporal."""
     from client.inventory import build
@@ -296,6 +323,14 @@ def parser() -> argparse.ArgumentParser:
     c = command("dev", cmd_dev, "run Temporal's dev server and a worker until Ctrl-C", json=False)
     stack_options(c, port=DEFAULT_PORT)
     config_options(c)
+
+    c = command("codec-server", cmd_codec_server, "decode payloads for the Web UI and the temporal CLI, "
+                "for callers with a token from the identity provider", json=False)
+    c.add_argument("--port", type=int, default=DEFAULT_PORT + CODEC_PORT_OFFSET,
+                   help=f"its HTTP port on loopback (default {DEFAULT_PORT + CODEC_PORT_OFFSET})")
+    c.add_argument("--origin", default="http://localhost:8233", help="the Web UI's origin, allowed by CORS")
+    c.add_argument("--role", help="a role the caller's token must carry (default: any verified person)")
+    config_options(c, what="for [identity] ")
 
     c = command("demo", cmd_demo, "run every shipped process on the example inputs, on a local Temporal "
                 "(or the one TEMPORAL_ADDRESS / TEMPORAL_PROFILE names)", json=False)

@@ -15,6 +15,7 @@ import base64
 import json
 import secrets
 
+import httpx
 import pytest
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
@@ -27,6 +28,7 @@ from client.sdk import Baton
 from tests.conftest import running_worker
 from tests.test_onboarding_routes import CLEAR, PEP, wait_for_state
 from worker.binaries import temporal_cli
+from worker.codec_server import CodecServer, trusted_issuer
 from worker.registration import baton_worker
 from workflows.outcome import RunState
 
@@ -50,10 +52,10 @@ def personal(applicant: dict) -> list[str]:
     return [applicant["name"], applicant["email"], applicant["document_number"]]
 
 
-async def workflow_show(client: Client, run_id: str) -> str:
+async def workflow_show(client: Client, run_id: str, *flags: str) -> str:
     """`temporal workflow show --output json` on the plain CLI, as anyone with namespace access runs it."""
     proc = await asyncio.create_subprocess_exec(
-        str(temporal_cli()), "workflow", "show", "--workflow-id", run_id, "--output", "json",
+        str(temporal_cli()), "workflow", "show", "--workflow-id", run_id, "--output", "json", *flags,
         "--address", client.service_client.config.target_host, "--namespace", client.namespace,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
@@ -151,3 +153,46 @@ def test_keys_come_from_the_environment_and_bad_ones_are_refused_in_one_line(tmp
         configured_keys({"BATON_KEY_FILE": str(loose)}, tmp_path / "none")
     loose.chmod(0o600)
     assert configured_keys({"BATON_KEY_FILE": str(loose)}, tmp_path / "none").ids == ["k1"]
+
+
+# ----- the codec server (worker/codec_server.py) --------------------------------------------
+
+UI = "http://localhost:8233"
+
+
+async def test_the_codec_server_decodes_for_a_verified_caller_only(time_env, config, issuer):
+    keys = ring("a")
+    client = encrypted(time_env.client, keys)
+    async with running_worker(client, config) as w:
+        baton = Baton(client, w.task_queue)
+        run_id = await baton.start("onboarding", CLEAR)
+        await baton.result(run_id)
+
+    with CodecServer(keys, await trusted_issuer(issuer.settings()), origin=UI) as server:
+        token = issuer.mint("carol")
+        decoded = await workflow_show(client, run_id, "--codec-endpoint", server.url, "--codec-auth", f"Bearer {token}")
+        assert key_ids(decoded) == set()  # every payload opened
+        start = json.loads(decoded)["events"][0]["workflowExecutionStartedEventAttributes"]["input"]["payloads"][0]
+        assert json.loads(base64.b64decode(start["data"])) | {"budget": None} == CLEAR | {"budget": None}
+
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            sealed = json.loads(await workflow_show(client, run_id))["events"][0][
+                "workflowExecutionStartedEventAttributes"]["input"]
+            refused = await http.post("/decode", json=sealed)
+            assert refused.status_code == 401 and "no bearer token" in refused.json()["message"]
+            forged = await http.post("/decode", json=sealed, headers={"Authorization": f"Bearer {token[:-4]}AAAA"})
+            assert forged.status_code == 401 and "does not verify" in forged.json()["message"]
+            opened = await http.post("/decode", json=sealed, headers={"Authorization": f"Bearer {token}"})
+            assert opened.status_code == 200
+            assert CLEAR["email"] in base64.b64decode(opened.json()["payloads"][0]["data"]).decode()
+
+            preflight = await http.options("/decode", headers={"Origin": UI, "Access-Control-Request-Method": "POST"})
+            assert preflight.headers["access-control-allow-origin"] == UI
+            assert "Authorization" in preflight.headers["access-control-allow-headers"]
+            other = await http.options("/decode", headers={"Origin": "http://evil.example"})
+            assert "access-control-allow-origin" not in other.headers
+
+    with CodecServer(keys, await trusted_issuer(issuer.settings()), origin=UI, role="compliance-lead") as server:
+        no_role = await httpx.AsyncClient(base_url=server.url).post(
+            "/decode", json=sealed, headers={"Authorization": f"Bearer {token}"})
+        assert no_role.status_code == 401 and "compliance-lead" in no_role.json()["message"]
