@@ -161,6 +161,8 @@ async def cmd_dev(args: argparse.Namespace) -> int:
         else:
             print(f"Temporal dev server started at {stack.target} (pid {server.process.pid}, data: {server.db})")
         print(f"Web UI: {server.ui_url}")
+        if stack.codec and not server.reused:
+            print(f"Codec server: {stack.codec.url} (the Web UI decodes through it; `baton login` gives its token)")
         if hint := address_hint(stack.target):
             print(f"Other shells reach it with {hint}, e.g. `{hint} baton inbox`")
         print("Worker polling; Ctrl-C stops " + ("the worker." if server.reused else "both."))
@@ -178,6 +180,7 @@ async def cmd_codec_server(args: argparse.Namespace) -> int:
     from worker.issuer import AUDIENCE, DIRECTORY
     from worker.shutdown import until_interrupted
 
+    args.origin = args.origin or ["http://localhost:8233", "http://127.0.0.1:8233"]
     keys = configured_keys()
     if keys is None:
         raise ConfigError("no encryption key: set BATON_KEYS or BATON_KEY_FILE (or run it where `baton dev` ran)")
@@ -188,8 +191,8 @@ async def cmd_codec_server(args: argparse.Namespace) -> int:
             raise ConfigError("no [identity] in baton.toml and no local issuer has run here: start `baton dev`")
         identity = IdentitySettings(issuer=url.read_text().strip(), audience=AUDIENCE)
     trusted = await trusted_issuer(identity)
-    with CodecServer(keys, trusted, origin=args.origin, role=args.role, port=args.port) as server:
-        print(f"Codec server at {server.url} for the Web UI at {args.origin} (tokens from {identity.issuer})",
+    with CodecServer(keys, trusted, origins=args.origin, role=args.role, port=args.port) as server:
+        print(f"Codec server at {server.url} for the Web UI at {', '.join(args.origin)} (tokens from {identity.issuer})",
               flush=True)
         await until_interrupted()
     return 0
@@ -328,7 +331,8 @@ def parser() -> argparse.ArgumentParser:
                 "for callers with a token from the identity provider", json=False)
     c.add_argument("--port", type=int, default=DEFAULT_PORT + CODEC_PORT_OFFSET,
                    help=f"its HTTP port on loopback (default {DEFAULT_PORT + CODEC_PORT_OFFSET})")
-    c.add_argument("--origin", default="http://localhost:8233", help="the Web UI's origin, allowed by CORS")
+    c.add_argument("--origin", action="append", help="the Web UI's origin, allowed by CORS (repeatable; "
+                   "default http://localhost:8233 and http://127.0.0.1:8233)")
     c.add_argument("--role", help="a role the caller's token must carry (default: any verified person)")
     config_options(c, what="for [identity] ")
 

@@ -79,8 +79,9 @@ class KeyRing:
     def parse(cls, text: str, where: str) -> KeyRing:
         """`id:base64-key` entries separated by commas or lines; blank lines and `#` comments skipped."""
         keys = []
-        for entry in re.split(r"[,\n]", text):
-            entry = entry.split("#", 1)[0].strip()
+        uncommented = ",".join(line.split("#", 1)[0] for line in text.splitlines())
+        for entry in uncommented.split(","):
+            entry = entry.strip()
             if not entry:
                 continue
             key_id, sep, encoded = entry.partition(":")

@@ -28,6 +28,7 @@ from temporalio.converter import DataConverter
 from client.codec import KeyRing, KeyRingError, configured_keys
 from client.converter import data_converter
 from worker import telemetry
+from worker.config import ConfigError
 
 DEFAULT_TARGET = "localhost:7233"
 
@@ -43,7 +44,7 @@ def connect_options() -> dict:
     return options
 
 
-class EncryptionKeyError(ConnectionError):
+class EncryptionKeyError(ConfigError):
     """No usable key, and nobody said to run in clear: Baton refuses rather than write personal data in clear."""
 
 

@@ -21,7 +21,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 
 from client.audit import audit
-from client.codec import KEY_ID, DecryptionError, EncryptionCodec, KeyRing, KeyRingError, configured_keys
+from client.codec import KEY_ID, DecryptionError, EncryptionCodec, KeyRing, KeyRingError, configured_keys, ensure_local_key
 from client.converter import data_converter
 from client.run_record import ReplayFailed, run_record
 from client.sdk import Baton
@@ -154,6 +154,12 @@ def test_keys_come_from_the_environment_and_bad_ones_are_refused_in_one_line(tmp
     loose.chmod(0o600)
     assert configured_keys({"BATON_KEY_FILE": str(loose)}, tmp_path / "none").ids == ["k1"]
 
+    local = ensure_local_key(tmp_path / ".baton" / "keys")  # what `baton dev` makes on first use
+    assert local.stat().st_mode & 0o777 == 0o600
+    made = configured_keys({}, local)
+    assert len(made.ids) == 1 and ensure_local_key(local) == local and configured_keys({}, local).ids == made.ids
+    assert configured_keys({"BATON_ENCRYPTION": "off"}, local) is None  # said explicitly: in clear
+
 
 # ----- the codec server (worker/codec_server.py) --------------------------------------------
 
@@ -168,7 +174,7 @@ async def test_the_codec_server_decodes_for_a_verified_caller_only(time_env, con
         run_id = await baton.start("onboarding", CLEAR)
         await baton.result(run_id)
 
-    with CodecServer(keys, await trusted_issuer(issuer.settings()), origin=UI) as server:
+    with CodecServer(keys, await trusted_issuer(issuer.settings()), origins=[UI]) as server:
         token = issuer.mint("carol")
         decoded = await workflow_show(client, run_id, "--codec-endpoint", server.url, "--codec-auth", f"Bearer {token}")
         assert key_ids(decoded) == set()  # every payload opened
@@ -192,7 +198,7 @@ async def test_the_codec_server_decodes_for_a_verified_caller_only(time_env, con
             other = await http.options("/decode", headers={"Origin": "http://evil.example"})
             assert "access-control-allow-origin" not in other.headers
 
-    with CodecServer(keys, await trusted_issuer(issuer.settings()), origin=UI, role="compliance-lead") as server:
+    with CodecServer(keys, await trusted_issuer(issuer.settings()), origins=[UI], role="compliance-lead") as server:
         no_role = await httpx.AsyncClient(base_url=server.url).post(
             "/decode", json=sealed, headers={"Authorization": f"Bearer {token}"})
         assert no_role.status_code == 401 and "compliance-lead" in no_role.json()["message"]

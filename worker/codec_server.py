@@ -39,10 +39,10 @@ async def trusted_issuer(settings: IdentitySettings) -> TrustedIssuer:
 class CodecServer:
     """Serves the codec endpoints on a thread; `url` is what the Web UI's codec endpoint is set to."""
 
-    def __init__(self, keys: KeyRing, trusted: TrustedIssuer, *, origin: str, role: str | None = None,
+    def __init__(self, keys: KeyRing, trusted: TrustedIssuer, *, origins: list[str], role: str | None = None,
                  host: str = "127.0.0.1", port: int = 0) -> None:
         self.codec = EncryptionCodec(keys)
-        self.trusted, self.origin, self.role = trusted, origin.rstrip("/"), role
+        self.trusted, self.origins, self.role = trusted, [o.rstrip("/") for o in origins], role
         self._server = ThreadingHTTPServer((host, port), _Handler)
         self._server.codec_server = self  # type: ignore[attr-defined]
         self._thread = threading.Thread(target=self._server.serve_forever, name="baton-codec", daemon=True)
@@ -94,8 +94,9 @@ class _Handler(BaseHTTPRequestHandler):
         return self.server.codec_server  # type: ignore[attr-defined]
 
     def _cors(self) -> None:
-        if self.headers.get("Origin", "").rstrip("/") == self._codec.origin:
-            self.send_header("Access-Control-Allow-Origin", self._codec.origin)
+        origin = self.headers.get("Origin", "").rstrip("/")
+        if origin in self._codec.origins:
+            self.send_header("Access-Control-Allow-Origin", origin)
             self.send_header("Access-Control-Allow-Credentials", "true")
             self.send_header("Access-Control-Allow-Methods", "POST, OPTIONS")
             self.send_header("Access-Control-Allow-Headers", "Authorization, Content-Type, X-Namespace")

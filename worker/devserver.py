@@ -106,8 +106,10 @@ class DevServer:
         port: int = DEFAULT_PORT,
         ui_port: int | None = None,
         namespace: str = "default",
+        codec_endpoint: str | None = None,
     ) -> None:
         self.db = db or data_file(port)
+        self.codec_endpoint = codec_endpoint  # the Web UI decodes payloads through it (worker/codec_server.py)
         self.host, self.port, self.namespace = host, port, namespace
         self.ui_port = ui_port or port + UI_PORT_OFFSET
         self.process: subprocess.Popen | None = None
@@ -187,6 +189,7 @@ class DevServer:
             "--log-level", "warn",
             "--namespace", self.namespace,
             *server_limit_args(),
+            *(["--ui-codec-endpoint", self.codec_endpoint] if self.codec_endpoint else []),
         ]
         for key in sa.ALL:
             kind = key.indexed_value_type.name.title().replace("_", "")  # KEYWORD_LIST -> KeywordList

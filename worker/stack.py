@@ -20,12 +20,13 @@ from temporalio.client import Client
 from temporalio.envconfig import ClientConfig
 from temporalio.service import RPCError
 
-from client.codec import ensure_local_key
+from client.codec import configured_keys, ensure_local_key
 from client.connection import DEFAULT_TARGET, connect
 from worker import telemetry
 from activities.personal import ensure_local_audit_key
 from worker.config import BatonConfig, load
-from worker.devserver import DEFAULT_PORT, DevServer, register_search_attributes
+from worker.codec_server import CODEC_PORT_OFFSET, CodecServer, trusted_issuer
+from worker.devserver import DEFAULT_PORT, UI_PORT_OFFSET, DevServer, register_search_attributes
 from worker.issuer import ISSUER_PORT_OFFSET, LocalIssuer, remember_url
 from worker.registration import baton_worker
 
@@ -36,6 +37,7 @@ class Stack:
     target: str
     server: DevServer | None = None  # None: the server is not ours, the connection settings named it
     issuer: LocalIssuer | None = None  # None: baton.toml's [identity] names the organisation's issuer
+    codec: CodecServer | None = None  # None: running in clear (BATON_ENCRYPTION=off), or not our Web UI
 
     @property
     def ui_url(self) -> str | None:
@@ -70,13 +72,26 @@ async def local_stack(
     ui_port: int | None = None,
     demo: bool = False,
 ) -> AsyncIterator[Stack]:
-    async with (
-        _worker_config(config_file, port, demo) as (config, issuer),
-        DevServer(db, port=port, ui_port=ui_port) as server,
-    ):
-        client = await connect(server.target)
-        async with baton_worker(client, config):
-            yield Stack(client, server.target, server, issuer)
+    ui_port = ui_port or port + UI_PORT_OFFSET
+    async with _worker_config(config_file, port, demo) as (config, issuer):
+        with ExitStack() as stack:
+            codec = await _codec_server(config, port, ui_port)
+            if codec is not None:
+                stack.enter_context(codec)
+            async with DevServer(db, port=port, ui_port=ui_port, codec_endpoint=codec and codec.url) as server:
+                client = await connect(server.target)
+                async with baton_worker(client, config):
+                    yield Stack(client, server.target, server, issuer, codec)
+
+
+async def _codec_server(config: BatonConfig, port: int, ui_port: int) -> CodecServer | None:
+    """The codec server the local Web UI decodes through (on `port` + 3000), or None when running in clear."""
+    keys = configured_keys()
+    if keys is None:
+        return None
+    origins = [f"http://{host}:{ui_port}" for host in ("localhost", "127.0.0.1")]
+    trusted = await trusted_issuer(config.identity)
+    return CodecServer(keys, trusted, origins=origins, port=port + CODEC_PORT_OFFSET)
 
 
 @asynccontextmanager
