@@ -8,6 +8,7 @@ and `python -m worker --config FILE` says so in one line and exits 1.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -190,7 +191,11 @@ def test_without_a_baton_toml_the_worker_refuses_to_start_unless_asked_for_the_d
     assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
     assert refused.stderr.startswith("worker: baton.toml: ") and "roles.compliance" in refused.stderr, refused.stderr
     assert "--demo" in refused.stderr, refused.stderr
-    asked = worker("--demo")  # past the config, to the connection (no server listens there)
+    keyless = worker("--demo")  # past the config: no encryption key here, so no connection is even tried
+    assert keyless.returncode == 1 and keyless.stderr.count("\n") == 1, keyless.stderr
+    assert keyless.stderr.startswith("worker: no encryption key: set BATON_KEYS"), keyless.stderr
+    env["BATON_KEYS"] = "k:" + base64.b64encode(bytes(32)).decode()
+    asked = worker("--demo")  # past the key, to the connection (no server listens there)
     assert asked.returncode == 1 and asked.stderr.startswith("worker: cannot reach Temporal"), asked.stderr
 
 
