@@ -6,7 +6,10 @@ Connection settings come from Temporal's own environment configuration
 self-hosted cluster or Temporal Cloud unchanged. Payloads go through Baton's
 data converter (client/converter.py): pydantic, so every contract stays a typed
 model, and bad input fails a run rather than its workflow task; encrypted with
-the configured keys (client/codec.py), and refused without one. When tracing is
+the configured keys (client/codec.py), and refused without one. With a codec,
+headers go through it too (`header_codec_behavior`): Temporal leaves them in
+clear by default, and a start's header carries its starter's bearer token
+(client/credentials.py). When tracing is
 on (OTEL_TRACES_EXPORTER, worker/telemetry.py, or a tracer provider the host
 application installed), every client carries Temporal's tracing interceptor,
 which workers built from it inherit. Off, there is none: its no-op spans cost a
@@ -20,10 +23,10 @@ import re
 
 from opentelemetry import trace
 from temporalio.client import Client
+from temporalio.common import HeaderCodecBehavior
 from temporalio.contrib.opentelemetry import TracingInterceptor
-from temporalio.envconfig import ClientConfig
-
 from temporalio.converter import DataConverter
+from temporalio.envconfig import ClientConfig
 
 from client.codec import KeyRing, KeyRingError, configured_keys
 from client.converter import data_converter
@@ -68,15 +71,37 @@ def configured_converter(keys: KeyRing | None = None) -> DataConverter:
     return data_converter(None)  # a worker on it says so in its log (worker/registration.py)
 
 
+def header_behavior(converter: DataConverter) -> HeaderCodecBehavior:
+    """Headers through the codec whenever there is one: a header holds a bearer token, and Temporal's default
+    (NO_CODEC) would keep it in clear in the history. A header written in clear before still decodes
+    (the codec passes on what it did not seal), so runs started before keep their starter."""
+    return HeaderCodecBehavior.CODEC if converter.payload_codec is not None else HeaderCodecBehavior.NO_CODEC
+
+
+def sealing_headers(client: Client) -> Client:
+    """`client`, encoding its headers with its codec: a client built elsewhere keeps Temporal's default.
+
+    A worker takes the behaviour from its client, so one on a client that leaves
+    headers in clear would hand a run its encrypted starter token undecoded.
+    """
+    config = client.config()
+    wanted = header_behavior(config["data_converter"])
+    if config["header_codec_behavior"] == wanted:
+        return client
+    config["header_codec_behavior"] = wanted
+    return Client(**config)
+
+
 async def connect(target: str | None = None, keys: KeyRing | None = None) -> Client:
     """Connect as envconfig says, or to `target` (the local dev stack) when given; `keys` over the configured ones."""
     options = connect_options()
     if target is not None:
         options = {"target_host": target, "namespace": options.get("namespace", "default")}
     telemetry.install("baton-client", client=True)  # no-op when the worker installed first
+    converter = configured_converter(keys)
     try:
         return await Client.connect(
-            **options, data_converter=configured_converter(keys),
+            **options, data_converter=converter, header_codec_behavior=header_behavior(converter),
             interceptors=[tracing_interceptor()] if tracing_on() else [],
         )
     except RuntimeError as err:

@@ -44,6 +44,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, WorkflowRunner
 
 from client.codec import DecryptionError
+from client.connection import header_behavior
 from client.converter import DATA_CONVERTER, INVALID_INPUT
 from client.run_input import RunInputCheck
 from client.sdk import InputError, UnknownRun, never_ran, outcome_of_failure
@@ -230,6 +231,7 @@ async def _replay(history: WorkflowHistory, converter: DataConverter) -> dict[st
     replayer = Replayer(
         workflows=WORKFLOWS,
         data_converter=converter,
+        header_codec_behavior=header_behavior(converter),  # the starter's token, sealed as the client sealed it
         interceptors=[RunInputCheck()],  # replays as the worker ran it (client/run_input.py)
         workflow_runner=runner,
         unsandboxed_workflow_runner=runner,

@@ -33,7 +33,7 @@ from temporalio.exceptions import TimeoutError as TimedOut
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.subject import subject_key
-from client.connection import connect, task_queue
+from client.connection import connect, sealing_headers, task_queue
 from client.credentials import (
     NoCredential,
     TokenProvider,
@@ -183,6 +183,7 @@ class Baton:
 
     def __init__(self, client: Client, queue: str | None = None, tokens: TokenProvider | None = None) -> None:
         given = credentials_of(client)
+        client = sealing_headers(client)  # a start's header carries a bearer token: sealed like any payload
         self.client = with_credentials(client, tokens) if tokens else client
         self.queue = queue or task_queue()
         self._tokens = tokens or (given.tokens if given else None)

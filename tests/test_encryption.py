@@ -19,13 +19,18 @@ import httpx
 import pytest
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
+from temporalio.common import HeaderCodecBehavior
 
 from client.audit import audit
 from client.codec import KEY_ID, DecryptionError, EncryptionCodec, KeyRing, KeyRingError, configured_keys, ensure_local_key
+from client.connection import sealing_headers
 from client.converter import data_converter
+from client.credentials import with_credentials
 from client.run_record import ReplayFailed, run_record
 from client.sdk import Baton
-from tests.conftest import running_worker
+from activities.identity import STARTER_HEADER
+from tests.conftest import REQUESTER, running_worker
+from tests.history_payloads import payloads
 from tests.test_onboarding_routes import CLEAR, PEP, wait_for_state
 from worker.binaries import temporal_cli
 from worker.codec_server import CodecServer, trusted_issuer
@@ -42,10 +47,10 @@ KEYS: dict[str, bytes] = {}
 
 
 def encrypted(client: Client, keys: KeyRing) -> Client:
-    """`client` (its credentials kept) with Baton's converter encrypting under `keys`."""
+    """`client` (its credentials kept) with Baton's converter encrypting under `keys`, headers too."""
     config = client.config()
     config["data_converter"] = data_converter(keys)
-    return Client(**config)
+    return sealing_headers(Client(**config))
 
 
 def personal(applicant: dict) -> list[str]:
@@ -159,6 +164,70 @@ def test_keys_come_from_the_environment_and_bad_ones_are_refused_in_one_line(tmp
     made = configured_keys({}, local)
     assert len(made.ids) == 1 and ensure_local_key(local) == local and configured_keys({}, local).ids == made.ids
     assert configured_keys({"BATON_ENCRYPTION": "off"}, local) is None  # said explicitly: in clear
+
+
+# ----- headers: a start carries its starter's bearer token (client/credentials.py) ---------------
+
+
+def minting(time_env, issuer, into: list[str]):
+    """A token provider that mints at the server's time, as the suite's does, and keeps every token it gave."""
+    async def tokens(by: str | None) -> str:
+        into.append(issuer.mint(by or REQUESTER, now=await time_env.get_current_time()))
+        return into[-1]
+    return tokens
+
+
+def stored(history) -> list[str]:
+    """A history as anyone who reaches the namespace reads it: its JSON, and every payload's bytes as stored."""
+    return [history.to_json(), *(p.data.decode(errors="replace") for e in history.events for p in payloads(e))]
+
+
+async def started_and_decided(baton: Baton, run_id: str) -> None:
+    """A PEP's run parks for compliance; carol approves with her token; it completes."""
+    await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
+    await baton.approve(run_id, by="carol", comment="PEP checked")
+    assert (await baton.result(run_id)).state is RunState.COMPLETED
+
+
+async def test_the_start_token_is_sealed_in_the_history_and_still_verifies(time_env, config, issuer):
+    tokens: list[str] = []
+    client = encrypted(time_env.client, ring("a"))
+    async with running_worker(client, config) as w:
+        baton = Baton(client, w.task_queue, tokens=minting(time_env, issuer, tokens))
+        run_id = await baton.start("onboarding", PEP)
+        await started_and_decided(baton, run_id)
+        assert (await baton.status(run_id)).started_by.subject == REQUESTER  # the worker opened the header
+
+    history = await client.get_workflow_handle(run_id).fetch_history()
+    header = history.events[0].workflow_execution_started_event_attributes.header.fields[STARTER_HEADER]
+    assert header.metadata[KEY_ID] and header.metadata["encoding"] == b"binary/encrypted"
+    assert len(tokens) == 2  # the start's and carol's decision's
+    assert [t for t in tokens for text in stored(history) if t in text or t.split(".")[1] in text] == []
+    record = await run_record(client, run_id)  # Baton's replayer opens the header as the worker did
+    assert audit(record)["run"]["started_by"]["subject"] == REQUESTER
+
+
+async def test_a_run_started_with_its_header_in_clear_still_verifies_finishes_and_audits(time_env, config, issuer):
+    """Runs started before headers were sealed: their token is in clear, and a worker that seals reads it."""
+    tokens: list[str] = []
+    client = encrypted(time_env.client, ring("a"))
+    config_before = client.config()
+    config_before["header_codec_behavior"] = HeaderCodecBehavior.NO_CODEC  # a client of before the change
+    before = with_credentials(Client(**config_before), minting(time_env, issuer, tokens))
+    async with running_worker(before, config) as w:
+        assert w.client.config()["header_codec_behavior"] is HeaderCodecBehavior.CODEC  # sealed by baton_worker
+        baton = Baton(client, w.task_queue, tokens=minting(time_env, issuer, tokens))
+        old = Baton(before, w.task_queue)
+        old.client = before  # Baton would seal its headers today
+        run_id = await old.start("onboarding", PEP)
+        await started_and_decided(baton, run_id)
+        assert (await baton.status(run_id)).started_by.subject == REQUESTER
+
+    history = await client.get_workflow_handle(run_id).fetch_history()
+    header = history.events[0].workflow_execution_started_event_attributes.header.fields[STARTER_HEADER]
+    assert header.metadata["encoding"] == b"json/plain" and tokens[0] in header.data.decode()  # in clear, as then
+    record = await run_record(client, run_id)
+    assert audit(record)["run"]["started_by"]["subject"] == REQUESTER
 
 
 # ----- the codec server (worker/codec_server.py) --------------------------------------------

@@ -29,7 +29,7 @@ from activities.subject import subject_digest
 from activities.tools.activity import ToolActivities
 from activities.tools.systems import SystemsOfRecord
 from worker.agent_policy import AgentPolicies
-from client.connection import is_traced, task_queue, tracing_interceptor, tracing_on
+from client.connection import is_traced, sealing_headers, task_queue, tracing_interceptor, tracing_on
 from worker.config import BatonConfig, ConfigError
 from client.run_input import RunInputCheck
 from workflows.catalog import WORKFLOWS
@@ -96,6 +96,7 @@ async def baton_worker(
     copy would make every span twice), else the worker adds its own, when
     tracing is on at all (client/connection.py `tracing_on`).
     """
+    client = sealing_headers(client)  # the worker decodes a start's header as its client says (client/connection.py)
     own_tracing = tracing_on(tracer_provider) and not is_traced(client)
     try:
         audit_key()  # runs about a person get its keyed digest (activities/subject.py): no key, no start

@@ -1,0 +1,44 @@
+"""A history's payloads as Temporal stores them, and the same history opened with Baton's keys.
+
+The suite runs encrypted (tests/conftest.py), so a test that greps a history
+for something the run must not have written (an API key, a person's e-mail)
+greps the decoded history: on the ciphertext the grep could not fail. A test
+that checks what a reader without keys sees walks the payloads as stored.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+
+from google.protobuf.message import Message
+from temporalio.api.common.v1 import Payload
+from temporalio.client import WorkflowHistory
+from temporalio.converter import PayloadCodec
+
+
+def payloads(message: Message) -> Iterator[Payload]:
+    """Every payload in a proto tree: fields, repeated fields and map values (headers, memos, markers)."""
+    for field, value in message.ListFields():
+        if field.message_type is None:
+            continue
+        if field.message_type.GetOptions().map_entry:
+            items = value.values()
+        elif isinstance(value, Message):
+            items = [value]
+        else:  # a repeated field
+            items = value
+        for item in items:
+            if isinstance(item, Payload):
+                yield item
+            elif isinstance(item, Message):
+                yield from payloads(item)
+
+
+async def decoded(history: WorkflowHistory, codec: PayloadCodec) -> WorkflowHistory:
+    """A copy of `history` with every payload opened by `codec` (what a codec server shows its reader)."""
+    events = [copy.deepcopy(e) for e in history.events]
+    for event in events:
+        for payload in payloads(event):
+            payload.CopyFrom((await codec.decode([payload]))[0])
+    return WorkflowHistory(history.workflow_id, events)
