@@ -8,6 +8,7 @@ payload and signal limits `baton dev` gives it.
 from __future__ import annotations
 
 import os
+import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -30,9 +31,9 @@ from activities.payloads import PayloadSettings
 from activities.personal import AUDIT_KEY_ENV
 from activities.tools.grants import Grant
 from activities.tools.systems import SystemsOfRecord
-from client.connection import traced
+from client.codec import new_key_line
+from client.connection import configured_converter, sealing_headers, traced
 from client.credentials import with_credentials
-from client.converter import DATA_CONVERTER
 from tests.fake_provider import FakeProvider
 from worker.binaries import temporal_cli, temporal_test_server
 from worker.config import (
@@ -48,9 +49,13 @@ from worker.registration import baton_worker
 from workflows import search_attributes as sa
 
 ROOT = Path(__file__).resolve().parent.parent
-# The tests' own servers and workers run in clear unless a test builds an encrypted client
-# (tests/test_encryption.py); `baton dev` / `baton demo` under test make and use their own key.
-os.environ.setdefault("BATON_ENCRYPTION", "off")
+# The suite runs encrypted, as the product does: one fresh key ring for the session, in the
+# environment every client, worker, replayer and CLI subprocess reads it from (client/codec.py).
+# Whatever the shell running the tests has set is not used: a test run never writes in clear by accident.
+TEST_KEYS = new_key_line(f"test-{secrets.token_hex(4)}")
+os.environ["BATON_KEYS"] = TEST_KEYS
+for _unused in ("BATON_KEY_FILE", "BATON_ENCRYPTION"):
+    os.environ.pop(_unused, None)
 SEED = ROOT / "examples" / "systems.json"
 
 
@@ -94,7 +99,8 @@ def speaking_for_people(env: WorkflowEnvironment, issuer: LocalIssuer) -> Workfl
         person = by if by and NAME.match(by) else REQUESTER
         return issuer.mint(person, now=await env.get_current_time())
 
-    env._client = with_credentials(env.client, tokens)  # the environment has no setter; tests use env.client
+    # The environment has no setter; tests use env.client. Its headers are sealed as a Baton client's are.
+    env._client = with_credentials(sealing_headers(env.client), tokens)
     return env
 
 
@@ -102,7 +108,7 @@ def speaking_for_people(env: WorkflowEnvironment, issuer: LocalIssuer) -> Workfl
 async def time_env(issuer: LocalIssuer) -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(temporal_test_server()),
-        data_converter=DATA_CONVERTER,
+        data_converter=configured_converter(),  # encrypting with TEST_KEYS
     )
     await register_search_attributes(env.client, env.client.namespace)
     async with env:
@@ -113,7 +119,7 @@ async def time_env(issuer: LocalIssuer) -> AsyncIterator[WorkflowEnvironment]:
 async def dev_env(issuer: LocalIssuer) -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_cli()),
-        data_converter=DATA_CONVERTER,
+        data_converter=configured_converter(),
         search_attributes=sa.ALL,
         dev_server_extra_args=server_limit_args(),  # the limits `baton dev` sets (worker/devserver.py)
     )

@@ -202,9 +202,9 @@ async def test_the_deadline_timer_says_which_request_and_whom_it_waits_for(time_
         handle = time_env.client.get_workflow_handle(run_id)
         history = await handle.fetch_history()
         await handle.terminate("test over")
-    convert = time_env.client.data_converter.payload_converter
+    decode = time_env.client.data_converter.decode  # summaries are payloads, sealed like the rest
     summaries = [
-        convert.from_payload(e.user_metadata.summary, str) if e.user_metadata.HasField("summary") else None
+        (await decode([e.user_metadata.summary], [str]))[0] if e.user_metadata.HasField("summary") else None
         for e in history.events if e.HasField("timer_started_event_attributes")
     ]
     assert summaries == ["compliance_review · deadline for compliance"]

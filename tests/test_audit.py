@@ -244,7 +244,7 @@ async def test_history_file_audits_with_no_server(time_env, config, tmp_path: Pa
     offline = await baton_cli(time_env, "audit", run_id, "--history", path, "--json", target=NOWHERE)
     expect_exit(offline, 0)
     assert offline.out == from_server + "\n"
-    assert (await run_record_from_history(history_from_file(run_id, path))).ledger == (
+    assert (await run_record_from_history(history_from_file(run_id, path), time_env.client.data_converter)).ledger == (
         await run_record(time_env.client, run_id)).ledger
 
     missing = await baton_cli(time_env, "audit", run_id, "--history", tmp_path / "nope.json", target=NOWHERE)
@@ -265,7 +265,7 @@ async def test_a_history_that_does_not_replay_is_one_clear_line(time_env, config
     tampered.write_text(json.dumps(history))
 
     with pytest.raises(ReplayFailed, match="does not replay on this code.*Nondeterminism"):
-        await run_record_from_history(history_from_file(run_id, tampered))
+        await run_record_from_history(history_from_file(run_id, tampered), time_env.client.data_converter)
     result = await baton_cli(time_env, "audit", run_id, "--history", tampered, target=NOWHERE)
     expect_exit(result, 1)
     assert result.out == "" and len(result.err_lines) == 1, str(result)

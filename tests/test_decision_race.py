@@ -115,7 +115,7 @@ async def settle_timers(client: Client, run_id: str) -> int:
     """How many timers the run started to wait for a request it had not reached."""
     history = await client.get_workflow_handle(run_id).fetch_history()
     summaries = [
-        client.data_converter.payload_converter.from_payload(e.user_metadata.summary, str)
+        (await client.data_converter.decode([e.user_metadata.summary], [str]))[0]  # sealed like any payload
         for e in history.events if e.HasField("timer_started_event_attributes") and e.user_metadata.HasField("summary")
     ]
     return summaries.count(SETTLE_SUMMARY)

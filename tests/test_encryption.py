@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import secrets
 
 import httpx
@@ -23,7 +24,7 @@ from temporalio.common import HeaderCodecBehavior
 
 from client.audit import audit
 from client.codec import KEY_ID, DecryptionError, EncryptionCodec, KeyRing, KeyRingError, configured_keys, ensure_local_key
-from client.connection import sealing_headers
+from client.connection import EncryptionKeyError, configured_converter, sealing_headers
 from client.converter import data_converter
 from client.credentials import with_credentials
 from client.run_record import ReplayFailed, run_record
@@ -164,6 +165,28 @@ def test_keys_come_from_the_environment_and_bad_ones_are_refused_in_one_line(tmp
     made = configured_keys({}, local)
     assert len(made.ids) == 1 and ensure_local_key(local) == local and configured_keys({}, local).ids == made.ids
     assert configured_keys({"BATON_ENCRYPTION": "off"}, local) is None  # said explicitly: in clear
+
+
+async def test_encryption_off_is_said_runs_in_clear_and_the_worker_warns(time_env, config, monkeypatch, caplog,
+                                                                          tmp_path):
+    """The suite runs encrypted (tests/conftest.py); this is the one run in clear, as BATON_ENCRYPTION=off asks."""
+    monkeypatch.delenv("BATON_KEYS")
+    monkeypatch.chdir(tmp_path)  # no local stack's .baton/keys here either
+    with pytest.raises(EncryptionKeyError, match="no encryption key: set BATON_KEYS"):
+        configured_converter()  # no key and nobody said: refused
+    monkeypatch.setenv("BATON_ENCRYPTION", "off")
+    config_off = time_env.client.config()
+    config_off["data_converter"] = configured_converter()
+    client = Client(**config_off)
+    caplog.set_level(logging.WARNING, logger="baton")
+    async with running_worker(client, config) as w:
+        assert w.client.config()["header_codec_behavior"] is HeaderCodecBehavior.NO_CODEC  # no codec to seal with
+        baton = Baton(client, w.task_queue)
+        run_id = await baton.start("onboarding", CLEAR)
+        assert (await baton.result(run_id)).state is RunState.COMPLETED
+    assert [r.getMessage() for r in caplog.records if "NOT encrypted" in r.getMessage()], caplog.text
+    history = await client.get_workflow_handle(run_id).fetch_history()
+    assert CLEAR["email"] in history.events[0].workflow_execution_started_event_attributes.input.payloads[0].data.decode()
 
 
 # ----- headers: a start carries its starter's bearer token (client/credentials.py) ---------------

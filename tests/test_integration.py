@@ -133,11 +133,13 @@ def cli_env(target: str, queue: str, token: str | None = None) -> dict[str, str]
     """The environment a user would set: where Temporal is, which task queue Baton uses, and their token.
 
     Any TEMPORAL_* / BATON_* settings of the person running the tests are
-    dropped (but the tests' own audit key, which the `audit_key` fixture set), so neither CLI can be pointed at another server or queue.
+    dropped, so neither CLI can be pointed at another server or queue, but the
+    tests' own keys: the audit key the `audit_key` fixture set, and the session's
+    encryption keys (tests/conftest.py), which the tests' workers encrypt with.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "BATON_")) or k == AUDIT_KEY_ENV}
-    env.update(TEMPORAL_ADDRESS=target, BATON_TASK_QUEUE=queue, PYTHONUNBUFFERED="1", BATON_TOKEN=token or "",
-               BATON_ENCRYPTION="off")  # the tests' servers and workers run in clear (tests/conftest.py)
+    kept = (AUDIT_KEY_ENV, "BATON_KEYS")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "BATON_")) or k in kept}
+    env.update(TEMPORAL_ADDRESS=target, BATON_TASK_QUEUE=queue, PYTHONUNBUFFERED="1", BATON_TOKEN=token or "")
     return env
 
 

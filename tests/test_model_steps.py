@@ -23,6 +23,7 @@ from client.run_record import run_record
 from client.sdk import Baton
 from tests.conftest import running_worker
 from tests.fake_provider import FakeProvider, Reply, error_reply, openai_answer
+from tests.history_payloads import decoded
 from tests.provider_dialects import OpenAIDialect
 from tests.processes import Drafting, DraftRequest
 from tests.test_onboarding_routes import CLEAR
@@ -64,8 +65,9 @@ def cost(prompt: int, completion: int, cached: int = 0) -> float:
 
 
 async def history_text(client: Client, run_id: str) -> str:
+    """The run's history as a codec server's reader sees it: decoded, so a grep of it can find a leak."""
     history = await client.get_workflow_handle(run_id).fetch_history()
-    return history.to_json()
+    return (await decoded(history, client.data_converter.payload_codec)).to_json()
 
 
 async def test_onboarding_runs_on_a_local_openai_compatible_server(time_env, config, systems):

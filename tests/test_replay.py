@@ -24,7 +24,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from activities.llm.output_type import resolve, type_path
-from client.converter import DATA_CONVERTER
+from client.connection import configured_converter, header_behavior
 from client.run_input import RunInputCheck
 from client.sdk import Baton
 from tests.conftest import (
@@ -35,6 +35,7 @@ from tests.conftest import (
     SUPPORT_LEADS,
     running_worker,
 )
+from tests.history_payloads import decoded
 from tests.test_onboarding_routes import CLEAR, PEP, SANCTIONED, wait_for_state
 from worker.registration import PASSTHROUGH, workflow_runner
 from workflows.catalog import WORKFLOWS
@@ -45,9 +46,13 @@ RECORD = os.environ.get("BATON_RECORD_HISTORIES") == "1"
 
 
 def replayer() -> Replayer:
+    """A replayer with the session's keys (tests/conftest.py), as Baton's own (client/run_record.py) has the
+    worker's: it opens fresh histories, and the recorded ones, written in clear, as they are."""
+    converter = configured_converter()
     return Replayer(
         workflows=WORKFLOWS,
-        data_converter=DATA_CONVERTER,
+        data_converter=converter,
+        header_codec_behavior=header_behavior(converter),
         interceptors=[RunInputCheck()],
         workflow_runner=workflow_runner(),
     )
@@ -151,7 +156,8 @@ async def test_fresh_history_replays(time_env, config, route):
     for history in histories:
         if RECORD:
             name = history.workflow_id.replace(f"{route}/", f"{route}--")
-            (HISTORIES / f"{name}.json").write_text(history.to_json())
+            opened = await decoded(history, time_env.client.data_converter.payload_codec)  # the session's key dies
+            (HISTORIES / f"{name}.json").write_text(opened.to_json())  # with it: recorded in clear, replayed as is
         result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
         assert result.replay_failure is None, (history.workflow_id, result.replay_failure)
 
