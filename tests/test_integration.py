@@ -17,11 +17,13 @@ while the CLI waits. Every wait is bounded, so a broken run fails, never hangs.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -244,6 +246,41 @@ async def stack(dev_env: WorkflowEnvironment, config: BatonConfig, issuer: Local
         )
 
 
+@asynccontextmanager
+async def codec_server(issuer: LocalIssuer, env: dict[str, str], directory: Path) -> AsyncIterator[str]:
+    """`baton codec-server` as a person runs it (the session's keys, tokens from the tests' issuer); its URL."""
+    toml = directory / "codec-server.toml"
+    toml.write_text(f'[identity]\nissuer = "{issuer.url}"\naudience = "{issuer.settings().audience}"\n')
+    proc = await asyncio.create_subprocess_exec(
+        str(BATON), "codec-server", "--config", str(toml), "--demo", "--port", str(free_port()), env=env, cwd=directory,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        line = (await asyncio.wait_for(proc.stdout.readline(), COMMAND_TIMEOUT_S)).decode()
+        assert line.startswith("Codec server at http://"), line + (await proc.stderr.read()).decode()
+        yield line.split()[3]
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+def shown_values(history_json: str) -> str:
+    """What `temporal workflow show --output json` shows of payload data, as text: it prints data as base64."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("data"), str) and "metadata" in node:
+                found.append(base64.b64decode(node["data"]).decode(errors="replace"))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads(history_json))
+    return history_json + "\n" + "\n".join(found)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -265,9 +302,13 @@ EXPECTED_SEARCH_ATTRIBUTES = {key.name: key.indexed_value_type.value for key in 
 
 
 async def test_review_run_parks_shows_in_visibility_and_completes_once_approved(
-    stack: Stack, config: BatonConfig, systems: SystemsOfRecord
+    stack: Stack, config: BatonConfig, systems: SystemsOfRecord, tmp_path: Path
 ):
-    """A run that needs a person is findable with plain `temporal`, and approval makes it finish once."""
+    """A run that needs a person is findable with plain `temporal`, and approval makes it finish once.
+
+    Its history shows the plain `temporal` none of the applicant's data (issue 17's acceptance); through
+    `baton codec-server` it shows them, and the activity summaries the Web UI prints.
+    """
     env = stack.env
     run_id = await start_parked_run(env)
 
@@ -291,7 +332,19 @@ async def test_review_run_parks_shows_in_visibility_and_completes_once_approved(
     await wait_until_listed("BatonStatus='completed'", run_id, env)
     assert run_id not in await listed(awaiting, env)
 
-    shown = await temporal("workflow", "show", "--workflow-id", run_id, "--detailed", env=env)
+    # Anyone who reaches the namespace: ciphertext, none of Grace's data, in the history's JSON or its payloads.
+    plain = await temporal("workflow", "show", "--workflow-id", run_id, "--output", "json", env=env)
+    assert plain.rc == 0, str(plain)
+    applicant = json.loads(REVIEW.read_text())
+    personal = [applicant[field] for field in ("name", "email", "document_number")]
+    assert [value for value in personal if value in shown_values(plain.out)] == []
+    # Through `baton codec-server`, with a token from the identity provider: all of it, and the summaries.
+    async with codec_server(stack.issuer, env, tmp_path) as url:
+        codec = ("--codec-endpoint", url, "--codec-auth", f"Bearer {stack.issuer.mint(REVIEWERS[0])}")
+        opened = await temporal("workflow", "show", "--workflow-id", run_id, "--output", "json", *codec, env=env)
+        assert opened.rc == 0, str(opened)
+        assert [value for value in personal if value not in shown_values(opened.out)] == []
+        shown = await temporal("workflow", "show", "--workflow-id", run_id, "--detailed", *codec, env=env)
     assert shown.rc == 0, str(shown)
     lines = shown.out.splitlines()
     summaries = "\n".join(line for line in lines if "summary" in line.lower()) or shown.out

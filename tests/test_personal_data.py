@@ -1,12 +1,16 @@
 """What Temporal shows without decoding holds none of a seeded person's data (issue 17, item 3).
 
 The shipped onboarding (its clear and its review route) and a triage run whose refund
-parks for a support lead are driven through Temporal with the worker's log captured at
-INFO. Then every surface readable without the codec is read: search attributes, the
-static summary and details, every history event's strings (workflow and activity ids,
-failure messages, user-metadata summaries) except the payloads only a codec decodes,
-the current details while parked, and the log. Which values are personal is read from
-the marks on the contracts (workflows/personal.py), not from a list here.
+parks for a support lead are driven through Temporal, encrypted as the product runs
+(tests/conftest.py), with the worker's log captured at INFO. Then every surface is read:
+the raw history (its JSON, and every payload's bytes as stored: inputs, results,
+headers, markers, search attributes), every history event's strings (workflow and
+activity ids, failure messages), search attributes, the static summary and details,
+the summaries of runs, activities and timers and the current details while parked and
+at the end (these decoded: they must hold none even for a reader with the codec
+server), and the log. Which values are personal is read from the marks on the
+contracts (workflows/personal.py), not from a list here; the control shows the same
+values are in the history once it is decoded.
 """
 
 from __future__ import annotations
@@ -17,21 +21,19 @@ from collections.abc import Iterator
 
 from google.protobuf.message import Message
 from temporalio.api.common.v1 import Payload
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client
 
 from client.sdk import Baton
 from tests.conftest import ROOT, running_worker
+from tests.history_payloads import decoded, payloads
 from tests.test_onboarding_routes import wait_for_state
 from workflows import personal
 from workflows.contracts.onboarding import Applicant
 from workflows.contracts.support_triage import SupportRequest
 from workflows.outcome import RunState
 from workflows.visibility import plain
-
-# Payloads under these fields are shown as they are stored: Temporal never hands them to a codec server.
-READABLE_PAYLOADS = ("search_attributes", "user_metadata")
-
 
 def seeded(path: str, contract: type) -> tuple[dict, set[str]]:
     """A shipped example input, and the values its contract marks personal (none may be empty)."""
@@ -42,7 +44,7 @@ def seeded(path: str, contract: type) -> tuple[dict, set[str]]:
 
 
 def readable(message: Message, path: str = "") -> Iterator[tuple[str, str]]:
-    """Every string of a history proto readable without decoding, with where it was found."""
+    """Every string of a history proto outside its payloads (ids, names, failure messages), with where it was found."""
     for field, value in message.ListFields():
         where = f"{path}.{field.name}"
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
@@ -52,22 +54,30 @@ def readable(message: Message, path: str = "") -> Iterator[tuple[str, str]]:
         else:  # a repeated field (or a number, which holds no text)
             values = value if hasattr(value, "__iter__") else []
         for item in values:
-            if isinstance(item, Payload):
-                if any(part in where for part in READABLE_PAYLOADS):
-                    yield where, item.data.decode(errors="replace")
-            elif isinstance(item, Message):
+            if isinstance(item, Message) and not isinstance(item, Payload):
                 yield from readable(item, where)
             elif isinstance(item, str):
                 yield where, item
 
 
+async def summaries(client: Client, event: HistoryEvent) -> list[str]:
+    """An event's summary and details as the Web UI shows them through the codec server."""
+    metadata = event.user_metadata
+    shown = [p for p in (metadata.summary, metadata.details) if p.ByteSize()]
+    return await client.data_converter.decode(shown, [str] * len(shown)) if shown else []
+
+
 async def surfaces(client: Client, run_id: str) -> list[tuple[str, str]]:
-    """All a reader of the Web UI or the plain CLI sees of a run (and its agent children) without the codec."""
+    """All a reader of the Web UI or the plain CLI sees of a run (and its agent children)."""
     found: list[tuple[str, str]] = []
     handle = client.get_workflow_handle(run_id)
     history = await handle.fetch_history()
+    found += [(f"{run_id} raw history JSON", history.to_json())]
     for event in history.events:
         found += [(f"{run_id} event {event.event_id}{w}", s) for w, s in readable(event)]
+        found += [(f"{run_id} event {event.event_id} payload as stored", p.data.decode(errors="replace"))
+                  for p in payloads(event)]
+        found += [(f"{run_id} event {event.event_id} summary", s) for s in await summaries(client, event)]
         child = event.start_child_workflow_execution_initiated_event_attributes
         if child.workflow_id:
             found += await surfaces(client, child.workflow_id)
@@ -117,3 +127,9 @@ async def test_no_readable_surface_holds_a_seeded_persons_data(time_env, config,
     seen += [(f"log {r.name}", r.getMessage()) for r in caplog.records]
     assert len(seen) > 100, "too little was read: the test would see no leak"
     assert leaks(clear_secrets | review_secrets | ticket_secrets, seen) == []
+
+    # The control: the data is in the runs, sealed. Decoded, the same grep finds every value.
+    history = await time_env.client.get_workflow_handle(cleared).fetch_history()
+    opened = await decoded(history, time_env.client.data_converter.payload_codec)
+    texts = [p.data.decode(errors="replace") for e in opened.events for p in payloads(e)]
+    assert [s for s in clear_secrets if not any(s in text for text in texts)] == [], "not in the decoded history"
