@@ -3,9 +3,11 @@
 A client and worker built with a key ring run onboarding on the time-skipping
 server; the plain `temporal` CLI then reads the history as anyone who reaches
 the namespace would, and finds none of the applicant's personal data. Keys
-rotate: a run parked under key A finishes, replays and audits once the worker
-moves to [B, A]. A payload under a key the reader does not have fails in one
-line naming the key, not as garbage.
+rotate: a run parked under key A finishes, replays, audits and is reported
+(`baton audit`, `baton report`) once the worker moves to [B, A]. A payload
+under a key the reader does not have fails in one line naming the key, not as
+garbage. Headers are sealed too (the start's bearer token), and a run whose
+header was written in clear before still verifies its starter.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 from temporalio.common import HeaderCodecBehavior
 
-from client.audit import audit
+from client.audit import audit, export_json
 from client.codec import KEY_ID, DecryptionError, EncryptionCodec, KeyRing, KeyRingError, configured_keys, ensure_local_key
 from client.connection import EncryptionKeyError, configured_converter, sealing_headers
 from client.converter import data_converter
@@ -32,6 +34,8 @@ from client.sdk import Baton
 from activities.identity import STARTER_HEADER
 from tests.conftest import REQUESTER, running_worker
 from tests.history_payloads import payloads
+from tests.test_integration import BATON, cli_env, expect_exit, run_cli
+from tests.test_report import wait_until_reported
 from tests.test_onboarding_routes import CLEAR, PEP, wait_for_state
 from worker.binaries import temporal_cli
 from worker.codec_server import CodecServer, trusted_issuer
@@ -45,6 +49,12 @@ def ring(*names: str) -> KeyRing:
 
 
 KEYS: dict[str, bytes] = {}
+
+
+def env_keys(*names: str) -> str:
+    """The ring `ring(*names)` as BATON_KEYS spells it, for the CLIs."""
+    ring(*names)
+    return ",".join(f"{name}:{base64.b64encode(KEYS[name]).decode()}" for name in names)
 
 
 def encrypted(client: Client, keys: KeyRing) -> Client:
@@ -131,6 +141,22 @@ async def test_a_run_parked_under_key_a_finishes_replays_and_audits_after_rotati
 
     with pytest.raises(ReplayFailed, match="key id 'a'.*does not have"):
         await run_record(encrypted(dev_env.client, ring("b")), run_id)  # a reader that dropped key a too soon
+
+    # `baton report` and `baton audit` as an operator runs them, the rotated ring in BATON_KEYS.
+    reported = await wait_until_reported(rotated, queue, 1)
+    assert reported["unreadable"] == [] and reported["processes"][0]["by_state"] == {"completed": 1}, reported
+    env = cli_env(dev_env.client.service_client.config.target_host, queue) | {"BATON_KEYS": env_keys("b", "a")}
+    from_cli = await run_cli(BATON, "report", "--json", env=env)
+    expect_exit(from_cli, 0)
+    assert {p["process"]: p["runs"] for p in from_cli.json()["processes"]} == {"onboarding": 1}
+    assert from_cli.json()["unreadable"] == []
+    audited = await run_cli(BATON, "audit", run_id, "--json", env=env)
+    expect_exit(audited, 0)
+    assert audited.json() == json.loads(export_json(data))
+    too_soon = await run_cli(BATON, "report", "--json", env=env | {"BATON_KEYS": env_keys("b")})
+    expect_exit(too_soon, 0)
+    assert [u["run_id"] for u in too_soon.json()["unreadable"]] == [run_id]
+    assert "key id 'a'" in too_soon.json()["unreadable"][0]["error"]
 
 
 async def test_a_payload_under_an_unknown_key_or_altered_fails_clearly():
