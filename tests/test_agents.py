@@ -42,6 +42,7 @@ from tests.conftest import (
     SUPPORT_LEADS,
     running_worker,
 )
+from tests.history_payloads import decoded
 from tests.test_onboarding_routes import wait_for_state
 from worker.config import BatonConfig, OfflineSettings
 from workflows.agents import AgentReport, TrailEntry
@@ -96,8 +97,10 @@ async def open_request(baton: Baton, run_id: str) -> ApprovalRequest:
 
 
 async def history_bytes(client: Client, workflow_id: str, run_id: str | None = None) -> bytes:
+    """A run's history decoded with the client's keys: what the run wrote, which the ciphertext would hide."""
     history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
-    return b"".join(e.SerializeToString() for e in history.events)
+    opened = await decoded(history, client.data_converter.payload_codec)
+    return b"".join(e.SerializeToString() for e in opened.events)
 
 
 async def triage(
