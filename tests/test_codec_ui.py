@@ -1,0 +1,199 @@
+"""The Web UI decodes through `baton codec-server` on the local stack: a signed-in browser, and nobody else.
+
+The dev server's Web UI has no sign-in, so it cannot send a bearer token. A person
+signs this browser in at the codec server's `/login` with a token from the local
+issuer (`baton login`); the codec server keeps a session and sets an HttpOnly,
+SameSite=Strict cookie holding only the session's random id, and the UI, with its
+codec setting "Include cross-origin credentials" on, sends that cookie with each
+`/decode`. Each attack on that path is a test here: another site posting with the
+person's cookie, a token in a URL, a token that fails verification, a session past
+its token's expiry, markup in what the login page is sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from http.cookies import SimpleCookie
+
+import httpx
+import pytest
+from google.protobuf.json_format import MessageToDict
+from temporalio.api.common.v1 import Payload, Payloads
+
+from client.codec import EncryptionCodec, KeyRing
+from tests.conftest import REQUESTER, REVIEWERS
+from tests.test_onboarding_routes import CLEAR
+from worker.codec_server import COOKIE, CodecServer, trusted_issuer
+from worker.issuer import LocalIssuer
+
+UI = "http://localhost:8233"
+EVIL = "http://evil.example"
+KEYS = KeyRing([("ui", secrets.token_bytes(32))])
+
+
+class Clock:
+    """The codec server's clock, moved by the test instead of waited for."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(timezone.utc).replace(microsecond=0)  # a token's times are whole seconds
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def codec(issuer: LocalIssuer, clock: Clock) -> Iterator[CodecServer]:
+    with CodecServer(KEYS, await trusted_issuer(issuer.settings()), origins=[UI], role="compliance",
+                     clock=clock) as server:
+        yield server
+
+
+@pytest.fixture
+async def sealed() -> dict:
+    """A run's input as the Web UI posts it to /decode: CLEAR's personal data, encrypted."""
+    payload = Payload(metadata={"encoding": b"json/plain"}, data=json.dumps(CLEAR).encode())
+    return MessageToDict(Payloads(payloads=await EncryptionCodec(KEYS).encode([payload])))
+
+
+def own_origin(codec: CodecServer) -> dict[str, str]:
+    """The headers a browser sends with the login page's own form post."""
+    return {"Origin": codec.url}
+
+
+async def sign_in(http: httpx.AsyncClient, codec: CodecServer, token: str) -> httpx.Response:
+    return await http.post("/login", data={"token": token}, headers=own_origin(codec))
+
+
+def cookie_of(answer: httpx.Response) -> SimpleCookie:
+    jar = SimpleCookie()
+    for header in answer.headers.get_list("set-cookie"):
+        jar.load(header)
+    return jar
+
+
+def opened(answer: httpx.Response) -> str:
+    """The decoded data of a /decode answer, as text."""
+    assert answer.status_code == 200, answer.text
+    return base64.b64decode(answer.json()["payloads"][0]["data"]).decode()
+
+
+async def test_a_signed_in_browser_decodes_from_the_ui_origin_until_it_signs_out(codec, issuer, sealed, clock):
+    token = issuer.mint(REVIEWERS[0], now=clock.now)
+    async with httpx.AsyncClient(base_url=codec.url) as http:
+        signed = await sign_in(http, codec, token)
+        assert signed.status_code == 303 and signed.headers["location"] == "/login", signed.text
+        cookie = cookie_of(signed)[COOKIE]
+        assert cookie["httponly"] and cookie["samesite"] == "Strict" and cookie["path"] == "/"
+        assert int(cookie["max-age"]) == 3600  # the token's own lifetime (the local issuer's: an hour)
+        assert token not in signed.headers["set-cookie"]  # the cookie holds a session id, never the token
+
+        preflight = await http.options("/decode", headers={"Origin": UI, "Access-Control-Request-Method": "POST"})
+        assert preflight.status_code == 204 and preflight.headers["access-control-allow-origin"] == UI
+        assert preflight.headers["access-control-allow-credentials"] == "true"
+        assert "X-Namespace" in preflight.headers["access-control-allow-headers"]
+
+        ui_call = {"Origin": UI, "X-Namespace": "default"}
+        decoded = await http.post("/decode?preserveStorageRefs=true", json=sealed, headers=ui_call)  # as the UI posts
+        assert CLEAR["name"] in opened(decoded) and decoded.headers["access-control-allow-origin"] == UI
+        assert decoded.headers["access-control-allow-credentials"] == "true"
+
+        page = await http.get("/login")
+        assert "signed in" in page.text and REVIEWERS[0] in page.text
+
+        out = await http.post("/logout", headers=own_origin(codec))
+        assert cookie_of(out)[COOKIE]["max-age"] == "0"
+        http.cookies.set(COOKIE, cookie.value)  # the old cookie, kept by a careless browser or a thief
+        replayed = await http.post("/decode", json=sealed, headers=ui_call)
+        assert replayed.status_code == 401 and CLEAR["name"] not in replayed.text
+
+
+async def test_another_site_posting_with_the_persons_cookie_gets_nothing(codec, issuer, sealed):
+    async with httpx.AsyncClient(base_url=codec.url) as http:
+        await sign_in(http, codec, issuer.mint(REVIEWERS[0]))
+        assert COOKIE in http.cookies
+        for headers in ({"Origin": EVIL}, {"Origin": "null"}, {}):  # another site, a sandboxed frame, no origin
+            forged = await http.post("/decode", json=sealed, headers=headers)
+            assert forged.status_code in (401, 403), (headers, forged.text)
+            assert CLEAR["name"] not in forged.text and "access-control-allow-origin" not in forged.headers
+        form = await http.post("/decode", content=json.dumps(sealed), headers={
+            "Origin": EVIL, "Content-Type": "text/plain"})  # a form or no-cors post: no preflight
+        assert form.status_code == 403 and CLEAR["name"] not in form.text
+        preflight = await http.options("/decode", headers={"Origin": EVIL, "Access-Control-Request-Method": "POST"})
+        assert preflight.status_code == 403 and "access-control-allow-origin" not in preflight.headers
+        # Nor with a bearer token sent from another site's page.
+        bearer = await http.post("/decode", json=sealed, headers={
+            "Origin": EVIL, "Authorization": f"Bearer {issuer.mint(REVIEWERS[0])}"})
+        assert bearer.status_code == 403 and CLEAR["name"] not in bearer.text
+
+
+async def test_another_site_cannot_sign_the_browser_in(codec, issuer):
+    async with httpx.AsyncClient(base_url=codec.url) as http:
+        for headers in ({"Origin": EVIL}, {"Origin": UI}, {}):  # login CSRF: only the login page's own form
+            forced = await http.post("/login", data={"token": issuer.mint(REVIEWERS[0])}, headers=headers)
+            assert forced.status_code == 403, (headers, forced.text)
+            assert "set-cookie" not in forced.headers
+
+
+async def test_a_token_in_a_url_is_never_taken(codec, issuer, sealed):
+    token = issuer.mint(REVIEWERS[0])
+    async with httpx.AsyncClient(base_url=codec.url) as http:
+        for name in ("token", "access_token"):
+            posted = await http.post(f"/login?{name}={token}", headers=own_origin(codec))
+            assert posted.status_code == 400 and "URL" in posted.text and "set-cookie" not in posted.headers
+            both = await http.post(f"/login?{name}={token}", data={"token": token}, headers=own_origin(codec))
+            assert both.status_code == 400 and "set-cookie" not in both.headers
+            got = await http.get(f"/login?{name}={token}")
+            assert "set-cookie" not in got.headers and token not in got.text
+            decode = await http.post(f"/decode?{name}={token}", json=sealed, headers={"Origin": UI})
+            assert decode.status_code == 401 and CLEAR["name"] not in decode.text
+
+
+async def test_a_token_that_fails_verification_gets_no_cookie(codec, issuer, sealed, clock):
+    good = issuer.mint(REVIEWERS[0])
+    refused = {
+        "forged": good[:-4] + "AAAA",
+        "without the role": issuer.mint(REQUESTER),
+        "expired": issuer.mint(REVIEWERS[0], now=clock.now - timedelta(hours=2)),
+        "not a token": "not-a-token",
+        "empty": "",
+    }
+    async with httpx.AsyncClient(base_url=codec.url) as http:
+        for why, token in refused.items():
+            answer = await sign_in(http, codec, token)
+            assert answer.status_code == 401, (why, answer.text)
+            assert "set-cookie" not in answer.headers, why
+        http.cookies.set(COOKIE, good)  # a token where the session id goes: a cookie holds sessions only
+        raw = await http.post("/decode", json=sealed, headers={"Origin": UI})
+        assert raw.status_code == 401 and CLEAR["name"] not in raw.text
+
+
+async def test_a_session_ends_when_its_token_expires(codec, issuer, sealed, clock):
+    async with httpx.AsyncClient(base_url=codec.url) as http:
+        await sign_in(http, codec, issuer.mint(REVIEWERS[0], now=clock.now, ttl=timedelta(minutes=5)))
+        assert CLEAR["name"] in opened(await http.post("/decode", json=sealed, headers={"Origin": UI}))
+        clock.now += timedelta(minutes=5, seconds=1)
+        late = await http.post("/decode", json=sealed, headers={"Origin": UI})
+        assert late.status_code == 401 and "expired" in late.json()["message"] and CLEAR["name"] not in late.text
+
+
+async def test_the_login_page_echoes_no_markup_and_cannot_be_framed(codec, issuer):
+    markup = '<script>alert(1)</script><img src=x onerror=alert(2)>'
+    async with httpx.AsyncClient(base_url=codec.url) as http:
+        for answer in (
+            await http.get(f"/login?next={markup}"),
+            await sign_in(http, codec, markup),
+            await sign_in(http, codec, issuer.mint(REVIEWERS[0])[:-4] + markup),
+        ):
+            assert "<script>" not in answer.text and "<img" not in answer.text, answer.text
+            assert answer.headers["content-type"].startswith("text/html")
+            assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+            assert "script-src" not in answer.headers["content-security-policy"]  # default-src 'none': no script
