@@ -15,19 +15,30 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from http.cookies import SimpleCookie
+from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
 from google.protobuf.json_format import MessageToDict
+from playwright.async_api import Browser, BrowserContext, Page, expect
 from temporalio.api.common.v1 import Payload, Payloads
+from temporalio.client import Client
 
 from client.codec import EncryptionCodec, KeyRing
-from tests.conftest import REQUESTER, REVIEWERS
+from client.converter import data_converter
+from client.credentials import with_credentials
+from client.sdk import Baton
+from tests.conftest import REQUESTER, REVIEWERS, running_worker
+from tests.test_integration import free_port
 from tests.test_onboarding_routes import CLEAR
+from tests.test_web_ui_browser import browser  # noqa: F401 (the fixture: Debian's chromium, as those tests drive it)
 from worker.codec_server import COOKIE, CodecServer, trusted_issuer
+from worker.devserver import DevServer
 from worker.issuer import LocalIssuer
 
 UI = "http://localhost:8233"
@@ -197,3 +208,102 @@ async def test_the_login_page_echoes_no_markup_and_cannot_be_framed(codec, issue
             assert answer.headers["content-type"].startswith("text/html")
             assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
             assert "script-src" not in answer.headers["content-security-policy"]  # default-src 'none': no script
+
+
+# ----- the acceptance test: the dev server's Web UI, read in Debian's chromium -----------------
+
+
+@dataclass
+class EncryptedUI:
+    """A dev server whose Web UI decodes through a codec server, and a client encrypting as Baton's workers do."""
+
+    client: Client
+    codec: CodecServer
+    address: str  # the Web UI's
+
+
+@pytest.fixture(scope="module")
+async def encrypted_ui(tmp_path_factory, issuer) -> AsyncIterator[EncryptedUI]:
+    """As `baton dev` sets it up: the dev server started with `--ui-codec-endpoint`, payloads under KEYS."""
+    ui_port = free_port()
+    address = f"http://localhost:{ui_port}"
+    with CodecServer(KEYS, await trusted_issuer(issuer.settings()), origins=[address], role="compliance") as codec:
+        server = DevServer(tmp_path_factory.mktemp("codec-ui") / "temporal.db", port=free_port(), ui_port=ui_port,
+                           codec_endpoint=codec.url)
+        async with server:
+            client = await Client.connect(server.target, data_converter=data_converter(KEYS))
+
+            async def tokens(by: str | None) -> str:
+                return issuer.mint(by or REQUESTER)
+
+            yield EncryptedUI(with_credentials(client, tokens), codec, address)
+
+
+async def sign_in_browser(context: BrowserContext, codec: CodecServer, token: str) -> None:
+    """What a person does at the codec server: paste the token into its login page."""
+    page = await context.new_page()
+    await page.goto(f"{codec.url}/login")
+    await page.get_by_label("Token").fill(token)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("status")).to_contain_text("signed in as")
+    await page.close()
+
+
+async def include_credentials(page: Page, ui: str, codec: CodecServer) -> None:
+    """What a person does in the Web UI's Codec Server dialog: this browser's endpoint, credentials included."""
+    await page.goto(f"{ui}/namespaces/default/workflows")
+    await page.get_by_test_id("data-encoder-status-configured").click()
+    await page.get_by_label("Use my browser setting and ignore Cluster-level setting.").check()
+    await page.get_by_label("Codec Server browser endpoint").fill(codec.url)
+    await page.get_by_test_id("data-encoder-include-credentials").click()  # the switch itself is drawn over
+    await expect(page.get_by_role("switch", name="Include cross-origin credentials")).to_be_checked()
+    await page.get_by_role("button", name="Apply").click()
+
+
+async def input_shown(browser: Browser, ui: EncryptedUI, run_id: str, shot: Path, *, token: str | None,
+                      credentials: bool) -> tuple[str, bool, str]:
+    """(the run's Input card, whether the UI says its codec server failed, the page's text) in a fresh browser."""
+    context = await browser.new_context(viewport={"width": 1400, "height": 1400})
+    context.set_default_timeout(20_000)
+    try:
+        if token is not None:
+            await sign_in_browser(context, ui.codec, token)
+        page = await context.new_page()
+        if credentials:
+            await include_credentials(page, ui.address, ui.codec)
+        await page.goto(f"{ui.address}/namespaces/default/workflows/{quote(run_id, safe='')}")
+        card = page.get_by_test_id("input-and-result").get_by_role("heading", name="Input", exact=True).locator("..")
+        failed = page.locator("main").get_by_text("Codec Server could not connect")  # the nav says it too
+        await expect(card.get_by_text('"applicant_id"').or_(failed)).to_be_visible()  # decoded, or refused
+        await page.screenshot(path=shot, full_page=True)
+        return await card.inner_text(), await failed.is_visible(), await page.locator("main").inner_text()
+    finally:
+        await context.close()
+
+
+@pytest.mark.integration
+async def test_the_web_ui_shows_a_runs_decoded_input_to_a_signed_in_browser_only(
+        browser, encrypted_ui, config, issuer, tmp_path):
+    async with running_worker(encrypted_ui.client, config) as w:
+        baton = Baton(encrypted_ui.client, w.task_queue)
+        run_id = await baton.start("onboarding", CLEAR)
+        await baton.result(run_id)
+    history = await encrypted_ui.client.get_workflow_handle(run_id).fetch_history()  # as the server keeps it
+    kept = history.events[0].workflow_execution_started_event_attributes.input.payloads[0]
+    assert kept.metadata["encoding"] == b"binary/encrypted"
+    ciphertext = base64.b64encode(kept.data).decode()
+
+    reviewer = issuer.mint(REVIEWERS[0])
+    signed = await input_shown(browser, encrypted_ui, run_id, tmp_path / "signed-in.png", token=reviewer,
+                               credentials=True)
+    anonymous = await input_shown(browser, encrypted_ui, run_id, tmp_path / "not-signed-in.png", token=None,
+                                  credentials=True)
+    unset = await input_shown(browser, encrypted_ui, run_id, tmp_path / "credentials-off.png", token=reviewer,
+                              credentials=False)
+
+    card, failed, _ = signed
+    assert not failed and CLEAR["name"] in card and CLEAR["email"] in card, (card, tmp_path)
+    assert json.loads(card[card.index("{"):]) | {"budget": None} == CLEAR | {"budget": None}
+    for card, failed, page in (anonymous, unset):  # refused: the UI says so and shows what the server keeps
+        assert failed and ciphertext in card, (card, tmp_path)
+        assert CLEAR["name"] not in page and CLEAR["email"] not in page, tmp_path
