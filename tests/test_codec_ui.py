@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -35,6 +36,9 @@ from client.credentials import with_credentials
 from client.sdk import Baton
 from tests.conftest import REQUESTER, REVIEWERS, running_worker
 from tests.test_integration import free_port
+from tests.test_local_stack import CLEAR as CLEAR_EXAMPLE  # the example `baton run` starts: what completes_a_run runs
+from tests.test_local_stack import baton as baton_cli
+from tests.test_local_stack import completes_a_run, dev, env_without_temporal, procs  # noqa: F401 (procs: a fixture)
 from tests.test_onboarding_routes import CLEAR
 from tests.test_web_ui_browser import browser  # noqa: F401 (the fixture: Debian's chromium, as those tests drive it)
 from worker.codec_server import COOKIE, CodecServer, trusted_issuer
@@ -239,39 +243,49 @@ async def encrypted_ui(tmp_path_factory, issuer) -> AsyncIterator[EncryptedUI]:
             yield EncryptedUI(with_credentials(client, tokens), codec, address)
 
 
-async def sign_in_browser(context: BrowserContext, codec: CodecServer, token: str) -> None:
+@dataclass
+class Steps:
+    """What a person is told to do (`baton dev` prints it): where to sign in, and the codec dialog's choices."""
+
+    login: str
+    endpoint: str
+    override: str = "Use my browser setting"
+    credentials: str = "Include cross-origin credentials"
+
+
+async def sign_in_browser(context: BrowserContext, login: str, token: str) -> None:
     """What a person does at the codec server: paste the token into its login page."""
     page = await context.new_page()
-    await page.goto(f"{codec.url}/login")
+    await page.goto(login)
     await page.get_by_label("Token").fill(token)
     await page.get_by_role("button", name="Sign in").click()
     await expect(page.get_by_role("status")).to_contain_text("signed in as")
     await page.close()
 
 
-async def include_credentials(page: Page, ui: str, codec: CodecServer) -> None:
-    """What a person does in the Web UI's Codec Server dialog: this browser's endpoint, credentials included."""
+async def include_credentials(page: Page, ui: str, steps: Steps) -> None:
+    """What a person does in the Web UI's Codec Server dialog, by the words they were told."""
     await page.goto(f"{ui}/namespaces/default/workflows")
-    await page.get_by_test_id("data-encoder-status-configured").click()
-    await page.get_by_label("Use my browser setting and ignore Cluster-level setting.").check()
-    await page.get_by_label("Codec Server browser endpoint").fill(codec.url)
-    await page.get_by_test_id("data-encoder-include-credentials").click()  # the switch itself is drawn over
-    await expect(page.get_by_role("switch", name="Include cross-origin credentials")).to_be_checked()
+    await page.get_by_test_id("data-encoder-status-configured").click()  # the Codec Server icon, top right
+    await page.get_by_label(steps.override).check()
+    await page.get_by_label("Codec Server browser endpoint").fill(steps.endpoint)
+    await page.get_by_text(steps.credentials).click()  # its label: the switch itself is drawn over
+    await expect(page.get_by_role("switch", name=steps.credentials)).to_be_checked()
     await page.get_by_role("button", name="Apply").click()
 
 
-async def input_shown(browser: Browser, ui: EncryptedUI, run_id: str, shot: Path, *, token: str | None,
-                      credentials: bool) -> tuple[str, bool, str]:
+async def input_shown(browser: Browser, ui: str, run_id: str, shot: Path, steps: Steps, *, token: str | None,
+                      credentials: bool = True) -> tuple[str, bool, str]:
     """(the run's Input card, whether the UI says its codec server failed, the page's text) in a fresh browser."""
     context = await browser.new_context(viewport={"width": 1400, "height": 1400})
     context.set_default_timeout(20_000)
     try:
         if token is not None:
-            await sign_in_browser(context, ui.codec, token)
+            await sign_in_browser(context, steps.login, token)
         page = await context.new_page()
         if credentials:
-            await include_credentials(page, ui.address, ui.codec)
-        await page.goto(f"{ui.address}/namespaces/default/workflows/{quote(run_id, safe='')}")
+            await include_credentials(page, ui, steps)
+        await page.goto(f"{ui}/namespaces/default/workflows/{quote(run_id, safe='')}")
         card = page.get_by_test_id("input-and-result").get_by_role("heading", name="Input", exact=True).locator("..")
         failed = page.locator("main").get_by_text("Codec Server could not connect")  # the nav says it too
         await expect(card.get_by_text('"applicant_id"').or_(failed)).to_be_visible()  # decoded, or refused
@@ -293,12 +307,11 @@ async def test_the_web_ui_shows_a_runs_decoded_input_to_a_signed_in_browser_only
     assert kept.metadata["encoding"] == b"binary/encrypted"
     ciphertext = base64.b64encode(kept.data).decode()
 
-    reviewer = issuer.mint(REVIEWERS[0])
-    signed = await input_shown(browser, encrypted_ui, run_id, tmp_path / "signed-in.png", token=reviewer,
-                               credentials=True)
-    anonymous = await input_shown(browser, encrypted_ui, run_id, tmp_path / "not-signed-in.png", token=None,
-                                  credentials=True)
-    unset = await input_shown(browser, encrypted_ui, run_id, tmp_path / "credentials-off.png", token=reviewer,
+    reviewer, ui = issuer.mint(REVIEWERS[0]), encrypted_ui.address
+    steps = Steps(login=f"{encrypted_ui.codec.url}/login", endpoint=encrypted_ui.codec.url)
+    signed = await input_shown(browser, ui, run_id, tmp_path / "signed-in.png", steps, token=reviewer)
+    anonymous = await input_shown(browser, ui, run_id, tmp_path / "not-signed-in.png", steps, token=None)
+    unset = await input_shown(browser, ui, run_id, tmp_path / "credentials-off.png", steps, token=reviewer,
                               credentials=False)
 
     card, failed, _ = signed
@@ -307,3 +320,30 @@ async def test_the_web_ui_shows_a_runs_decoded_input_to_a_signed_in_browser_only
     for card, failed, page in (anonymous, unset):  # refused: the UI says so and shows what the server keeps
         assert failed and ciphertext in card, (card, tmp_path)
         assert CLEAR["name"] not in page and CLEAR["email"] not in page, tmp_path
+
+
+PRINTED = re.compile(
+    r"^Codec server: (?P<url>http://\S+)\. To read decoded payloads in the Web UI:\n"
+    r"  1\. `baton login NAME`, then sign this browser in at (?P<login>\S+) with the token in \.baton/token\n"
+    r'  2\. in the Web UI, Codec Server \(top right\): "(?P<override>[^"]+)", endpoint (?P<endpoint>\S+), '
+    r'"(?P<credentials>[^"]+)" on, Apply$', re.MULTILINE)
+
+
+@pytest.mark.integration
+async def test_baton_dev_prints_the_steps_that_let_a_person_read_decoded_payloads(browser, procs, tmp_path):
+    """`baton dev` as a person runs it; its printed steps followed word for word, in chromium."""
+    env = env_without_temporal(tmp_path)
+    stack, _ = await dev(procs, tmp_path, free_port(), None, env)
+    printed = stack.stdout()
+    told = PRINTED.search(printed)
+    assert told, printed
+    steps = Steps(**{k: v for k, v in told.groupdict().items() if k != "url"})
+    target = re.search(r"started at (127\.0\.0\.1:\d+)", printed)[1]
+    ui = re.search(r"^Web UI: (http://[^/\s]+)/", printed, re.MULTILINE)[1]
+
+    login = await baton_cli(procs, tmp_path, "login", "carol", env=env, cwd=tmp_path)
+    assert await login.ended(60) == 0, str(login)
+    run_id = await completes_a_run(target, tmp_path)  # encrypted with the key `baton dev` made there
+    token = (tmp_path / ".baton" / "token").read_text()
+    card, failed, _ = await input_shown(browser, ui, run_id, tmp_path / "dev.png", steps, token=token)
+    assert not failed and CLEAR_EXAMPLE["name"] in card and CLEAR_EXAMPLE["email"] in card, (card, tmp_path)
