@@ -12,6 +12,7 @@ its token's expiry, markup in what the login page is sent.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -178,13 +179,14 @@ async def test_a_token_that_fails_verification_gets_no_cookie(codec, issuer, sea
         "forged": good[:-4] + "AAAA",
         "without the role": issuer.mint(REQUESTER),
         "expired": issuer.mint(REVIEWERS[0], now=clock.now - timedelta(hours=2)),
+        "expired, within the verifier's leeway": issuer.mint(REVIEWERS[0], now=clock.now - timedelta(minutes=60.5)),
         "not a token": "not-a-token",
         "empty": "",
     }
     async with httpx.AsyncClient(base_url=codec.url) as http:
         for why, token in refused.items():
             answer = await sign_in(http, codec, token)
-            assert answer.status_code == 401, (why, answer.text)
+            assert answer.status_code == 401, (why, answer.status_code)
             assert "set-cookie" not in answer.headers, why
         http.cookies.set(COOKIE, good)  # a token where the session id goes: a cookie holds sessions only
         raw = await http.post("/decode", json=sealed, headers={"Origin": UI})
@@ -347,3 +349,17 @@ async def test_baton_dev_prints_the_steps_that_let_a_person_read_decoded_payload
     token = (tmp_path / ".baton" / "token").read_text()
     card, failed, _ = await input_shown(browser, ui, run_id, tmp_path / "dev.png", steps, token=token)
     assert not failed and CLEAR_EXAMPLE["name"] in card and CLEAR_EXAMPLE["email"] in card, (card, tmp_path)
+
+
+async def test_a_body_length_that_is_not_one_is_refused_not_read_to_the_end(codec, issuer):
+    """Content-Length: -1 would have the server read until the caller hangs up, holding a thread meanwhile."""
+    host, port = codec.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(port))
+    writer.write((f"POST /decode HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {issuer.mint(REVIEWERS[0])}"
+                  "\r\nContent-Length: -1\r\n\r\n").encode())
+    await writer.drain()
+    try:
+        status = await asyncio.wait_for(reader.readline(), timeout=10)  # the connection stays open meanwhile
+    finally:
+        writer.close()
+    assert status.split()[1] == b"413", status

@@ -124,6 +124,8 @@ class CodecServer:
         who = self.identify(token)
         expires = datetime.fromtimestamp(json.loads(extract_compact(token.encode()).payload)["exp"], timezone.utc)
         session, now = Session(who.subject, expires), self.clock()
+        if expires <= now:  # verify allows a minute's leeway past expiry; a session would be over already
+            raise IdentityRefused(f"the token expired at {expires:%H:%M:%S} UTC: get a new one")
         with self._lock:
             if len(self._sessions) >= MAX_SESSIONS:
                 self._sessions = {k: s for k, s in self._sessions.items() if s.expires > now}
@@ -223,8 +225,6 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self._route == "/login":
             return self._page(200, self._status_line())
-        if self._route == "/logout":
-            return self._logout()
         return self._answer(404, {"message": "GET /login to sign this browser in; POST /encode or /decode"})
 
     def do_POST(self) -> None:
@@ -238,13 +238,21 @@ class _Handler(BaseHTTPRequestHandler):
         refused = self._refused()
         if refused:
             return self._answer(*refused)
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            return self._answer(413, {"message": f"the body is more than {MAX_BODY} bytes"})
+        length = self._length()
+        if length is None or length > MAX_BODY:
+            return self._answer(413, {"message": f"the body is not a Content-Length of at most {MAX_BODY} bytes"})
         try:
             return self._answer(200, self._codec.convert(route, self.rfile.read(length)))
         except (ValueError, DecryptionError) as err:
             return self._answer(400, {"message": str(err)})
+
+    def _length(self) -> int | None:
+        """The body's declared length, or None for one that is not a length (a negative one would read to EOF)."""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return None
+        return length if length >= 0 else None
 
     def _refused(self) -> tuple[int, dict] | None:
         """Why this call may not encode or decode (status, body), or None: bearer token, or a session from the UI."""
@@ -270,8 +278,8 @@ class _Handler(BaseHTTPRequestHandler):
         if urlsplit(self.path).query:
             return self._page(400, "Not signed in: a token never goes in a URL (URLs are logged and kept); "
                                    "paste it in the form.")
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_FORM:
+        length = self._length()
+        if length is None or length > MAX_FORM:
             return self._page(413, "Not signed in: that is longer than any token.")
         form = parse_qs(self.rfile.read(length).decode("utf-8", errors="replace"), keep_blank_values=True)
         try:
