@@ -286,7 +286,7 @@ class _Handler(BaseHTTPRequestHandler):
             sid, session = self._codec.sign_in(form.get("token", [""])[0].strip())
         except IdentityRefused as err:
             return self._page(401, f"Not signed in: {err}")
-        max_age = max(int((session.expires - self._codec.clock()).total_seconds()), 0)
+        max_age = int((session.expires - self._codec.clock()).total_seconds())  # sign_in refused one already over
         self._redirect(f"{COOKIE}={sid}; Max-Age={max_age}; Path=/; HttpOnly; SameSite=Strict")
 
     def _logout(self) -> None:
