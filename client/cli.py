@@ -161,8 +161,8 @@ async def cmd_dev(args: argparse.Namespace) -> int:
         else:
             print(f"Temporal dev server started at {stack.target} (pid {server.process.pid}, data: {server.db})")
         print(f"Web UI: {server.ui_url}")
-        if stack.codec and not server.reused:
-            print(f"Codec server: {stack.codec.url} (the Web UI decodes through it; `baton login` gives its token)")
+        if steps := stack.codec_steps():
+            print(steps)
         if hint := address_hint(stack.target):
             print(f"Other shells reach it with {hint}, e.g. `{hint} baton inbox`")
         print("Worker polling; Ctrl-C stops " + ("the worker." if server.reused else "both."))
@@ -192,8 +192,8 @@ async def cmd_codec_server(args: argparse.Namespace) -> int:
         identity = IdentitySettings(issuer=url.read_text().strip(), audience=AUDIENCE)
     trusted = await trusted_issuer(identity)
     with CodecServer(keys, trusted, origins=args.origin, role=args.role, port=args.port) as server:
-        print(f"Codec server at {server.url} for the Web UI at {', '.join(args.origin)} (tokens from {identity.issuer})",
-              flush=True)
+        print(f"Codec server at {server.url} for the Web UI at {', '.join(args.origin)} (tokens from {identity.issuer}; "
+              f"browsers sign in at {server.url}/login)", flush=True)
         await until_interrupted()
     return 0
 

@@ -43,6 +43,18 @@ class Stack:
     def ui_url(self) -> str | None:
         return self.server.ui_url if self.server else None
 
+    def codec_steps(self) -> str | None:
+        """What a person does to read decoded payloads in our Web UI, which has no sign-in to send a token."""
+        if self.codec is None or self.server is None or self.server.reused:
+            return None  # in clear, or a server that was running keeps its own codec settings
+        url = self.codec.url
+        return (
+            f"Codec server: {url}. To read decoded payloads in the Web UI:\n"
+            f"  1. `baton login NAME`, then sign this browser in at {url}/login with the token in .baton/token\n"
+            f'  2. in the Web UI, Codec Server (top right): "Use my browser setting", endpoint {url}, '
+            '"Include cross-origin credentials" on, Apply'
+        )
+
 
 def given_server() -> str | None:
     """The address the connection settings name (TEMPORAL_ADDRESS, or the profile's), if any."""
