@@ -28,7 +28,7 @@ from activities.llm.transport import HttpSettings
 from activities.payloads import PayloadSettings
 from activities.personal import AUDIT_KEY_ENV
 from activities.tools.grants import Grant
-from activities.tools.systems import SystemsOfRecord
+from baton_examples.systems import SystemsOfRecord
 from client.connection import traced
 from client.credentials import with_credentials
 from client.converter import DATA_CONVERTER
