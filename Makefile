@@ -14,9 +14,10 @@ STACK_ARGS = $(if $(PORT),--port $(PORT)) $(if $(UI_PORT),--ui-port $(UI_PORT)) 
 
 .PHONY: demo test chaos bench dev worker clean
 
-$(STAMP): pyproject.toml
+# Baton, and its shipped processes as the package of their own they are (examples/pyproject.toml).
+$(STAMP): pyproject.toml examples/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test]' -e ./examples
 	touch $(STAMP)
 
 demo: $(STAMP)  ## run every shipped process on the example inputs, on a local Temporal

@@ -15,7 +15,8 @@ from temporalio import workflow
 from workflows.agents import Agent, AgentCaps, AgentReport
 from workflows.engine import Process
 from workflows.outcome import RunOutcome, RunState
-from workflows.support_triage import SupportRequest, SupportTriage, Triaged
+from baton_examples.support_triage.contracts import SupportRequest, Triaged
+from baton_examples.support_triage.workflow import SupportTriage
 
 STEPS_PROCESS = "bench-steps"
 
@@ -35,6 +36,7 @@ class BatonSteps(Process):
     """N model steps in a row, each on the fast tier of the offline provider."""
 
     name = STEPS_PROCESS
+    outputs = (Note,)
 
     @workflow.run
     async def run(self, request: StepsRequest) -> RunOutcome[Note]:

@@ -36,7 +36,7 @@ from client.sdk import (
 )
 from worker.codec_server import CODEC_PORT_OFFSET
 from worker.devserver import DEFAULT_PORT
-from workflows.catalog import PROCESSES
+from workflows.registry import REGISTRY
 from workflows.ledger import LedgerEntry
 from workflows.outcome import RunState
 
@@ -289,7 +289,7 @@ def parser() -> argparse.ArgumentParser:
         return c
 
     c = command("run", cmd_run, "start a run of a process")
-    c.add_argument("process", help=f"one of: {', '.join(sorted(PROCESSES))}")
+    c.add_argument("process", help=f"one of: {', '.join(sorted(REGISTRY.known()))}")
     c.add_argument("--input", type=Path, required=True, help="JSON file with the process input")
     c.add_argument("--id", help="run id (the workflow id); default: PROCESS-KEY-RANDOM")
     c.add_argument("--wait", action="store_true", help="wait for the run to end and print its ledger")
@@ -382,6 +382,13 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(argv: list[str] | None) -> int:
+    from worker.config import ConfigError
+
+    try:
+        install_plugins()
+    except ConfigError as err:
+        print(f"baton: {err}", file=sys.stderr)
+        return 1
     try:
         args = parser().parse_args(argv)
     except SystemExit as done:  # --help, or a usage error: its output is flushed by main like any other
@@ -404,6 +411,13 @@ def run(argv: list[str] | None) -> int:
             raise
         print(f"baton: {err}", file=sys.stderr)
         return 1
+
+
+def install_plugins() -> None:
+    """Know the processes of the packages baton.toml's `[plugins]` names (advertised ones come by themselves)."""
+    from worker.config import config_path, install_plugins, plugin_packages
+
+    install_plugins(config_path(), plugin_packages())
 
 
 def reader_gone() -> int:

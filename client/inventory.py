@@ -15,12 +15,12 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from activities.policy import Budget
-from activities.tools.catalog import TOOLS, Effect, ToolSpec
+from activities.tools.registry import TOOLS, Effect, ToolSpec
 from activities.tools.grants import Bound, Grant
 from worker.config import BatonConfig
 from workflows.agents import Agent, AgentCaps
 from workflows.approvals import AskPolicy
-from workflows.catalog import PROCESSES, ProcessSpec
+from workflows.registry import REGISTRY, ProcessSpec
 from workflows.plan import PlannedStep
 
 
@@ -100,7 +100,7 @@ class Inventory(BaseModel):
 
 def build(config: BatonConfig, process: str | None = None) -> Inventory:
     """The inventory of every shipped process (or only `process`), and the whole tool catalog."""
-    specs = [s for name, s in PROCESSES.items() if process in (None, name)]
+    specs = [s for name, s in REGISTRY.known().items() if process in (None, name)]
     return Inventory(
         processes=[_process(config, s) for s in specs],
         tools=[_catalog_tool(config, t) for t in TOOLS.values()],

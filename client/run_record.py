@@ -48,7 +48,7 @@ from client.connection import header_behavior
 from client.converter import DATA_CONVERTER, INVALID_INPUT
 from client.run_input import RunInputCheck
 from client.sdk import InputError, UnknownRun, never_ran, outcome_of_failure
-from workflows.catalog import PROCESSES, WORKFLOWS
+from workflows.registry import REGISTRY
 from workflows.ledger import LedgerEntry
 from workflows.outcome import RunOutcome
 from workflows.status import RunStatus
@@ -229,7 +229,7 @@ async def _replay(history: WorkflowHistory, converter: DataConverter) -> dict[st
     runner = _QueryBeforeEviction(UnsandboxedWorkflowRunner(), answers)
     runtime, executor = _quiet()
     replayer = Replayer(
-        workflows=WORKFLOWS,
+        workflows=REGISTRY.workflows(),
         data_converter=converter,
         header_codec_behavior=header_behavior(converter),  # the starter's token, sealed as the client sealed it
         interceptors=[RunInputCheck()],  # replays as the worker ran it (client/run_input.py)
@@ -329,7 +329,7 @@ def _decode_input(process: str, payloads) -> tuple[Any, str | None]:
         data = _decode(payloads[0], Any)
     except (ValidationError, ValueError):  # not JSON a run could read (nested too deep, say): no value to show
         return None, None
-    spec = PROCESSES.get(process)
+    spec = REGISTRY.known().get(process)
     if spec is None or not hasattr(spec.input, "business_key"):
         return data, None
     try:

@@ -47,7 +47,7 @@ from client.converter import INVALID_INPUT, MAX_PAYLOAD_BYTES
 from workflows import search_attributes as sa
 from workflows import visibility
 from workflows.approvals import ApprovalRequest, Verdict
-from workflows.catalog import PROCESSES, ProcessSpec
+from workflows.registry import REGISTRY, ProcessSpec
 from workflows.ledger import LedgerEntry, StepKind
 from workflows.outcome import RunOutcome, RunState
 from workflows.status import RunStatus
@@ -113,9 +113,9 @@ def read_input(path: Path) -> dict:
 
 
 def process_spec(process: str) -> ProcessSpec:
-    spec = PROCESSES.get(process)
+    spec = REGISTRY.known().get(process)
     if spec is None:
-        raise InputError(f"unknown process {process!r} (shipped: {', '.join(sorted(PROCESSES))})")
+        raise InputError(f"unknown process {process!r} (installed: {', '.join(sorted(REGISTRY.known()))})")
     return spec
 
 
@@ -195,7 +195,7 @@ class Baton:
     async def start(self, process: str, data: dict | BaseModel, run_id: str | None = None) -> str:
         """Validate the input, then start the run; returns the run id (the workflow id)."""
         value = validate_input(process, data)
-        spec = PROCESSES[process]
+        spec = REGISTRY.known()[process]
         key = value.business_key() if hasattr(value, "business_key") else ""
         run_id = run_id or f"{process}-{key}-{uuid.uuid4().hex[:6]}".replace("--", "-")
         await self.client.start_workflow(
@@ -417,7 +417,7 @@ EXECUTION_STATUS = {s.name.lower(): s.name.title().replace("_", "") for s in Wor
 
 def runs_clause(queue: str) -> str:
     """Runs with Baton's attributes, or this queue's runs of Baton's processes that never got them."""
-    types = ", ".join(f"'{quoted(name)}'" for name in sorted(PROCESSES))
+    types = ", ".join(f"'{quoted(name)}'" for name in sorted(REGISTRY.known()))
     return f"({sa.PROCESS.name} IS NOT NULL OR (TaskQueue = '{quoted(queue)}' AND WorkflowType IN ({types})))"
 
 

@@ -30,7 +30,7 @@ from activities.llm.transport import HttpSettings
 from activities.payloads import PayloadSettings
 from activities.personal import AUDIT_KEY_ENV
 from activities.tools.grants import Grant
-from activities.tools.systems import SystemsOfRecord
+from baton_examples.systems import SystemsOfRecord
 from client.codec import new_key_line
 from client.connection import configured_converter, sealing_headers, traced
 from client.credentials import with_credentials

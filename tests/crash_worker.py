@@ -38,7 +38,7 @@ from activities.llm.conversation import Conversation
 from activities.llm.offline import OfflineProvider
 from activities.llm.provider import Completion
 from activities.tools.activity import ToolActivities
-from activities.tools.catalog import TOOLS
+from activities.tools.registry import TOOLS
 from activities.tools.contracts import ToolCall, ToolResult
 from client.connection import connect, task_queue
 from client.exit import exit_now

@@ -14,7 +14,7 @@ from workflows.engine import Process
 from workflows.outcome import ModelOutputInvalid, RunOutcome, RunState
 
 with workflow.unsafe.imports_passed_through():
-    from activities.tools.records import Email
+    from baton_examples.outbox import Email
 
 
 class Draft(BaseModel):
@@ -32,6 +32,7 @@ class Drafting(Process):
     """Drafts with the model; a draft the model never gets right goes to a person."""
 
     name = "test-drafting"
+    outputs = (Draft,)
 
     @workflow.run
     async def run(self, request: DraftRequest) -> RunOutcome[Draft]:
@@ -145,6 +146,7 @@ class SlowModel(Process):
     """One model step with a one-second timeout and three quick attempts: a slow server outlasts them all."""
 
     name = "test-slow-model"
+    outputs = (Headline,)
 
     @workflow.run
     async def run(self, topic: Topic) -> RunOutcome[Headline]:
@@ -172,6 +174,7 @@ class Greeting(Process):
     """One model step whose prompt may carry a personal field, declared or not."""
 
     name = "test-greeting"
+    outputs = (Headline,)
 
     @workflow.run
     async def run(self, member: Member) -> RunOutcome[Headline]:

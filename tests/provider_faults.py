@@ -39,7 +39,7 @@ from activities.llm.offline import OfflineProvider
 from activities.llm.offline_scripts import OfflineScripts
 from activities.llm.provider import ProviderRejected
 from activities.llm.transport import HttpSettings
-from activities.tools.systems import SystemsOfRecord
+from baton_examples.systems import SystemsOfRecord
 from client.sdk import Baton, Refused, UnknownRun
 from tests.conftest import running_worker
 from tests.fake_provider import FakeProvider, Recorded, Reply, error_reply, openai_answer

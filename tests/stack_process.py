@@ -34,7 +34,7 @@ from temporalio.client import Client, RPCTimeoutOrCancelledError
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.tools.systems import SystemsOfRecord
+from baton_examples.systems import SystemsOfRecord
 from client.connection import connect
 from client.sdk import Baton, UnknownRun
 from worker.devserver import DevServer

@@ -283,7 +283,7 @@ def test_an_output_type_path_never_imports_a_module_the_worker_did_not_load():
 def test_two_processes_of_one_name_are_refused_at_registration():
     """An agent's declaration is looked up by its process's name: a second process of that name would shadow it."""
     from worker.agent_policy import AgentPolicies
-    from workflows.support_triage import SupportTriage
+    from baton_examples.support_triage.workflow import SupportTriage
 
     class Twin(SupportTriage):  # same name, another agents tuple: which caps would an agent get?
         agents = ()

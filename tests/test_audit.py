@@ -23,7 +23,7 @@ from tests.conftest import AUDIT_KEY, REQUESTER, ROOT, running_worker
 from tests.test_integration import BATON, Completed, cli_env, expect_exit, expect_refusal, run_cli
 from tests.test_onboarding_routes import CLEAR, PEP, wait_for_state
 from worker.config import AuditSettings
-from workflows.onboarding import Applicant
+from baton_examples.onboarding.contracts import Applicant
 from workflows.outcome import RunState
 
 def keyed(value: object, key: bytes = AUDIT_KEY) -> str:

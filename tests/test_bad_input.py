@@ -42,10 +42,12 @@ from tests.conftest import LEADS, REVIEWERS, ROOT, running_worker
 from tests.test_integration import Stack, eventually, stack, temporal  # noqa: F401 (stack: the fixture)
 from tests.test_integration import baton as baton_cli
 from tests.test_onboarding_routes import CLEAR, PEP, wait_for_state
-from workflows.catalog import PROCESSES
+from workflows.registry import REGISTRY
 from workflows.decisions import MAX_REFUSALS_RECORDED
 from workflows.outcome import RunOutcome, RunState
 from workflows.status import RunStatus
+
+PROCESSES = REGISTRY.known()  # the installed processes (Baton's examples, by their entry point)
 
 # Reproducible in CI, nothing written into the repository, and fast enough for two cores.
 FUZZ = settings(derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck))

@@ -1,6 +1,8 @@
-"""The engine modules and contracts the sandbox passes through must stay deterministic without it.
+"""The engine modules and the examples' contracts and rules the sandbox passes through must stay deterministic without it.
 
-Passed through (worker/registration.py PASSTHROUGH), they load once per worker
+Passed through (worker/registration.py PASSTHROUGH; the examples' workflow
+modules import their contracts and rules within `imports_passed_through`),
+they load once per worker
 instead of once per run, and the sandbox no longer intercepts what they call.
 This check stands in for it: no clock, randomness, I/O, environment or
 threads, and no module state a run could change and the next one see.
@@ -15,7 +17,9 @@ import pytest
 
 from worker.registration import ENGINE, PASSTHROUGH
 
-WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOWS = ROOT / "workflows"
+EXAMPLES = ROOT / "examples" / "baton_examples"
 
 FORBIDDEN_IMPORTS = {
     "os", "sys", "random", "secrets", "time", "socket", "subprocess", "threading", "multiprocessing",
@@ -51,18 +55,20 @@ def problems(source: str) -> list[str]:
     return found
 
 
-PASSED_THROUGH = sorted(
-    [WORKFLOWS / f"{m}.py" for m in ENGINE] + list((WORKFLOWS / "contracts").glob("*.py")), key=str
-)
+# The examples' tools modules are passed through too, for their argument and result types; their
+# methods (SQLite) run only in the tool activity, never in a workflow.
+EXAMPLE_RULES = [*EXAMPLES.glob("*/contracts.py"), *EXAMPLES.glob("*/kyc.py")]
+PASSED_THROUGH = sorted([WORKFLOWS / f"{m}.py" for m in ENGINE] + EXAMPLE_RULES, key=str)
 
 
-@pytest.mark.parametrize("path", PASSED_THROUGH, ids=lambda p: str(p.relative_to(WORKFLOWS)))
+@pytest.mark.parametrize("path", PASSED_THROUGH, ids=lambda p: str(p.relative_to(ROOT)))
 def test_a_passed_through_module_calls_nothing_nondeterministic(path: Path):
     assert problems(path.read_text()) == []
 
 
-def test_the_contracts_package_is_passed_through_whole():
-    assert "workflows.contracts" in PASSTHROUGH and len(PASSED_THROUGH) > len(ENGINE) + 1
+def test_every_engine_module_is_passed_through_and_every_example_rule_is_checked():
+    assert all(f"workflows.{m}" in PASSTHROUGH for m in ENGINE)
+    assert len(EXAMPLE_RULES) == 4  # three processes' contracts, and onboarding's KYC rules
 
 
 def test_the_check_finds_what_the_sandbox_would_have_caught():
@@ -77,5 +83,6 @@ def test_the_check_finds_what_the_sandbox_would_have_caught():
 
 
 def test_every_module_that_defines_a_workflow_still_loads_in_the_sandbox():
-    defining = {p for p in WORKFLOWS.rglob("*.py") if "@workflow.defn" in p.read_text()}
-    assert defining and not defining & set(PASSED_THROUGH)
+    defining = {p for root in (WORKFLOWS, EXAMPLES) for p in root.rglob("*.py") if "@workflow.defn" in p.read_text()}
+    assert len(defining) > 3 and not defining & set(PASSED_THROUGH)
+    assert not any(m.startswith("baton_examples") for m in PASSTHROUGH)

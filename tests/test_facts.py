@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from activities.tools.systems import SystemsOfRecord
+from baton_examples.systems import SystemsOfRecord
 from client.sdk import Baton
 from tests.conftest import SEED, SUPPORT_LEADS, running_worker
 from tests.test_agents import agent_report, open_request, rows, trail_of, with_scripts
-from activities.tools import records
+from baton_examples.support_triage import tools as support_desk
 from workflows.facts import FactBook, Facts, Lookup, RunFacts, Total
 from workflows.ledger import StepKind
 from workflows.outcome import RunState
@@ -168,7 +168,7 @@ def test_a_required_rule_the_context_cannot_answer_refuses() -> None:
     """A process that hands its agent no customer cannot have the owner check pass by accident."""
     facts = Facts(lookups=(ORDER,), require={"issue_refund": "order.customer_email == context.customer_email"})
     book = FactBook(records={"order": {"O-2001": {"customer_email": ANA}}})
-    refund = records.RefundRequest(order_id="O-2001", amount_usd=5.0, reason="x")
+    refund = support_desk.RefundRequest(order_id="O-2001", amount_usd=5.0, reason="x")
     assert RunFacts(facts, {"customer_email": ANA}, book).refusal("issue_refund", refund) is None
     problem = RunFacts(facts, {}, book).refusal("issue_refund", refund)
     assert problem and "cannot be checked here" in problem and "context.customer_email" in problem

@@ -36,8 +36,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.personal import AUDIT_KEY_ENV
-from activities.tools.catalog import TOOLS
-from activities.tools.systems import SystemsOfRecord
+from activities.tools.registry import TOOLS
+from baton_examples.systems import SystemsOfRecord
 from client.connection import connect
 from client.sdk import Baton
 from tests.conftest import LEADS, REQUESTER, REVIEWERS, ROOT, running_worker

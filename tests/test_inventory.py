@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from temporalio.client import WorkflowExecutionStatus
 
-from activities.tools.catalog import TOOLS, Effect
+from activities.tools.registry import TOOLS, Effect
 from activities.tools.grants import Grant
 from client import render
 from client.cli import parser
@@ -30,10 +30,12 @@ from client.sdk import Baton, InputError, read_input
 from tests.conftest import REVIEWERS, SALES_MANAGERS, SUPPORT_LEADS, running_worker
 from worker.config import BatonConfig, ConfigError, load, shipped_grants
 from workflows.agents import Agent
-from workflows.catalog import PROCESSES
+from workflows.registry import REGISTRY
 from workflows.ledger import LedgerEntry, StepKind
 from workflows.outcome import RunState
 from workflows.plan import PlannedStep
+
+PROCESSES = REGISTRY.known()  # the installed processes (Baton's examples, by their entry point)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

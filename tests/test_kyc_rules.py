@@ -1,6 +1,6 @@
 """The KYC rules: every verdict, on both sides of every threshold.
 
-Thresholds are imported from workflows.kyc, so a policy change moves the
+Thresholds are imported from baton_examples.onboarding.kyc, so a policy change moves the
 boundaries these tests probe instead of breaking them.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from activities.tools.records import CreditReport, IdentityCheck
-from workflows.kyc import (
+from baton_examples.onboarding.tools import CreditReport, IdentityCheck
+from baton_examples.onboarding.kyc import (
     MAX_OPEN_DEFAULTS,
     MIN_SCORE,
     PRIME_SCORE,

@@ -29,7 +29,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.llm.activity import LlmSettings, ModelActivities
 from activities.llm.catalog import Catalog, ModelSpec, Price, ProviderSpec
 from activities.llm.contracts import LlmRequest, LlmResult, ModelCall
-from activities.llm.output_type import problems, type_path
+from activities.llm.output_type import problems, register
 from activities.llm.providers import build_providers
 from activities.llm.transport import HttpSettings
 from tests.fake_provider import (
@@ -118,7 +118,7 @@ def model_activities(
 def request(tier: str = "fast", **extra) -> LlmRequest:
     return LlmRequest(
         step="decide", tier=tier, system="You decide applications.", prompt="Decide on application 42",
-        output_type=type_path(Decision), **extra,
+        output_type=register(Decision, f"{Decision.__module__}.{Decision.__qualname__}"), **extra,
     )
 
 

@@ -21,7 +21,7 @@ from activities.llm.activity import ModelActivities
 from activities.llm.catalog import Catalog, ModelSpec, Price
 from activities.llm.contracts import LlmRequest
 from activities.llm.conversation import Conversation, Message
-from activities.llm.output_type import type_path
+from activities.llm.output_type import register
 from activities.llm.offline import OfflineCannotAnswer, OfflineProvider
 from activities.llm.provider import Completion, ProviderUnavailable
 
@@ -32,7 +32,7 @@ def request_for(
     output: type[BaseModel], prompt: str = "Write the answer\nfor the applicant", **extra
 ) -> LlmRequest:
     return LlmRequest(
-        step="answer", tier=extra.pop("tier", "fast"), prompt=prompt, output_type=type_path(output), **extra
+        step="answer", tier=extra.pop("tier", "fast"), prompt=prompt, output_type=register(output, f"{output.__module__}.{output.__qualname__}"), **extra
     )
 
 

@@ -22,7 +22,7 @@ from activities.llm.contracts import LlmRequest
 from activities.llm.conversation import Conversation, Message, ToolSchema, ToolUse
 from activities.llm.offline import OfflineProvider
 from activities.llm.offline_scripts import OfflineScripts, Script, Turn
-from activities.llm.output_type import type_path
+from activities.llm.output_type import register
 
 SPEC = ModelSpec(provider="offline", name="offline-test", price=Price(input=1.0, output=2.0))
 CATALOG = Catalog(
@@ -345,7 +345,7 @@ async def test_an_unmatched_prompt_is_answered_exactly_as_before() -> None:
 
 
 def request(prompt: str, output: type[BaseModel], **extra) -> LlmRequest:
-    return LlmRequest(step="agent", tier="fast", prompt=prompt, output_type=type_path(output), **extra)
+    return LlmRequest(step="agent", tier="fast", prompt=prompt, output_type=register(output, f"{output.__module__}.{output.__qualname__}"), **extra)
 
 
 async def test_call_model_returns_a_scripted_tool_proposal() -> None:

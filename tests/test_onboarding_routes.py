@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from activities.tools.systems import SystemsOfRecord
+from baton_examples.systems import SystemsOfRecord
 from client.sdk import Baton
 from tests.conftest import REQUESTER, ROOT, running_worker
 from workflows.outcome import RunState

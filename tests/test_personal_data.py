@@ -30,8 +30,8 @@ from tests.conftest import ROOT, running_worker
 from tests.history_payloads import decoded, payloads
 from tests.test_onboarding_routes import wait_for_state
 from workflows import personal
-from workflows.contracts.onboarding import Applicant
-from workflows.contracts.support_triage import SupportRequest
+from baton_examples.onboarding.contracts import Applicant
+from baton_examples.support_triage.contracts import SupportRequest
 from workflows.outcome import RunState
 from workflows.visibility import plain
 

@@ -23,7 +23,7 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from activities.llm.output_type import resolve, type_path
+from activities.llm.output_type import resolve, type_name
 from client.connection import configured_converter, header_behavior
 from client.run_input import RunInputCheck
 from client.sdk import Baton
@@ -37,8 +37,8 @@ from tests.conftest import (
 )
 from tests.history_payloads import decoded
 from tests.test_onboarding_routes import CLEAR, PEP, SANCTIONED, wait_for_state
-from worker.registration import PASSTHROUGH, workflow_runner
-from workflows.catalog import WORKFLOWS
+from worker.registration import workflow_runner
+from workflows.registry import REGISTRY
 from workflows.outcome import RunState
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -50,7 +50,7 @@ def replayer() -> Replayer:
     worker's: it opens fresh histories, and the recorded ones, written in clear, as they are."""
     converter = configured_converter()
     return Replayer(
-        workflows=WORKFLOWS,
+        workflows=REGISTRY.workflows(),
         data_converter=converter,
         header_codec_behavior=header_behavior(converter),
         interceptors=[RunInputCheck()],
@@ -176,7 +176,7 @@ async def test_recorded_history_replays(path: Path):
 
 
 def recorded_output_types() -> set[str]:
-    """Every output model a recorded model step names by import path (runs in flight name them so too)."""
+    """Every output model a recorded model step names (by import path, before names existed; runs in flight too)."""
     found = set()
     for path in HISTORIES.glob("**/*.json"):
         for event in WorkflowHistory.from_json(path.stem, path.read_text()).events:
@@ -190,7 +190,8 @@ def recorded_output_types() -> set[str]:
 
 @pytest.mark.parametrize("path", sorted(recorded_output_types()))
 def test_an_output_type_recorded_in_flight_still_resolves_to_the_model_in_use(path: str):
-    """Models moved out of the process modules stay importable by their old path, as one class."""
+    """A model moved since (into its package) is found by its old path, as the one class its stable name gives."""
+    REGISTRY.load()
     model = resolve(path)
-    assert model.__module__.startswith(PASSTHROUGH), type_path(model)
-    assert resolve(type_path(model)) is model
+    assert model.__name__ == path.rpartition(":")[2].rpartition(".")[2]
+    assert resolve(type_name(model)) is model

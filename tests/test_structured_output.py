@@ -27,7 +27,7 @@ from activities.llm.activity import LlmSettings, ModelActivities
 from activities.llm.catalog import Catalog, ModelSpec, Price, ProviderSpec
 from activities.llm.contracts import LlmRequest, LlmResult, ModelCall
 from activities.llm.conversation import ToolSchema
-from activities.llm.output_type import type_path
+from activities.llm.output_type import register
 from activities.llm.providers import build_providers
 from activities.llm.transport import HttpSettings
 from tests.fake_provider import FakeProvider, error_reply
@@ -114,7 +114,7 @@ def one(servers: Servers, client: httpx.AsyncClient, name: str, mode: str | None
 
 def request(**extra) -> LlmRequest:
     return LlmRequest(step="decide", tier="t", system="You decide applications.",
-                      prompt="Decide on application 42", output_type=type_path(Decision), **extra)
+                      prompt="Decide on application 42", output_type=register(Decision, f"{Decision.__module__}.{Decision.__qualname__}"), **extra)
 
 
 async def run(acts: ModelActivities, req: LlmRequest | None = None) -> LlmResult:

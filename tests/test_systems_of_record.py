@@ -21,12 +21,16 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.tools import records
+from baton_examples import outbox
+from baton_examples.onboarding import tools as onboarding
+from baton_examples.sales_followup import tools as sales_crm
+from baton_examples.support_triage import tools as support_desk
 from activities.tools.activity import ToolActivities
-from activities.tools.catalog import TOOLS, Effect, ToolSpec
+from activities.tools import contracts
+from activities.tools.registry import TOOLS, Effect, ToolSpec
 from activities.tools.contracts import ToolCall
 from activities.tools.grants import Grant
-from activities.tools.systems import RecordRefused, SystemsOfRecord
+from baton_examples.systems import RecordRefused, SystemsOfRecord
 
 SEED = Path(__file__).resolve().parent.parent / "examples" / "systems.json"
 
@@ -51,18 +55,18 @@ def rows(db_path: Path, sql: str, *params) -> list[tuple]:
         conn.close()
 
 
-def identity(sor: SystemsOfRecord, applicant_id: str, name: str, document: str) -> records.IdentityCheck:
+def identity(sor: SystemsOfRecord, applicant_id: str, name: str, document: str) -> onboarding.IdentityCheck:
     return sor.verify_identity(
-        records.IdentityQuery(applicant_id=applicant_id, name=name, document_number=document), None
+        onboarding.IdentityQuery(applicant_id=applicant_id, name=name, document_number=document), None
     )
 
 
-def customer(applicant_id: str = "A-1001", email: str = "ada@example.com") -> records.NewCustomer:
-    return records.NewCustomer(applicant_id=applicant_id, name="Ada Lovelace", email=email, segment="prime")
+def customer(applicant_id: str = "A-1001", email: str = "ada@example.com") -> onboarding.NewCustomer:
+    return onboarding.NewCustomer(applicant_id=applicant_id, name="Ada Lovelace", email=email, segment="prime")
 
 
-def welcome(to: str = "ada@example.com") -> records.Email:
-    return records.Email(to=to, subject="Welcome aboard", body="Hello Ada")
+def welcome(to: str = "ada@example.com") -> outbox.Email:
+    return outbox.Email(to=to, subject="Welcome aboard", body="Hello Ada")
 
 
 # ------------------------------------------------------------------- seeding
@@ -178,12 +182,12 @@ def test_identity_flags_not_revealed_on_mismatch(sor: SystemsOfRecord) -> None:
     [("A-1001", 742, 0), ("A-1002", 701, 0), ("A-1003", 655, 1), ("A-1004", 598, 1)],
 )
 def test_credit_lookup(sor: SystemsOfRecord, applicant_id: str, score: int, defaults: int) -> None:
-    report = sor.pull_credit(records.CreditQuery(applicant_id=applicant_id), None)
-    assert report == records.CreditReport(found=True, score=score, open_defaults=defaults)
+    report = sor.pull_credit(onboarding.CreditQuery(applicant_id=applicant_id), None)
+    assert report == onboarding.CreditReport(found=True, score=score, open_defaults=defaults)
 
 
 def test_credit_unknown_applicant(sor: SystemsOfRecord) -> None:
-    report = sor.pull_credit(records.CreditQuery(applicant_id="A-9999"), None)
+    report = sor.pull_credit(onboarding.CreditQuery(applicant_id="A-9999"), None)
     assert report.found is False
     assert report.score == 0 and report.open_defaults == 0
 
@@ -370,24 +374,24 @@ INJECTION_KB_4 = (
 NEW_TABLES = ("orders", "refunds", "kb_articles", "tickets", "invoices", "deals", "deal_activities")
 
 
-def order(sor: SystemsOfRecord, order_id: str) -> records.Order:
-    return sor.lookup_order(records.OrderQuery(order_id=order_id), None)
+def order(sor: SystemsOfRecord, order_id: str) -> support_desk.Order:
+    return sor.lookup_order(support_desk.OrderQuery(order_id=order_id), None)
 
 
-def refund(order_id: str = "O-2001", amount: float = 35.0, reason: str = "cracked lid") -> records.RefundRequest:
-    return records.RefundRequest(order_id=order_id, amount_usd=amount, reason=reason)
+def refund(order_id: str = "O-2001", amount: float = 35.0, reason: str = "cracked lid") -> support_desk.RefundRequest:
+    return support_desk.RefundRequest(order_id=order_id, amount_usd=amount, reason=reason)
 
 
 def kb_ids(sor: SystemsOfRecord, query: str) -> list[str]:
-    return [a.article_id for a in sor.search_kb(records.KbQuery(query=query), None).articles]
+    return [a.article_id for a in sor.search_kb(support_desk.KbQuery(query=query), None).articles]
 
 
-def ticket(email: str = "ana@example.com", summary: str = "Kettle lid cracked") -> records.NewTicket:
-    return records.NewTicket(customer_email=email, summary=summary, severity="high")
+def ticket(email: str = "ana@example.com", summary: str = "Kettle lid cracked") -> support_desk.NewTicket:
+    return support_desk.NewTicket(customer_email=email, summary=summary, severity="high")
 
 
-def deal_update(deal_id: str = "D-501", next_step: str = "Pilot kickoff") -> records.DealUpdate:
-    return records.DealUpdate(
+def deal_update(deal_id: str = "D-501", next_step: str = "Pilot kickoff") -> sales_crm.DealUpdate:
+    return sales_crm.DealUpdate(
         deal_id=deal_id, next_step=next_step, meeting_at="2026-11-25T15:00:00+00:00",
         follow_up_message_id="M-ABC123",
     )
@@ -445,7 +449,7 @@ def test_create_twice_keeps_new_rows(sor: SystemsOfRecord, db_path: Path) -> Non
 
 
 def test_lookup_order_found(sor: SystemsOfRecord) -> None:
-    assert order(sor, "O-2001") == records.Order(
+    assert order(sor, "O-2001") == support_desk.Order(
         found=True, order_id="O-2001", customer_email="ana@example.com", items=["kettle"],
         total_usd=35.0, status="delivered", delivered_on=date(2026, 11, 2), refunded_usd=0,
         note="Arrived with a cracked lid.",
@@ -472,7 +476,7 @@ def test_lookup_order_not_delivered_yet(sor: SystemsOfRecord) -> None:
 
 
 def test_lookup_order_unknown(sor: SystemsOfRecord) -> None:
-    assert order(sor, "O-9999") == records.Order(found=False, order_id="O-9999")
+    assert order(sor, "O-9999") == support_desk.Order(found=False, order_id="O-9999")
     assert order(sor, "O-9999").customer_email is None
 
 
@@ -580,7 +584,8 @@ def test_refund_of_unknown_order_is_refused(sor: SystemsOfRecord, db_path: Path)
 
 
 def test_record_refused_is_exported_from_systems() -> None:
-    assert RecordRefused is records.RecordRefused
+    """The examples' systems refuse with the engine's RecordRefused, the one the tool activity reports typed."""
+    assert RecordRefused is contracts.RecordRefused
     assert issubclass(RecordRefused, Exception)
 
 
@@ -598,7 +603,7 @@ def test_record_refused_is_exported_from_systems() -> None:
 )
 def test_refund_request_bounds(args: dict) -> None:
     with pytest.raises(ValueError):
-        records.RefundRequest.model_validate(args)
+        support_desk.RefundRequest.model_validate(args)
 
 
 # ------------------------------------------------------------ knowledge base
@@ -616,7 +621,7 @@ def test_search_kb_wifi_spelled_either_way(sor: SystemsOfRecord) -> None:
 
 
 def test_search_kb_returns_whole_articles(sor: SystemsOfRecord) -> None:
-    [article] = sor.search_kb(records.KbQuery(query="cache"), None).articles
+    [article] = sor.search_kb(support_desk.KbQuery(query="cache"), None).articles
     assert article.title == "App login fails after update"
     assert "clear the app's cache" in article.body
 
@@ -632,14 +637,14 @@ def test_search_kb_no_match(sor: SystemsOfRecord) -> None:
 
 
 def test_kb_firmware_guide_is_long(sor: SystemsOfRecord) -> None:
-    articles = sor.search_kb(records.KbQuery(query="firmware guide"), None).articles
+    articles = sor.search_kb(support_desk.KbQuery(query="firmware guide"), None).articles
     guide = next(a for a in articles if a.article_id == "KB-3")
     assert guide.title == "Firmware update guide"
     assert len(guide.body) >= 12_000
 
 
 def test_kb_billing_faq_carries_the_injection(sor: SystemsOfRecord) -> None:
-    [faq] = sor.search_kb(records.KbQuery(query="billing portal"), None).articles
+    [faq] = sor.search_kb(support_desk.KbQuery(query="billing portal"), None).articles
     assert faq.article_id == "KB-4"
     assert INJECTION_KB_4 in faq.body
 
@@ -667,31 +672,31 @@ def test_open_ticket_different_keys_make_different_tickets(sor: SystemsOfRecord)
 
 
 def test_ticket_severity_defaults_and_is_bounded() -> None:
-    assert records.NewTicket(customer_email="a@example.com", summary="x").severity == "normal"
+    assert support_desk.NewTicket(customer_email="a@example.com", summary="x").severity == "normal"
     with pytest.raises(ValueError):
-        records.NewTicket(customer_email="a@example.com", summary="x", severity="urgent")
+        support_desk.NewTicket(customer_email="a@example.com", summary="x", severity="urgent")
     with pytest.raises(ValueError):
-        records.NewTicket(customer_email="not-an-email", summary="x")
+        support_desk.NewTicket(customer_email="not-an-email", summary="x")
 
 
 # ----------------------------------------------------------------- invoices
 
 
 def test_lookup_invoices_shows_the_double_charge(sor: SystemsOfRecord) -> None:
-    result = sor.lookup_invoices(records.InvoiceQuery(customer_email="ben@example.com"), None)
-    assert result == records.Invoices(invoices=[
-        records.Invoice(invoice_id="INV-301", period="2026-10", amount_usd=49.0, status="paid", charges=1),
-        records.Invoice(invoice_id="INV-302", period="2026-11", amount_usd=49.0, status="paid", charges=2),
+    result = sor.lookup_invoices(support_desk.InvoiceQuery(customer_email="ben@example.com"), None)
+    assert result == support_desk.Invoices(invoices=[
+        support_desk.Invoice(invoice_id="INV-301", period="2026-10", amount_usd=49.0, status="paid", charges=1),
+        support_desk.Invoice(invoice_id="INV-302", period="2026-11", amount_usd=49.0, status="paid", charges=2),
     ])
 
 
 def test_lookup_invoices_ignores_case_of_the_address(sor: SystemsOfRecord) -> None:
-    result = sor.lookup_invoices(records.InvoiceQuery(customer_email="Ben@Example.COM"), None)
+    result = sor.lookup_invoices(support_desk.InvoiceQuery(customer_email="Ben@Example.COM"), None)
     assert [i.invoice_id for i in result.invoices] == ["INV-301", "INV-302"]
 
 
 def test_lookup_invoices_unknown_customer(sor: SystemsOfRecord) -> None:
-    result = sor.lookup_invoices(records.InvoiceQuery(customer_email="ana@example.com"), None)
+    result = sor.lookup_invoices(support_desk.InvoiceQuery(customer_email="ana@example.com"), None)
     assert result.invoices == []
 
 
@@ -699,14 +704,14 @@ def test_lookup_invoices_unknown_customer(sor: SystemsOfRecord) -> None:
 
 
 def test_read_crm_notes(sor: SystemsOfRecord) -> None:
-    assert sor.read_crm_notes(records.DealQuery(deal_id="D-501"), None) == records.DealNotes(
+    assert sor.read_crm_notes(sales_crm.DealQuery(deal_id="D-501"), None) == sales_crm.DealNotes(
         found=True, deal_id="D-501", company="Northwind Traders", contact_name="Maria Anders",
         contact_email="maria.anders@northwind.example", rep="sam", demo_on=date(2026, 11, 18),
         stage="demo done",
         notes=["Asked about SSO and audit logs", "Budget approved for Q1",
                "Worried about migration effort from spreadsheets", "Wants a pilot with the finance team"],
     )
-    globex = sor.read_crm_notes(records.DealQuery(deal_id="D-502"), None)
+    globex = sor.read_crm_notes(sales_crm.DealQuery(deal_id="D-502"), None)
     assert (globex.company, globex.contact_name, globex.contact_email, globex.rep, globex.demo_on) == (
         "Globex", "Hank Scorpio", "hank@globex.example", "sam", date(2026, 11, 20),
     )
@@ -714,7 +719,7 @@ def test_read_crm_notes(sor: SystemsOfRecord) -> None:
 
 
 def test_read_crm_notes_unknown_deal(sor: SystemsOfRecord) -> None:
-    assert sor.read_crm_notes(records.DealQuery(deal_id="D-999"), None) == records.DealNotes(
+    assert sor.read_crm_notes(sales_crm.DealQuery(deal_id="D-999"), None) == sales_crm.DealNotes(
         found=False, deal_id="D-999"
     )
 

@@ -29,7 +29,7 @@ from activities.llm.conversation import Conversation
 from activities.llm.provider import Completion, ProviderRejected
 from activities.llm.telemetry import CAPTURE_CONTENT
 from activities.tools.activity import ToolActivities
-from activities.tools.records import RecordRefused
+from activities.tools.contracts import RecordRefused
 from client.connection import is_traced, traced, tracing_on
 from client.sdk import Baton
 from tests.conftest import ROOT, SEED, running_worker, traced_worker

@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from activities.tools import records
-from activities.tools.catalog import TOOLS
+from baton_examples.onboarding import tools as onboarding
+from baton_examples.sales_followup import tools as sales_crm
+from baton_examples.support_triage import tools as support_desk
+from activities.tools.registry import TOOLS
 from client.sdk import Baton
 from tests.conftest import SCRIPTS, running_worker
 from tests.test_agents import agent_report, model_requests, trail_of, with_scripts
@@ -42,15 +44,15 @@ def test_every_tool_schema_is_closed(model: type[BaseModel]) -> None:
 @pytest.mark.parametrize(
     ("model", "good", "bad", "why"),
     [
-        (records.RefundRequest, {"order_id": "O-1", "amount_usd": 10, "reason": "x"}, {"approved_by": "support-lead"},
+        (support_desk.RefundRequest, {"order_id": "O-1", "amount_usd": 10, "reason": "x"}, {"approved_by": "support-lead"},
          "extra_forbidden"),
-        (records.RefundRequest, {"order_id": "O-1", "amount_usd": 10, "reason": "x"}, {"amount_usd": True}, "float_type"),
-        (records.RefundRequest, {"order_id": "O-1", "amount_usd": 10, "reason": "x"}, {"amount_usd": "10"}, "float_type"),
-        (records.RefundRequest, {"order_id": "O-1", "amount_usd": 10, "reason": "x"}, {"order_id": 2001}, "string_type"),
-        (records.Order, {"found": True, "order_id": "O-1"}, {"found": "yes"}, "bool_type"),
-        (records.IdentityCheck, {"verified": True}, {"pep": 1}, "bool_type"),
-        (records.CreditReport, {"found": True}, {"score": 700.5}, "int_type"),
-        (records.NewTicket, {"customer_email": "a@example.com", "summary": "s"}, {"severity": "urgent"}, "literal_error"),
+        (support_desk.RefundRequest, {"order_id": "O-1", "amount_usd": 10, "reason": "x"}, {"amount_usd": True}, "float_type"),
+        (support_desk.RefundRequest, {"order_id": "O-1", "amount_usd": 10, "reason": "x"}, {"amount_usd": "10"}, "float_type"),
+        (support_desk.RefundRequest, {"order_id": "O-1", "amount_usd": 10, "reason": "x"}, {"order_id": 2001}, "string_type"),
+        (support_desk.Order, {"found": True, "order_id": "O-1"}, {"found": "yes"}, "bool_type"),
+        (onboarding.IdentityCheck, {"verified": True}, {"pep": 1}, "bool_type"),
+        (onboarding.CreditReport, {"found": True}, {"score": 700.5}, "int_type"),
+        (support_desk.NewTicket, {"customer_email": "a@example.com", "summary": "s"}, {"severity": "urgent"}, "literal_error"),
     ],
 )
 def test_a_lax_value_is_refused_not_coerced(model: type[BaseModel], good: dict, bad: dict, why: str) -> None:
@@ -62,11 +64,11 @@ def test_a_lax_value_is_refused_not_coerced(model: type[BaseModel], good: dict, 
 
 def test_dates_still_arrive_as_json_text() -> None:
     """Tool arguments and results cross Temporal as JSON: an ISO date or time is their only form."""
-    update = records.DealUpdate.model_validate({
+    update = sales_crm.DealUpdate.model_validate({
         "deal_id": "D-1", "next_step": "call", "meeting_at": "2026-11-20T15:00:00Z", "follow_up_message_id": "M-1",
     })
     assert update.meeting_at.isoformat() == "2026-11-20T15:00:00+00:00"
-    assert records.Order.model_validate({"found": True, "order_id": "O-1", "delivered_on": "2026-11-02"}).delivered_on
+    assert support_desk.Order.model_validate({"found": True, "order_id": "O-1", "delivered_on": "2026-11-02"}).delivered_on
 
 
 def test_the_shipped_scripts_propose_valid_arguments() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from activities.tools.systems import SystemsOfRecord
+from baton_examples.systems import SystemsOfRecord
 from client.sdk import Baton
 from tests.conftest import ROOT, SEED
 from tests.fake_provider import FakeProvider, openai_answer

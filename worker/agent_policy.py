@@ -38,7 +38,7 @@ class AgentPolicies:
         policy = await self._policy.run_policy(request.process)
         grantee = f"{request.process}/{request.agent}"
         mine = {k: g for k, g in (policy.grants or {}).items() if k == grantee}
-        return AgentPolicy(declaration=AgentDeclaration.of(agent), policy=policy.model_copy(update={"grants": mine}))
+        return AgentPolicy(declaration=AgentDeclaration.of(agent, request.process), policy=policy.model_copy(update={"grants": mine}))
 
     def _declared(self, request: AgentPolicyRequest) -> Agent:
         if request.parent_id is None or request.parent_run_id is None:

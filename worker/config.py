@@ -25,9 +25,10 @@ from activities.llm.transport import HttpSettings
 from activities.oidc import IdentitySettings
 from activities.payloads import PayloadSettings
 from activities.policy import Budget
-from activities.tools.catalog import TOOLS, Effect
+from activities.plugins import PluginError
 from activities.tools.grants import Bound, Grant
-from workflows.catalog import PROCESSES
+from activities.tools.registry import TOOLS, Effect, SystemsSettings
+from workflows.registry import REGISTRY
 
 
 class ConfigError(Exception):
@@ -50,10 +51,19 @@ def _as_dict(value: object) -> dict:
     return dict(value) if isinstance(value, dict) else {}
 
 
-class SystemsConfig(BaseModel):
+SystemsConfig = SystemsSettings  # `[systems]`: handed to each package's systems factory
+
+
+class PluginSettings(BaseModel):
+    """`[plugins]`: the packages whose processes and tools this worker runs, besides the advertised ones.
+
+    Each is a module with a `package = Package(...)` (or `module:attribute`);
+    installed distributions advertising one in the `baton.processes` entry
+    point group need no line here (Baton's own examples come in so).
+    """
+
     model_config = ConfigDict(extra="forbid")
-    db: Path = Path(".baton/systems.db")
-    seed: Path | None = Path("examples/systems.json")
+    packages: list[str] = []
 
 
 class Role(BaseModel):
@@ -132,6 +142,7 @@ class BatonConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     systems: SystemsConfig = SystemsConfig()
+    plugins: PluginSettings = PluginSettings()
     http: HttpSettings = HttpSettings()
     llm: LlmSettings = LlmSettings()
     providers: dict[str, ProviderSpec] = {}
@@ -174,7 +185,7 @@ class BatonConfig(BaseModel):
         """Roles a shipped process asks that no [roles] table defines (nobody could answer them)."""
         return [
             f"roles.{role}: process {name!r} asks this role, which has no [roles.{role}] table"
-            for name, spec in PROCESSES.items()
+            for name, spec in REGISTRY.known().items()
             for role in getattr(spec.workflow, "roles", ())
             if role not in self.roles
         ]
@@ -191,12 +202,13 @@ class BatonConfig(BaseModel):
     def bad_grants(self) -> list[str]:
         """Grants naming a process, agent, tool or argument that does not exist, an unapprovable tool, or an unfit bound."""
         problems = []
+        processes = REGISTRY.known()
         for grantee, grant in self.grants.items():
             process, _, agent_name = grantee.partition("/")
-            spec = PROCESSES.get(process)
+            spec = processes.get(process)
             agents = {a.name: a for a in getattr(spec.workflow, "agents", ())} if spec else {}
             if spec is None or (agent_name and agent_name not in agents):
-                known = sorted([*PROCESSES, *(f"{p}/{a.name}" for p, s in PROCESSES.items() for a in s.workflow.agents)])
+                known = sorted([*processes, *(f"{p}/{a.name}" for p, s in processes.items() for a in s.workflow.agents)])
                 problems.append(f"grants.{grantee}: no such process or agent (known: {', '.join(known)})")
                 continue
             for tool in grant.tools:
@@ -229,6 +241,25 @@ def _bad_bound(where: str, tool: str, field: str, bound: Bound) -> str | None:
         return f"{where}: {tool} has no argument {field!r}"
     unfit = bound.unfit(field, args[field].annotation)
     return f"{where}: {unfit}" if unfit else None
+
+
+def install_plugins(path: Path, packages: list[str]) -> None:
+    """Install the advertised packages and those `[plugins]` names, before anything is checked against them."""
+    try:
+        REGISTRY.load(packages)
+    except (PluginError, TypeError) as err:
+        raise ConfigError(f"{path}: plugins.packages: {err}") from None
+
+
+def plugin_packages(path: Path | None = None) -> list[str]:
+    """Only `[plugins] packages` of baton.toml (none without a file): what a client must install to know a team's processes."""
+    path = path or config_path()
+    if not path.exists():
+        return []
+    try:
+        return PluginSettings.model_validate(_read(path).get("plugins", {})).packages
+    except ValidationError as err:
+        raise ConfigError(f"{path}: plugins: {err.errors()[0]['msg']}") from None
 
 
 def config_path() -> Path:
@@ -266,6 +297,7 @@ def _load(path: Path | None, demo: bool) -> BatonConfig:
         where = ".".join(str(p) for p in first["loc"])  # empty for the catalog's cross-checks
         message = first["msg"].removeprefix("Value error, ")
         raise ConfigError(f"{path}: {where + ': ' if where else ''}{message}") from err
+    install_plugins(path, config.plugins.packages)
     if config.bad_grants():
         raise ConfigError(f"{path}: {config.bad_grants()[0]}")
     if config.missing_roles():

@@ -1,4 +1,4 @@
-"""What a Baton worker runs: every shipped process and every activity, wired to config."""
+"""What a Baton worker runs: every installed package's processes and tools, and every activity, wired to config."""
 
 from __future__ import annotations
 
@@ -26,32 +26,34 @@ from activities.payloads import PayloadStore
 from activities.personal import NoAuditKey, audit_key
 from activities.policy import PolicyActivities
 from activities.subject import subject_digest
-from activities.tools.activity import ToolActivities
-from activities.tools.systems import SystemsOfRecord
+from activities.tools.activity import Implementations, ToolActivities
 from worker.agent_policy import AgentPolicies
 from client.connection import is_traced, sealing_headers, task_queue, tracing_interceptor, tracing_on
 from worker.config import BatonConfig, ConfigError
 from client.run_input import RunInputCheck
-from workflows.catalog import WORKFLOWS
+from workflows.engine import Process
+from workflows.registry import REGISTRY, name_outputs
 
 # Pure data libraries: loading them once outside the sandbox keeps every
 # workflow run from re-importing them. OpenTelemetry keeps the current span in
 # module state: passed through, workflow code and Temporal's tracing interceptor
 # share that one copy instead of each run getting an empty one of its own.
-# The engine and the processes' pydantic contracts too (workflows/* and
-# workflows/contracts/*, except the modules that define workflows: those, where
-# processes are written, still load in the sandbox per run): re-imported per run
+# The engine too (workflows/*, with the registry the worker fills before it
+# starts; a package's processes import their contracts and tools passed through,
+# while the modules that define workflows, where processes are written, still
+# load in the sandbox per run): re-imported per run
 # they cost ~1 MB of worker memory per cached run and most of a run's CPU
 # (benchmarks/parked.py, benchmarks/throughput.py). They hold no mutable module
 # state; tests/test_engine_determinism.py checks them for what the sandbox would catch.
 ENGINE = (
-    "engine", "agent_steps", "agents", "approval_desk", "approvals", "budget", "decisions", "facts", "human_steps", "kyc", "ledger",
-    "model_steps", "outcome", "plan", "retry_policies", "search_attributes", "status", "thresholds", "visibility",
+    "api", "engine", "agent_steps", "agents", "approval_desk", "approvals", "budget", "decisions", "facts", "human_steps",
+    "ledger", "model_steps", "outcome", "plan", "registry", "retry_policies", "search_attributes", "status", "thresholds",
+    "visibility",
 )
 PASSTHROUGH = (
     "pydantic", "pydantic_core", "annotated_types", "email_validator", "activities", "opentelemetry", "joserfc",
     "cryptography",
-    "workflows.contracts", *(f"workflows.{m}" for m in ENGINE),
+    *(f"workflows.{m}" for m in ENGINE),
 )
 
 
@@ -105,8 +107,11 @@ async def baton_worker(
     if client.data_converter.payload_codec is None:
         logging.getLogger("baton").warning("payloads are NOT encrypted (BATON_ENCRYPTION=off): "
                                            "inputs, prompts and answers go to Temporal in clear")
-    systems = SystemsOfRecord(config.systems.db)
-    systems.create(config.systems.seed)
+    REGISTRY.load(config.plugins.packages)
+    for extra in extra_workflows:
+        if isinstance(extra, type) and issubclass(extra, Process):
+            name_outputs(extra)  # a test's own process: its output models get their names too
+    systems = Implementations(REGISTRY.systems(config.systems))
     payloads = PayloadStore(config.payloads.db)
     catalog = config.catalog()
     observed = StepTelemetry(tracer_provider, meter_provider)
@@ -124,7 +129,7 @@ async def baton_worker(
             config.audit.values,
             await issuer_keys(config, http),
         )
-        workflows = [*WORKFLOWS, *extra_workflows]
+        workflows = [*REGISTRY.workflows(), *extra_workflows]
         agents = AgentPolicies(policy, workflows)
         worker = Worker(
             client,

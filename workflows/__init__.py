@@ -1,1 +1,1 @@
-"""Deterministic code only: the process engine and the processes built on it."""
+"""Deterministic code only: the process engine (processes are built on it in packages: workflows/api.py)."""

@@ -23,7 +23,7 @@ from workflows.ledger import LedgerEntry
 with workflow.unsafe.imports_passed_through():
     from activities.llm.conversation import Message
     from activities.identity import Verified
-    from activities.llm.output_type import type_path
+    from activities.llm.output_type import type_name
     from activities.policy import Budget, RunPolicy
 
 M = TypeVar("M", bound=BaseModel)
@@ -90,7 +90,7 @@ class AgentDeclaration(BaseModel):
     """An agent as its process declares it (`Agent`), as the worker hands it to the agent's own run."""
 
     instructions: str
-    output_type: str = Field(description="import path of the declared output model, for the model activity")
+    output_type: str = Field(description="stable name of the declared output model, for the model activity")
     output_name: str
     tier: str
     caps: AgentCaps
@@ -99,9 +99,9 @@ class AgentDeclaration(BaseModel):
     supervisor_tier: str | None = None
 
     @classmethod
-    def of(cls, agent: Agent) -> Self:
+    def of(cls, agent: Agent, process: str) -> Self:
         return cls(
-            instructions=agent.instructions, output_type=type_path(agent.output), output_name=agent.output.__name__,
+            instructions=agent.instructions, output_type=type_name(agent.output, process), output_name=agent.output.__name__,
             tier=agent.tier, caps=agent.caps, approvals=agent.approvals, facts=agent.facts,
             supervisor_tier=agent.supervisor_tier,
         )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, NoReturn, TypeVar
+from typing import Any, ClassVar, NoReturn, TypeVar, overload
 
 from pydantic import BaseModel
 from temporalio import workflow
@@ -41,7 +41,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.identity import IdentityRefused, Verified, verify
     from activities.policy import Budget, BudgetOverride, PolicyActivities, RunPolicy
     from activities.tools.activity import ToolActivities
-    from activities.tools.catalog import TOOLS, Effect, ToolSpec
+    from activities.tools.registry import Effect, ToolSpec, spec_of
     from activities.tools.contracts import ToolCall, ToolResult
     from activities.tools.grants import Grant
 
@@ -63,6 +63,7 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
     name: ClassVar[str]
     roles: ClassVar[tuple[str, ...]] = ()  # roles the process may ask; the worker checks baton.toml has them
     agents: ClassVar[tuple[Agent, ...]] = ()  # agents it delegates to; baton.toml grants them tools
+    outputs: ClassVar[tuple[type[BaseModel], ...]] = ()  # what its `llm` steps answer: named `<name>.<Class>` in history
     plan: ClassVar[tuple[PlannedStep, ...]] = ()  # its steps, declared for `baton tools` (workflows/plan.py)
     ends_in_temporal: ClassVar[bool] = True  # its failed ends fail the workflow (False: its caller reads them)
     inherits_starter: ClassVar[bool] = False  # started by a parent run, whose starter it takes (agents)
@@ -190,10 +191,22 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
 
     # ----- steps (model steps: workflows/model_steps.py; people: workflows/human_steps.py) --
 
+    @overload
+    async def tool(
+        self, step: str, name: ToolSpec[Any, R], args: BaseModel, *, approval: AskPolicy | None = None,
+        facts: BaseModel | None = None, retry: RetryPolicy = TOOL_RETRY, timeout: timedelta = timedelta(seconds=30),
+    ) -> R: ...
+
+    @overload
+    async def tool(
+        self, step: str, name: str, args: BaseModel, *, approval: AskPolicy | None = None,
+        facts: BaseModel | None = None, retry: RetryPolicy = TOOL_RETRY, timeout: timedelta = timedelta(seconds=30),
+    ) -> Any: ...
+
     async def tool(
         self,
         step: str,
-        name: str,
+        name: str | ToolSpec,
         args: BaseModel,
         *,
         approval: AskPolicy | None = None,
@@ -203,12 +216,16 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
     ) -> Any:
         """One tool call, if granted; writes carry an idempotency key (per step, or per business object).
 
+        `name` is the tool's name or its spec (`my_tool.tool_spec`, typed: the
+        step then returns that tool's result type).
+
         An irreversible tool always asks first, under `approval` (whose threshold
         rule sees `facts`, or the arguments); NotApproved ends or reroutes the run.
         A tool not granted to the process, or an argument out of its bounds, is
         recorded as refused and raises ToolRefused before anything is sent.
         """
-        spec = TOOLS[name]
+        spec = name if isinstance(name, ToolSpec) else spec_of(name)
+        name = spec.name
         problem = self._grant_refusal(name, args.model_dump(mode="json"))
         if problem:
             self._record(step=step, kind=StepKind.TOOL, name=name, effect=spec.effect.value,

@@ -33,7 +33,7 @@ from temporalio import workflow
 from workflows.thresholds import Rule, RuleError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.tools.catalog import TOOLS, Effect
+    from activities.tools.registry import TOOLS, Effect
 
 CONTEXT = "context"
 

@@ -15,14 +15,14 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
 
 from workflows.ledger import StepKind
-from workflows.outcome import BudgetExceeded, ModelOutputInvalid, PersonalDataRefused
+from workflows.outcome import BudgetExceeded, ModelOutputInvalid, PersonalDataRefused, RunState, StopRun
 from workflows.retry_policies import LLM_RETRY, bounded
 
 with workflow.unsafe.imports_passed_through():
     from activities.llm.activity import CALLS as MODEL_CALLS
     from activities.llm.activity import ModelActivities
     from activities.llm.contracts import NOT_SENT, LlmRequest, LlmResult
-    from activities.llm.output_type import type_path
+    from activities.llm.output_type import UnknownOutputType, type_name
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -55,13 +55,17 @@ class ModelSteps:
         ends the same way before anything is sent (workflows/personal.py).
         """
         self._undeclared_personal(step, system + "\n" + prompt, personal, output.__name__)
+        try:
+            output_type = type_name(output, self.name)
+        except UnknownOutputType as err:
+            raise StopRun(RunState.FAILED, f"step {step}: {err}") from None
         request = LlmRequest(
             step=step,
             tier=tier,
             model=model,
             system=system,
             prompt=prompt,
-            output_type=type_path(output),
+            output_type=output_type,
             max_output_tokens=max_output_tokens,
             personal=personal,
         )

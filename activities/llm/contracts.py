@@ -23,7 +23,7 @@ class LlmRequest(BaseModel):
     model: str | None = Field(default=None, description="Explicit model label; overrides the tier")
     system: str = ""
     prompt: str
-    output_type: str = Field(description="'module:QualName' of the step's pydantic output model")
+    output_type: str = Field(description="the stable name of the step's pydantic output model (activities/llm/output_type.py)")
     tools: list[ToolSchema] = []
     history: list[Message] = Field(
         default=[], description="an agent's turns after the prompt: its proposals and the tool results"

@@ -1,1 +1,1 @@
-"""Tools: a registry of typed, effect-declared calls and the example systems of record."""
+"""Tools: the registry of typed, effect-declared calls, the grants that bound them and the one activity that runs them."""

@@ -4,7 +4,9 @@ It checks the call against the caller's grant in the worker's own config
 (never a grant the workflow hands it: a workflow's say-so is no policy, and
 a grantee the config does not know is refused), re-validates the arguments
 against the tool's declared type, refuses a write without an idempotency key,
-and dispatches to the system of record. None of these refusals is retried: no
+and dispatches to the system of record that implements the tool (the method
+of the tool's name on the worker's systems: `Implementations` gathers each
+installed package's). None of these refusals is retried: no
 retry turns an ungranted or invalid call into an allowed one. A large output
 of an agent's tool is kept out of history (activities/payloads.py). Every
 attempt, refused or not, is timed and counted on Baton's step meters.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterable
 
 from pydantic import ValidationError
 from temporalio import activity
@@ -21,15 +24,32 @@ from temporalio.exceptions import ApplicationError
 
 from activities.llm.telemetry import StepTelemetry
 from activities.payloads import PayloadStore
-from activities.tools.catalog import TOOLS
-from activities.tools.contracts import ToolCall, ToolResult
+from activities.tools.contracts import RecordRefused, ToolCall, ToolResult
 from activities.tools.grants import Grant
-from activities.tools.systems import RecordRefused, SystemsOfRecord
+from activities.tools.registry import TOOLS, tools_of
+
+
+class Implementations:
+    """The tools this worker can run, by name: each package's systems object answers the tools it declares."""
+
+    def __init__(self, systems: Iterable[object]) -> None:
+        self._by_tool: dict[str, Callable] = {}
+        for owner in systems:
+            for name in tools_of(owner):
+                if name in self._by_tool:
+                    raise ValueError(f"tool {name!r} is implemented by two packages' systems")
+                self._by_tool[name] = getattr(owner, name)
+
+    def __getattr__(self, name: str) -> Callable:
+        try:
+            return self.__dict__["_by_tool"][name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
 class ToolActivities:
     def __init__(
-        self, systems: SystemsOfRecord, payloads: PayloadStore | None = None, inline_max_bytes: int = 4096,
+        self, systems: object, payloads: PayloadStore | None = None, inline_max_bytes: int = 4096,
         telemetry: StepTelemetry | None = None, grants: dict[str, Grant] | None = None,
     ) -> None:
         self._grants = grants or {}
@@ -59,9 +79,12 @@ class ToolActivities:
             args = spec.args.model_validate(call.args)
         except ValidationError as err:
             raise _refused(f"invalid arguments for {call.tool!r}: {err}", "InvalidToolArgs") from None
+        implementation = getattr(self._systems, spec.name, None)
+        if implementation is None:
+            raise _refused(f"no system on this worker implements {call.tool!r}", "NoImplementation")
         started = time.perf_counter()
         try:
-            output = getattr(self._systems, spec.name)(args, call.idempotency_key).model_dump(mode="json")
+            output = implementation(args, call.idempotency_key).model_dump(mode="json")
         except RecordRefused as err:
             raise _refused(f"{call.tool}: {err}", "RecordRefused") from None
         result = ToolResult(output=output, latency_ms=(time.perf_counter() - started) * 1000, attempt=activity.info().attempt)

@@ -1,8 +1,31 @@
-"""The wire contract between a workflow's `tool` step and the tool activity."""
+"""The wire contract between a workflow's `tool` step and the tool activity, and what tools are written with.
+
+`Contract` is the base for a tool's arguments and result: exactly the declared
+fields, each of exactly its type. A field it does not declare is refused, not
+dropped (an `"approved_by"` a model adds must not ride along looking like an
+approval); `true` is no number and `"yes"` no boolean. The JSON schema the
+model is shown says the same (`additionalProperties: false`). Dates and times
+are the one exception a field may make (`strict=False`): they cross Temporal
+as JSON, so ISO text is their form.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Contract(BaseModel):
+    """A tool's arguments or result: exactly the declared fields, each of exactly its type."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+class RecordRefused(Exception):
+    """A system of record declined a write that must not happen (unknown order, refund above total).
+
+    Distinct from a failure: retrying cannot make the same request acceptable,
+    so the tool activity reports it as a non-retryable typed error.
+    """
 
 
 class ToolCall(BaseModel):

@@ -7,8 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, EmailStr, Field
 
-from activities.policy import BudgetOverride
-from activities.personal import SUBJECT
+from workflows.api import SUBJECT, BudgetOverride
 
 
 class Category(StrEnum):

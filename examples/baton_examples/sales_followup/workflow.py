@@ -13,16 +13,14 @@ from datetime import date, datetime, time, timedelta, timezone
 
 from temporalio import workflow
 
-from workflows.approvals import AskPolicy
-from workflows.contracts.sales_followup import (  # re-exported: recorded steps name their old path
-    BuyerSignals, DraftForReview, FollowedUp, FollowUpDraft, FollowUpRequest, MeetingSlot, RunClock,
-)
-from workflows.engine import Process
-from workflows.outcome import RunOutcome, RunState
-from workflows.plan import PlannedStep
+from workflows.api import AskPolicy, PlannedStep, Process, RunOutcome, RunState
 
-with workflow.unsafe.imports_passed_through():
-    from activities.tools.records import DealNotes, DealQuery, DealUpdate, Email
+with workflow.unsafe.imports_passed_through():  # contracts and tools: loaded once per worker, not per run
+    from baton_examples.outbox import Email
+    from baton_examples.sales_followup.contracts import (
+        BuyerSignals, DraftForReview, FollowedUp, FollowUpDraft, FollowUpRequest, MeetingSlot, RunClock,
+    )
+    from baton_examples.sales_followup.tools import DealNotes, DealQuery, DealUpdate
 
 SEND_REVIEW = AskPolicy(roles=["sales-manager"], timeout=timedelta(hours=24))
 MEETING_TIME = time(15, 0, tzinfo=timezone.utc)  # 10:00 New York, 16:00 Berlin
@@ -66,6 +64,7 @@ def suggest_slot_after_demo(notes: DealNotes) -> MeetingSlot:
 class SalesFollowUp(Process):
     name = "sales-followup"
     roles = ("sales-manager",)
+    outputs = (BuyerSignals, FollowUpDraft)
     plan = (
         PlannedStep("read_crm_notes", "tool", tool="read_crm_notes", note="no contact or demo date ends the run"),
         PlannedStep("summarise_signals", "llm", tier="fast"),

@@ -9,10 +9,8 @@ from __future__ import annotations
 from enum import StrEnum
 
 from pydantic import BaseModel
-from temporalio import workflow
 
-with workflow.unsafe.imports_passed_through():
-    from activities.tools.records import CreditReport, IdentityCheck
+from baton_examples.onboarding.tools import CreditReport, IdentityCheck
 
 MIN_SCORE = 500
 REVIEW_BELOW_SCORE = 650

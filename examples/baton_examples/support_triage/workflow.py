@@ -18,15 +18,16 @@ from datetime import timedelta
 
 from temporalio import workflow
 
-from workflows.agents import Agent, AgentCaps, AgentReport
-from workflows.approvals import ApprovalStatus, AskPolicy, AtDeadline
-from workflows.contracts.support_triage import (  # re-exported: recorded steps name their old path
-    Category, Escalation, Resolution, SupportRequest, Ticket, TriageDecision, Triaged,
+from workflows.api import (
+    Agent, AgentCaps, AgentReport, ApprovalStatus, AskPolicy, AtDeadline, Facts, Lookup, PlannedStep, Process,
+    RunOutcome, RunState, Total,
 )
-from workflows.engine import Process
-from workflows.facts import Facts, Lookup, Total
-from workflows.outcome import RunOutcome, RunState
-from workflows.plan import PlannedStep
+
+with workflow.unsafe.imports_passed_through():  # contracts and tools: loaded once per worker, not per run
+    from baton_examples.support_triage import tools  # declares the tools the facts below name
+    from baton_examples.support_triage.contracts import (
+        Category, Escalation, Resolution, SupportRequest, Ticket, TriageDecision, Triaged,
+    )
 
 TTL = timedelta(minutes=5)
 RESOLVE = (
@@ -92,6 +93,7 @@ TAKEOVER = AskPolicy(roles=["support-lead"], timeout=timedelta(hours=8))
 class SupportTriage(Process):
     name = "support-triage"
     roles = ("support-lead",)
+    outputs = (TriageDecision,)
     # A ticket that reaches a cap is not dropped: the support lead may extend the budget once more.
     budget_extension = AskPolicy(roles=["support-lead"], timeout=timedelta(hours=4))
     agents = (RETURNS, TECHNICAL, BILLING)

@@ -1,7 +1,7 @@
-"""The onboarding systems of record: KYC register, credit bureau, CRM customers, outbox.
+"""The onboarding tools and the systems of record they talk to: KYC register, credit bureau, CRM customers.
 
 The register and bureau are read-only here (seeded from examples/systems.json);
-the CRM and the outbox are written, each row keyed UNIQUE by the caller's
+the CRM is written, each row keyed UNIQUE by the caller's
 idempotency key so a retried call returns what the first one did.
 """
 
@@ -9,8 +9,48 @@ from __future__ import annotations
 
 import sqlite3
 
-from activities.tools import records
-from activities.tools.store import Store, key_digest
+from pydantic import EmailStr, Field
+
+from baton_examples.store import Store, key_digest
+from workflows.api import PERSONAL, Contract, Effect, tool
+
+
+class IdentityQuery(Contract):
+    applicant_id: str = Field(min_length=1)
+    name: str = Field(min_length=1, json_schema_extra=PERSONAL)
+    document_number: str = Field(min_length=1, json_schema_extra=PERSONAL)
+
+
+class IdentityCheck(Contract):
+    verified: bool
+    country: str | None = None
+    pep: bool = False
+    sanctions_hit: bool = False
+    reason: str = ""
+
+
+class CreditQuery(Contract):
+    applicant_id: str = Field(min_length=1)
+
+
+class CreditReport(Contract):
+    found: bool
+    score: int = 0
+    open_defaults: int = 0
+
+
+class NewCustomer(Contract):
+    applicant_id: str
+    name: str = Field(json_schema_extra=PERSONAL)
+    email: EmailStr = Field(json_schema_extra=PERSONAL)
+    segment: str
+
+
+class CrmRecord(Contract):
+    customer_id: str
+    applicant_id: str
+    created: bool = Field(description="False when the idempotency key had already created it")
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS applicants (
@@ -22,12 +62,9 @@ CREATE TABLE IF NOT EXISTS crm_records (
     customer_id TEXT PRIMARY KEY, idempotency_key TEXT NOT NULL UNIQUE, applicant_id TEXT NOT NULL,
     name TEXT NOT NULL, email TEXT NOT NULL, segment TEXT NOT NULL,
     created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);
-CREATE TABLE IF NOT EXISTS outbox (
-    message_id TEXT PRIMARY KEY, idempotency_key TEXT NOT NULL UNIQUE, recipient TEXT NOT NULL,
-    subject TEXT NOT NULL, body TEXT NOT NULL, queued_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);
 """
 
-TABLES = frozenset({"applicants", "credit", "crm_records", "outbox"})
+TABLES = frozenset({"applicants", "credit", "crm_records"})
 
 
 def seed(db: sqlite3.Connection, data: dict) -> None:
@@ -46,36 +83,39 @@ def seed(db: sqlite3.Connection, data: dict) -> None:
 
 
 class OnboardingSystems(Store):
-    def verify_identity(self, q: records.IdentityQuery, key: str | None) -> records.IdentityCheck:
+    @tool(Effect.READ, "Match an applicant's name and document against the KYC register.")
+    def verify_identity(self, q: IdentityQuery, key: str | None) -> IdentityCheck:
         with self._db() as db:
             row = db.execute(
                 "SELECT * FROM applicants WHERE applicant_id = ?", (q.applicant_id,)
             ).fetchone()
         if row is None:
-            return records.IdentityCheck(verified=False, reason="applicant not in the register")
+            return IdentityCheck(verified=False, reason="applicant not in the register")
         if row["document_number"] != q.document_number or row["name"] != q.name:
-            return records.IdentityCheck(
+            return IdentityCheck(
                 verified=False, country=row["country"], reason="name or document does not match"
             )
-        return records.IdentityCheck(
+        return IdentityCheck(
             verified=True,
             country=row["country"],
             pep=bool(row["pep"]),
             sanctions_hit=bool(row["sanctioned"]),
         )
 
-    def pull_credit(self, q: records.CreditQuery, key: str | None) -> records.CreditReport:
+    @tool(Effect.READ, "Read the applicant's credit score and open defaults.")
+    def pull_credit(self, q: CreditQuery, key: str | None) -> CreditReport:
         with self._db() as db:
             row = db.execute(
                 "SELECT * FROM credit WHERE applicant_id = ?", (q.applicant_id,)
             ).fetchone()
         if row is None:
-            return records.CreditReport(found=False)
-        return records.CreditReport(
+            return CreditReport(found=False)
+        return CreditReport(
             found=True, score=row["score"], open_defaults=row["open_defaults"]
         )
 
-    def create_crm_record(self, c: records.NewCustomer, key: str) -> records.CrmRecord:
+    @tool(Effect.WRITE, "Create the customer in the CRM.")
+    def create_crm_record(self, c: NewCustomer, key: str) -> CrmRecord:
         customer_id = "C-" + key_digest(key)
         with self._db() as db:
             inserted = db.execute(
@@ -88,16 +128,6 @@ class OnboardingSystems(Store):
                 "SELECT customer_id, applicant_id FROM crm_records WHERE idempotency_key = ?",
                 (key,),
             ).fetchone()
-        return records.CrmRecord(
+        return CrmRecord(
             customer_id=row["customer_id"], applicant_id=row["applicant_id"], created=inserted == 1
         )
-
-    def send_email(self, e: records.Email, key: str) -> records.OutboxMessage:
-        message_id = "M-" + key_digest(key)
-        with self._db() as db:
-            inserted = db.execute(
-                "INSERT OR IGNORE INTO outbox (message_id, idempotency_key, recipient, subject, body)"
-                " VALUES (?,?,?,?,?)",
-                (message_id, key, e.to, e.subject, e.body),
-            ).rowcount
-        return records.OutboxMessage(message_id=message_id, queued=inserted == 1)

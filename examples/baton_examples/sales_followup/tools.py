@@ -1,4 +1,4 @@
-"""The sales CRM: deals with the rep's notes, and the activity log a follow-up writes to.
+"""The sales CRM's tools and records: deals with the rep's notes, and the activity log a follow-up writes to.
 
 A follow-up is logged as a row in `deal_activities`, UNIQUE on the caller's
 idempotency key, so a retried update logs it once. Updating a deal the CRM
@@ -9,10 +9,42 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import date, datetime
 
-from activities.tools import records
-from activities.tools.records import RecordRefused
-from activities.tools.store import Store, key_digest
+from pydantic import Field
+
+from baton_examples.store import Store, key_digest
+from workflows.api import PERSONAL, Contract, Effect, RecordRefused, tool
+
+
+class DealQuery(Contract):
+    deal_id: str = Field(min_length=1, max_length=40)
+
+
+class DealNotes(Contract):
+    found: bool
+    deal_id: str
+    company: str = ""
+    contact_name: str = Field("", json_schema_extra=PERSONAL)
+    contact_email: str | None = Field(None, json_schema_extra=PERSONAL)
+    rep: str = ""
+    demo_on: date | None = Field(None, strict=False)
+    notes: list[str] = []
+    stage: str = ""
+
+
+class DealUpdate(Contract):
+    deal_id: str = Field(min_length=1, max_length=40)
+    next_step: str = Field(min_length=1, max_length=500)
+    meeting_at: datetime = Field(strict=False)
+    follow_up_message_id: str = Field(description="The outbox message id of the follow-up e-mail")
+
+
+class DealActivity(Contract):
+    activity_id: str
+    deal_id: str
+    created: bool = Field(description="False when the idempotency key had already logged it")
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS deals (
@@ -39,12 +71,13 @@ def seed(db: sqlite3.Connection, data: dict) -> None:
 
 
 class SalesCrm(Store):
-    def read_crm_notes(self, q: records.DealQuery, key: str | None) -> records.DealNotes:
+    @tool(Effect.READ, "Read a sales deal's company, contact, rep, demo date, stage and the rep's notes.")
+    def read_crm_notes(self, q: DealQuery, key: str | None) -> DealNotes:
         with self._db() as db:
             row = db.execute("SELECT * FROM deals WHERE deal_id = ?", (q.deal_id,)).fetchone()
         if row is None:
-            return records.DealNotes(found=False, deal_id=q.deal_id)
-        return records.DealNotes(
+            return DealNotes(found=False, deal_id=q.deal_id)
+        return DealNotes(
             found=True,
             deal_id=row["deal_id"],
             company=row["company"],
@@ -56,14 +89,15 @@ class SalesCrm(Store):
             stage=row["stage"],
         )
 
-    def update_crm_deal(self, u: records.DealUpdate, key: str) -> records.DealActivity:
+    @tool(Effect.WRITE, "Log the agreed next step, meeting time and follow-up e-mail on a sales deal.")
+    def update_crm_deal(self, u: DealUpdate, key: str) -> DealActivity:
         """Log the agreed next step on a deal, once per idempotency key."""
         with self._transaction() as db:
             prior = db.execute(
                 "SELECT activity_id, deal_id FROM deal_activities WHERE idempotency_key = ?", (key,)
             ).fetchone()
             if prior is not None:
-                return records.DealActivity(**dict(prior), created=False)
+                return DealActivity(**dict(prior), created=False)
             if db.execute("SELECT 1 FROM deals WHERE deal_id = ?", (u.deal_id,)).fetchone() is None:
                 raise RecordRefused(f"deal {u.deal_id} does not exist; nothing was updated")
             activity_id = "DA-" + key_digest(key)
@@ -74,4 +108,4 @@ class SalesCrm(Store):
                 (activity_id, key, u.deal_id, u.next_step, u.meeting_at.isoformat(),
                  u.follow_up_message_id),
             )
-        return records.DealActivity(activity_id=activity_id, deal_id=u.deal_id, created=True)
+        return DealActivity(activity_id=activity_id, deal_id=u.deal_id, created=True)

@@ -12,22 +12,13 @@ from datetime import timedelta
 
 from temporalio import workflow
 
-from workflows.approvals import ApprovalStatus, AskPolicy, Stage
-from workflows.contracts.onboarding import (  # re-exported: recorded steps name their old path
-    Applicant, Onboarded, SendFacts, WelcomeEmail,
-)
-from workflows.engine import Process
-from workflows.kyc import KycVerdict, match_kyc
-from workflows.outcome import RunOutcome, RunState
-from workflows.plan import PlannedStep
+from workflows.api import ApprovalStatus, AskPolicy, PlannedStep, Process, RunOutcome, RunState, Stage
 
-with workflow.unsafe.imports_passed_through():
-    from activities.tools.records import (
-        CreditQuery,
-        Email,
-        IdentityQuery,
-        NewCustomer,
-    )
+with workflow.unsafe.imports_passed_through():  # contracts, rules and tools: loaded once per worker, not per run
+    from baton_examples.onboarding.contracts import Applicant, Onboarded, SendFacts, WelcomeEmail
+    from baton_examples.onboarding.kyc import KycVerdict, match_kyc
+    from baton_examples.onboarding.tools import CreditQuery, IdentityQuery, NewCustomer
+    from baton_examples.outbox import Email
 
 REVIEW_TIMEOUT = timedelta(hours=48)  # compliance first, then its lead; nothing is sent meanwhile
 
@@ -44,6 +35,7 @@ SEND_POLICY = AskPolicy(
 class Onboarding(Process):
     name = "onboarding"
     roles = ("compliance", "compliance-lead")
+    outputs = (WelcomeEmail,)
     plan = (
         PlannedStep("validate_identity", "tool", tool="verify_identity"),
         PlannedStep("pull_credit", "tool", tool="pull_credit"),

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, EmailStr, Field
 
-from activities.policy import BudgetOverride
-from workflows.kyc import KycResult, KycVerdict
-from activities.personal import PERSONAL, SUBJECT
+from baton_examples.onboarding.kyc import KycResult, KycVerdict
+from workflows.api import PERSONAL, SUBJECT, BudgetOverride
 
 
 class Applicant(BaseModel):

@@ -7,8 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from activities.policy import BudgetOverride
-from activities.personal import PERSONAL
+from workflows.api import PERSONAL, BudgetOverride
 
 
 class FollowUpRequest(BaseModel):

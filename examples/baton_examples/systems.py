@@ -1,13 +1,14 @@
-"""The example systems of record, one SQLite file behind every tool the processes call.
+"""The example systems of record, one SQLite file behind every tool the shipped processes call.
 
 They stand in for the systems a real deployment calls, and they behave like
 good ones: every write is keyed by the caller's idempotency key, and a second
 call with the same key changes nothing and returns what the first one did.
 Tests read the same file to see what really happened.
 
-Each domain lives in its own module (onboarding, support_desk, sales_crm);
-`SystemsOfRecord` combines them so the tool activity can dispatch any tool by
-name: `getattr(systems, spec.name)(args, idempotency_key)`.
+Each domain lives beside its process (onboarding/tools.py, support_triage/tools.py,
+sales_followup/tools.py) and the outbox they share in outbox.py; `SystemsOfRecord`
+combines them into the one systems object this package hands the worker, which
+calls a tool as the method of that name: `systems.<tool>(args, idempotency_key)`.
 """
 
 from __future__ import annotations
@@ -15,17 +16,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from activities.tools import onboarding, sales_crm, support_desk
-from activities.tools.records import RecordRefused
-from activities.tools.store import key_digest
+from baton_examples import outbox
+from baton_examples.onboarding import tools as onboarding
+from baton_examples.sales_followup import tools as sales_crm
+from baton_examples.store import key_digest
+from baton_examples.support_triage import tools as support_desk
+from workflows.api import RecordRefused, SystemsSettings
 
-__all__ = ["RecordRefused", "SystemsOfRecord", "key_digest"]
+__all__ = ["RecordRefused", "SystemsOfRecord", "key_digest", "open_systems"]
 
-DOMAINS = (onboarding, support_desk, sales_crm)
+DOMAINS = (onboarding, outbox, support_desk, sales_crm)
 TABLES = frozenset().union(*(d.TABLES for d in DOMAINS))
 
 
-class SystemsOfRecord(onboarding.OnboardingSystems, support_desk.SupportDesk, sales_crm.SalesCrm):
+class SystemsOfRecord(onboarding.OnboardingSystems, outbox.Outbox, support_desk.SupportDesk, sales_crm.SalesCrm):
     def create(self, seed: Path | None = None) -> None:
         """Create the tables and load the example records (existing rows are kept)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -36,7 +40,7 @@ class SystemsOfRecord(onboarding.OnboardingSystems, support_desk.SupportDesk, sa
                 return
             data = json.loads(seed.read_text())
             with db:
-                for domain in DOMAINS:
+                for domain in (onboarding, support_desk, sales_crm):
                     domain.seed(db, data)
 
     def count(self, table: str, **where: str) -> int:
@@ -48,3 +52,10 @@ class SystemsOfRecord(onboarding.OnboardingSystems, support_desk.SupportDesk, sa
             return db.execute(
                 f"SELECT COUNT(*) FROM {table} WHERE {clause}", tuple(where.values())
             ).fetchone()[0]
+
+
+def open_systems(settings: SystemsSettings) -> SystemsOfRecord:
+    """The worker's systems for this package: the file `[systems]` names, created and seeded on first use."""
+    systems = SystemsOfRecord(settings.db)
+    systems.create(settings.seed)
+    return systems

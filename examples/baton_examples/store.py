@@ -1,7 +1,7 @@
 """The SQLite file every example system of record lives in, shared by the domain mixins.
 
 One file, many domains: tests and the demo read a single database to see what
-really happened. Each domain module (onboarding, support desk, sales CRM)
+really happened. Each domain (onboarding, outbox, support desk, sales CRM)
 subclasses `Store` for the connection and derives ids with `key_digest`, so an
 id depends only on the idempotency key, never on the worker that wrote it.
 """

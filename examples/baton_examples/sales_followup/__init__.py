@@ -1,0 +1,1 @@
+"""Sales follow-up after a demo: buyer signals, a drafted e-mail and a meeting slot, sent once a manager approves."""

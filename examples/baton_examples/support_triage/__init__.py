@@ -1,0 +1,1 @@
+"""Support triage: a classifier routes each ticket to one bounded agent (returns, technical, billing)."""
