@@ -35,6 +35,7 @@ from temporalio.converter import PayloadCodec
 
 ENCODING = b"binary/encrypted"  # the encoding Temporal's samples and codec servers use for encrypted payloads
 KEY_ID = "encryption-key-id"
+SHOWN = "baton-shown"  # set by Baton's converter on what the Web UI shows everyone; never sealed
 NONCE_BYTES = 12
 KEY_BYTES = 32  # AES-256
 KEY_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -159,6 +160,8 @@ class EncryptionCodec(PayloadCodec):
         return [self.open(p) for p in payloads]
 
     def seal(self, payload: Payload) -> Payload:
+        if payload.metadata.get(SHOWN) == b"1":
+            return payload  # a summary or current details: shown to everyone (workflows/visibility.py `Shown`)
         key_id = self.keys.newest
         nonce = secrets.token_bytes(NONCE_BYTES)
         sealed = self.keys.cipher(key_id).encrypt(nonce, payload.SerializeToString(), key_id.encode())

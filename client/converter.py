@@ -39,9 +39,11 @@ from temporalio.converter import (
     SerializationContext,
     WorkflowSerializationContext,
 )
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.exceptions import ApplicationError
 
 from client.codec import EncryptionCodec, KeyRing
+from workflows.visibility import SHOWN, Shown
 
 MAX_PAYLOAD_BYTES = 512 * 1024  # Temporal warns from 512 KB; Baton's own run payloads are a few KB
 INVALID_INPUT = "InvalidInput"  # the failure type of a run (or update) refused for its input
@@ -84,11 +86,42 @@ class _RunInputJSON(EncodingPayloadConverter):
             raise invalid_input(what, problems(err)) from None  # its cause would carry the values
 
 
+class _ShownInClear(EncodingPayloadConverter):
+    """What the Web UI shows everyone, marked SHOWN so the codec leaves it in clear (workflows/visibility.py).
+
+    Summaries Baton writes are `Shown`; a run's current details travel in the
+    answer to Temporal's metadata query, a WorkflowMetadata. Both are encoded by
+    the converters after this one, then marked; it decodes nothing itself.
+    """
+
+    def __init__(self, converters: dict[bytes, EncodingPayloadConverter]) -> None:
+        self._json, self._proto = converters[b"json/plain"], converters[b"json/protobuf"]
+
+    @property
+    def encoding(self) -> str:
+        return "baton/shown"  # never a payload's encoding: the payloads it makes keep their converter's
+
+    def to_payload(self, value: Any) -> Payload | None:
+        if isinstance(value, Shown):
+            payload = self._json.to_payload(str(value))
+        elif isinstance(value, WorkflowMetadata):
+            payload = self._proto.to_payload(value)
+        else:
+            return None
+        if payload is not None:
+            payload.metadata[SHOWN] = b"1"
+        return payload
+
+    def from_payload(self, payload: Payload, type_hint: type | None = None) -> Any:
+        raise RuntimeError("no payload is encoded baton/shown")
+
+
 class BatonPayloadConverter(PydanticPayloadConverter):
     """temporalio's pydantic payload converter; inside a workflow, bad input fails the run (see the module)."""
 
     def __init__(self) -> None:
         super().__init__()
+        self.converters = {b"baton/shown": _ShownInClear(dict(self.converters)), **self.converters}
         self._in_run: CompositePayloadConverter | None = None
 
     def with_context(self, context: SerializationContext) -> CompositePayloadConverter:

@@ -117,6 +117,60 @@ async def test_a_finished_run_shows_no_personal_data_to_the_plain_cli(time_env, 
     assert record.input["name"] == CLEAR["name"] and record.state == "completed"
 
 
+def summaries(history_json: str) -> list[dict]:
+    """Every summary payload in a history as the CLI prints it: the run's, its steps', its timers'."""
+    found: list[dict] = []
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            meta = node.get("userMetadata")
+            if isinstance(meta, dict) and "summary" in meta:
+                found.append(meta["summary"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads(history_json))
+    return found
+
+
+async def test_what_the_web_ui_shows_everyone_stays_readable_while_the_data_is_sealed(time_env, config):
+    """Summaries and current details tell an operator what a run does without the keys, and hold no personal data."""
+    client = encrypted(time_env.client, ring("a"))
+    async with running_worker(client, config) as w:
+        baton = Baton(client, w.task_queue)
+        run_id = await baton.start("onboarding", PEP)
+        await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
+        shown = await workflow_show(time_env.client, run_id)
+        details = await temporal_text(time_env.client, "workflow", "metadata", "--workflow-id", run_id)
+        await client.get_workflow_handle(run_id).terminate("test over")
+
+    texts = []
+    for summary in summaries(shown):
+        assert base64.b64decode(summary["metadata"]["encoding"]) == b"json/plain", summary
+        texts.append(json.loads(base64.b64decode(summary["data"])))
+    assert any(t.startswith("onboarding · A") for t in texts), texts  # the run's, escaped markdown
+    assert any(t.startswith("validate_identity · verify_identity") for t in texts), texts
+    assert "compliance_review" in details and "compliance" in details, details  # what it waits for, and of whom
+    assert key_ids(shown) == {"a"}  # ... while its input, prompts and results are sealed
+    for value in personal(PEP):
+        assert value not in shown and value not in details, value
+        assert not any(value in t for t in texts), value
+
+
+async def temporal_text(client: Client, *args: str) -> str:
+    """The plain `temporal` CLI's text output, with no codec: what anyone with namespace access reads."""
+    proc = await asyncio.create_subprocess_exec(
+        str(temporal_cli()), *args, "--address", client.service_client.config.target_host,
+        "--namespace", client.namespace, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
+
+
 async def test_a_run_parked_under_key_a_finishes_replays_and_audits_after_rotation_to_b_a(dev_env, config):
     """On the real dev server, where a run parked by one worker goes on with the next, as in production."""
     under_a = encrypted(dev_env.client, ring("a"))

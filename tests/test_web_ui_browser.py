@@ -23,8 +23,8 @@ from urllib.parse import quote
 import pytest
 from playwright.async_api import Browser, async_playwright, expect
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
+from client.connection import configured_converter, header_behavior
 from client.credentials import with_credentials
 from client.sdk import Baton
 from tests.conftest import REQUESTER, REVIEWERS, running_worker
@@ -83,7 +83,9 @@ async def ui(tmp_path_factory, issuer) -> AsyncIterator[tuple[Client, str, str]]
         return issuer.mint(by or REQUESTER)
 
     async with server:
-        client = await Client.connect(server.target, data_converter=pydantic_data_converter)
+        converter = configured_converter()  # the session's keys (tests/conftest.py), as the CLIs it runs have
+        client = await Client.connect(server.target, data_converter=converter,
+                                      header_codec_behavior=header_behavior(converter))
         yield with_credentials(client, tokens), server.target, f"http://localhost:{server.ui_port}"
 
 

@@ -16,6 +16,7 @@ from temporalio.exceptions import ChildWorkflowError
 from workflows.agents import Agent, AgentReport, AgentTask, Allowance
 from workflows.ledger import StepKind
 from workflows.outcome import RunOutcome
+from workflows.visibility import Shown
 
 
 class AgentSteps:
@@ -31,7 +32,7 @@ class AgentSteps:
         try:
             outcome = await workflow.execute_child_workflow(
                 "baton-agent", task, id=f"{workflow.info().workflow_id}/{step}",
-                result_type=RunOutcome[AgentReport], static_summary=f"{step} · agent {task.grantee} ({agent.tier})",
+                result_type=RunOutcome[AgentReport], static_summary=Shown(f"{step} · agent {task.grantee} ({agent.tier})"),
             )
         except ChildWorkflowError as err:
             self._fail(entry, 1, err)

@@ -47,6 +47,7 @@ from workflows.facts import RunFacts
 from workflows.ledger import StepKind
 from workflows.outcome import RunOutcome, RunState, StopRun
 from workflows.retry_policies import LLM_RETRY, TOOL_RETRY
+from workflows.visibility import Shown
 
 with workflow.unsafe.imports_passed_through():
     from activities.llm.contracts import LlmRequest
@@ -110,7 +111,7 @@ class BoundedAgent(Process):
         try:
             loaded = await workflow.execute_local_activity(
                 "agent_policy", request, result_type=AgentPolicy, start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=RetryPolicy(maximum_attempts=5), summary=f"load agent policy ({task.grantee})",
+                retry_policy=RetryPolicy(maximum_attempts=5), summary=Shown(f"load agent policy ({task.grantee})"),
             )
         except ActivityError as err:
             cause = err.cause

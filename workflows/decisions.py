@@ -30,13 +30,14 @@ from temporalio.exceptions import ApplicationError
 from workflows.approval_desk import MAX_SETTLING, ApprovalDesk
 from workflows.approvals import Decision, Verdict
 from workflows.ledger import StepKind
+from workflows.visibility import Shown
 
 with workflow.unsafe.imports_passed_through():
     from activities.identity import IdentityRefused, TrustedIssuer, Verified, verify
 
 MAX_REFUSALS_RECORDED = 20  # refused signals kept one by one in the ledger; the rest are counted
 SETTLE = timedelta(seconds=1)  # how long a decision waits for a request the run has not reached
-SETTLE_SUMMARY = "a decision before its request"
+SETTLE_SUMMARY = Shown("a decision before its request")
 
 
 def _one_payload(handler: Callable[..., None]) -> Callable[..., None]:

@@ -35,7 +35,7 @@ from workflows.personal import values as values_of
 from workflows.plan import PlannedStep
 from workflows.retry_policies import TOOL_RETRY, bounded
 from workflows.status import RunStatus
-from workflows.visibility import SearchAttributeMirror, current_details, run_attributes
+from workflows.visibility import Shown, SearchAttributeMirror, current_details, run_attributes
 
 with workflow.unsafe.imports_passed_through():
     from activities.identity import IdentityRefused, Verified, verify
@@ -116,7 +116,7 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
             PolicyActivities.run_policy,
             self.name,
             start_to_close_timeout=timedelta(seconds=10),
-            summary="load run policy (budget, tiers)",
+            summary=Shown("load run policy (budget, tiers)"),
         )
         self._proof = proof  # only now: a decision is verified with the keys the policy carries
         if self._proof and not self.inherits_starter:
@@ -139,7 +139,7 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
         """Give the run its BatonSubject search attribute: a keyed digest of whom it is about (activities/subject.py)."""
         digest = await workflow.execute_local_activity(
             "subject_digest", subject, result_type=str, start_to_close_timeout=timedelta(seconds=10),
-            summary="whom the run is about, as a keyed digest (for access and erasure requests)",
+            summary=Shown("whom the run is about, as a keyed digest (for access and erasure requests)"),
         )
         self._subject_digest = digest  # upserted with the run's next change of attributes, not as an event of its own
 
@@ -277,7 +277,7 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
         )
         return await workflow.execute_activity_method(
             ToolActivities.run_tool, call, start_to_close_timeout=timeout, retry_policy=retry,
-            schedule_to_close_timeout=self._time_left(), summary=f"{step} · {spec.name} ({spec.effect.value})",
+            schedule_to_close_timeout=self._time_left(), summary=Shown(f"{step} · {spec.name} ({spec.effect.value})"),
         )
 
     async def _approve_irreversible(

@@ -25,6 +25,7 @@ from workflows.budget import span
 from workflows.ledger import StepKind
 from workflows.outcome import BudgetExceeded, RunState, StopRun
 from workflows.thresholds import Rule, RuleError
+from workflows.visibility import Shown
 
 
 class NotApproved(StopRun):
@@ -95,7 +96,7 @@ class HumanSteps:
                     raise TimeoutError
                 await workflow.wait_condition(
                     lambda: request.id in self._desk.verdicts, timeout=cut[0] if cut else stage.timeout,
-                    timeout_summary=f"{request.id} · {cut[1] if cut else 'deadline for ' + '/'.join(stage.roles)}",
+                    timeout_summary=Shown(f"{request.id} · {cut[1] if cut else 'deadline for ' + '/'.join(stage.roles)}"),
                 )
             except TimeoutError:
                 if cut:

@@ -17,6 +17,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
 from workflows.ledger import StepKind
 from workflows.outcome import BudgetExceeded, ModelOutputInvalid, PersonalDataRefused, RunState, StopRun
 from workflows.retry_policies import LLM_RETRY, bounded
+from workflows.visibility import Shown
 
 with workflow.unsafe.imports_passed_through():
     from activities.llm.activity import CALLS as MODEL_CALLS
@@ -107,7 +108,7 @@ class ModelSteps:
                 start_to_close_timeout=timeout or timedelta(seconds=self._policy.llm_timeout_s),
                 schedule_to_close_timeout=self._time_left(),
                 retry_policy=retry,
-                summary=f"{request.step} · {request.tier}→{planned}",
+                summary=Shown(f"{request.step} · {request.tier}→{planned}"),
             )
         except ActivityError as err:
             self._model_failure(entry, retry, err)

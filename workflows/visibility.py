@@ -27,6 +27,23 @@ from workflows import search_attributes as sa
 from workflows.approvals import ApprovalRequest
 from workflows.outcome import RunState
 
+SHOWN = "baton-shown"  # payload metadata: text Temporal shows without decoding, left in clear by the codec
+
+
+class Shown(str):
+    """Text the Web UI must show to everyone, not only to who may decode: summaries of runs, steps and timers.
+
+    Payloads are encrypted (client/codec.py), and Temporal encodes a summary as
+    a payload too: sealed, an operator without decoding rights would see
+    ciphertext where the UI should tell what a run does. Baton's converter
+    (client/converter.py) marks a `Shown` value's payload with SHOWN and the
+    codec leaves it in clear, as it leaves a run's current details (its
+    metadata query). So a `Shown` is built only from names, business keys and
+    redacted text (workflows/personal.py): never from a run's personal data.
+    """
+
+    __slots__ = ()
+
 
 def run_attributes(
     process: str, state: RunState, cost_usd: float, open_requests: Iterable[ApprovalRequest], subject: str | None = None,
@@ -115,9 +132,9 @@ def _answers(run_id: str, request_id: str) -> list[tuple[str, list[str]]]:
     ]
 
 
-def run_summary(process: str, key: str) -> str:
+def run_summary(process: str, key: str) -> Shown:
     """A run's static summary (markdown): the process and its business key, which the caller chose."""
-    return plain(f"{process} · {key}" if key else process)
+    return Shown(plain(f"{process} · {key}" if key else process))
 
 
 # ----- text into markdown: what a caller, a model or a system sent must read as exactly that ---------
