@@ -85,6 +85,8 @@ async def demo(
         if interactive:
             where = f"browse {stack.ui_url}" if stack.ui_url else f"the runs are on {stack.target}"
             print(f"\nThe stack stays up: {where}  (Ctrl-C to stop)")
+            if steps := stack.codec_steps():
+                print(steps)  # the runs' inputs and results are sealed: how a person reads them decoded
             await until_interrupted()
     return 0 if ok == len(plan.runs) else 1
 
