@@ -160,8 +160,11 @@ class EncryptionCodec(PayloadCodec):
         return [self.open(p) for p in payloads]
 
     def seal(self, payload: Payload) -> Payload:
-        if payload.metadata.get(SHOWN) == b"1":
-            return payload  # a summary or current details: shown to everyone (workflows/visibility.py `Shown`)
+        if payload.metadata.get(SHOWN) == b"1":  # a summary or current details: shown to everyone
+            shown = Payload()
+            shown.CopyFrom(payload)
+            del shown.metadata[SHOWN]  # the mark is for this codec only: a plain json/plain payload reads as text
+            return shown
         key_id = self.keys.newest
         nonce = secrets.token_bytes(NONCE_BYTES)
         sealed = self.keys.cipher(key_id).encrypt(nonce, payload.SerializeToString(), key_id.encode())

@@ -150,6 +150,7 @@ async def test_what_the_web_ui_shows_everyone_stays_readable_while_the_data_is_s
     texts = []
     for summary in summaries(shown):
         assert base64.b64decode(summary["metadata"]["encoding"]) == b"json/plain", summary
+        assert set(summary["metadata"]) == {"encoding"}, summary  # no mark left: the CLI prints it as text
         texts.append(json.loads(base64.b64decode(summary["data"])))
     assert any(t.startswith("onboarding · A") for t in texts), texts  # the run's, escaped markdown
     assert any(t.startswith("validate_identity · verify_identity") for t in texts), texts
