@@ -9,7 +9,9 @@ report (answer or trail) into the ledger.
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
 from temporalio import workflow
 from temporalio.exceptions import ChildWorkflowError
 
@@ -18,10 +20,12 @@ from workflows.ledger import StepKind
 from workflows.outcome import RunOutcome
 from workflows.visibility import Shown
 
+O = TypeVar("O", bound=BaseModel)
+
 
 class AgentSteps:
-    async def agent(self, step: str, agent: Agent, goal: str, context: BaseModel) -> AgentReport:
-        """Run `agent` on `goal`; returns its report, `done` (see `answer_as`) or `escalated` with its trail."""
+    async def agent(self, step: str, agent: Agent[O], goal: str, context: BaseModel) -> AgentReport[O]:
+        """Run `agent` on `goal`; returns its report: `done` with its answer (the agent's output type), or `escalated` with its trail."""
         started = await self._before_step(step, llm=True)
         task = AgentTask(
             process=self.name, agent=agent.name, goal=goal, context=context.model_dump(mode="json"),
@@ -40,11 +44,15 @@ class AgentSteps:
         self._cost += report.cost_usd
         self._llm_calls += report.llm_calls
         self._tool_calls += report.tool_calls
+        try:
+            typed = report.answering(agent.output)
+        except ValidationError as err:  # the child validated it as this very model: only a foreign child's answer fails
+            self._fail({**entry, "cost_usd": report.cost_usd}, report.turns, err, counted=True)
         self._record(
             **entry, cost_usd=report.cost_usd, tokens_in=report.tokens_in, tokens_out=report.tokens_out,
             attempts=report.turns, outcome=report.status, detail=report.reason, decision=report.model_dump(mode="json"),
         )
-        return report
+        return typed
 
     def _allowance_left(self) -> Allowance:
         """What the run has left of each of its caps: the most its agent may spend."""

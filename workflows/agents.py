@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal, Self, TypeVar
+from typing import Generic, Literal, Self, TypeVar
 
 from pydantic import BaseModel, Field
 from temporalio import workflow
@@ -26,7 +26,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.llm.output_type import type_name
     from activities.policy import Budget, RunPolicy
 
-M = TypeVar("M", bound=BaseModel)
+O = TypeVar("O", bound=BaseModel)  # an agent's declared output model
+Answer = TypeVar("Answer")  # unbound, so a report read untyped keeps its answer as the JSON it is
 
 
 class AgentCaps(BaseModel):
@@ -46,12 +47,15 @@ class AgentCaps(BaseModel):
 
 
 @dataclass(frozen=True)
-class Agent:
-    """An agent as a process declares it. Its tools are whatever `baton.toml` grants `process/name`."""
+class Agent(Generic[O]):
+    """An agent as a process declares it. Its tools are whatever `baton.toml` grants `process/name`.
+
+    Typed by its `output`: the `agent` step's report answers with that model.
+    """
 
     name: str
     instructions: str
-    output: type[BaseModel]
+    output: type[O]
     tier: str = "fast"
     caps: AgentCaps = field(default_factory=AgentCaps)
     approvals: dict[str, AskPolicy] = field(default_factory=dict)  # irreversible tool -> how it is approved
@@ -190,12 +194,16 @@ class AgentPolicy(BaseModel):
     policy: RunPolicy
 
 
-class AgentReport(BaseModel):
-    """How an agent step ended, and everything it did on the way."""
+class AgentReport(BaseModel, Generic[Answer]):
+    """How an agent step ended, and everything it did on the way.
+
+    The `agent` step returns it as `AgentReport[Output]`, its answer validated as
+    the agent's declared output; the child run and the ledger carry it as JSON.
+    """
 
     agent: str
     status: Literal["done", "escalated"]
-    answer: dict | None = None
+    answer: Answer | None = None
     cap: str | None = Field(default=None, description="the cap that stopped it, if one did")
     reason: str
     turns: int
@@ -207,8 +215,9 @@ class AgentReport(BaseModel):
     tokens_out: int = 0
     trail: list[TrailEntry]
 
-    def answer_as(self, output: type[M]) -> M | None:
-        return None if self.answer is None else output.model_validate(self.answer)
+    def answering(self, output: type[O]) -> AgentReport[O]:
+        """This report with its answer validated as `output`, the agent's declared model."""
+        return AgentReport[output].model_validate(self.model_dump())  # type: ignore[valid-type]
 
 
 class SupervisorVerdict(BaseModel):

@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, NoReturn, TypeVar, overload
+from typing import Any, ClassVar, NoReturn, ParamSpec, TypeVar, overload
 
 from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState
@@ -41,12 +42,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.identity import IdentityRefused, Verified, verify
     from activities.policy import Budget, BudgetOverride, PolicyActivities, RunPolicy
     from activities.tools.activity import ToolActivities
-    from activities.tools.registry import Effect, ToolSpec, spec_of
+    from activities.tools.registry import Effect, ToolSpec, declared
     from activities.tools.contracts import ToolCall, ToolResult
     from activities.tools.grants import Grant
 
-M = TypeVar("M", bound=BaseModel)
+A = TypeVar("A", bound=BaseModel)
 R = TypeVar("R", bound=BaseModel)
+P = ParamSpec("P")
 
 # Runs started before a failed, over-budget or timed-out end failed the run in Temporal completed it there.
 FAILED_ENDS_PATCH = "failed-ends-fail-in-temporal"
@@ -193,20 +195,21 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
 
     @overload
     async def tool(
-        self, step: str, name: ToolSpec[Any, R], args: BaseModel, *, approval: AskPolicy | None = None,
-        facts: BaseModel | None = None, retry: RetryPolicy = TOOL_RETRY, timeout: timedelta = timedelta(seconds=30),
+        self, step: str, tool: ToolSpec[A, R] | Callable[[Any, A, Any], R], args: A, *,
+        approval: AskPolicy | None = None, facts: BaseModel | None = None, retry: RetryPolicy = TOOL_RETRY,
+        timeout: timedelta = timedelta(seconds=30),
     ) -> R: ...
 
     @overload
     async def tool(
-        self, step: str, name: str, args: BaseModel, *, approval: AskPolicy | None = None,
+        self, step: str, tool: str, args: BaseModel, *, approval: AskPolicy | None = None,
         facts: BaseModel | None = None, retry: RetryPolicy = TOOL_RETRY, timeout: timedelta = timedelta(seconds=30),
     ) -> Any: ...
 
     async def tool(
         self,
         step: str,
-        name: str | ToolSpec,
+        tool: str | ToolSpec | Callable[..., BaseModel],
         args: BaseModel,
         *,
         approval: AskPolicy | None = None,
@@ -216,15 +219,16 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
     ) -> Any:
         """One tool call, if granted; writes carry an idempotency key (per step, or per business object).
 
-        `name` is the tool's name or its spec (`my_tool.tool_spec`, typed: the
-        step then returns that tool's result type).
+        `tool` is the tool's declaration (its `@tool` method, `Systems.NAME`, or its
+        spec): the step then takes that tool's argument type and returns its result
+        type, as a type checker sees it. A name (a string) works too, untyped.
 
         An irreversible tool always asks first, under `approval` (whose threshold
         rule sees `facts`, or the arguments); NotApproved ends or reroutes the run.
         A tool not granted to the process, or an argument out of its bounds, is
         recorded as refused and raises ToolRefused before anything is sent.
         """
-        spec = name if isinstance(name, ToolSpec) else spec_of(name)
+        spec = declared(tool)
         name = spec.name
         problem = self._grant_refusal(name, args.model_dump(mode="json"))
         if problem:
@@ -298,13 +302,19 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
         if result.status is not ApprovalStatus.APPROVED:
             raise NotApproved(step, result)
 
-    async def rule(self, step: str, decide: Callable[..., R], *inputs: BaseModel) -> R:
-        """A deterministic decision in code (no model); its typed result is recorded."""
+    async def rule(self, step: str, decide: Callable[P, R], *inputs: P.args, **named: P.kwargs) -> R:
+        """A deterministic decision in code (no model); its typed result is recorded, with what it was given.
+
+        Typed as `decide` is: the inputs its parameters take, the result it returns.
+        """
         started = await self._before_step(step)
-        result = decide(*inputs)
+        result = decide(*inputs, **named)
+        given: dict[str, Any] = {"inputs": [_as_json(i) for i in inputs]}
+        if named:
+            given["named"] = {k: _as_json(v) for k, v in named.items()}
         self._record(
             step=step, kind=StepKind.RULE, name=decide.__name__, started_at=started,
-            outcome="ok", decision=result.model_dump(mode="json"), input={"inputs": [i.model_dump(mode="json") for i in inputs]},
+            outcome="ok", decision=result.model_dump(mode="json"), input=given,
         )
         return result
 
@@ -400,6 +410,11 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
             self.name, self._state, self._budget_line(), step=self._current_step, reason=self._reason,
             run_id=workflow.info().workflow_id, asked=self._desk.open.values(),
         ))
+
+
+def _as_json(value: object) -> Any:
+    """A rule's input as the ledger keeps it: a model as its own dump, anything else as pydantic serializes it."""
+    return value.model_dump(mode="json") if isinstance(value, BaseModel) else to_jsonable_python(value, by_alias=False)
 
 
 def _mark_estimated(fields: dict[str, Any]) -> None:

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 
 A = TypeVar("A", bound=BaseModel)
 R = TypeVar("R", bound=BaseModel)
+F = TypeVar("F", bound=Callable[..., BaseModel])
 
 
 class Effect(StrEnum):
@@ -77,15 +78,16 @@ def register(spec: ToolSpec) -> ToolSpec:
     return TOOLS.setdefault(spec.name, spec)
 
 
-def tool(effect: Effect, description: str) -> Callable[[Callable], Callable]:
+def tool(effect: Effect, description: str) -> Callable[[F], F]:
     """Declare the method below as a tool: `def NAME(self, args: Args, key: str | None) -> Result`.
 
     The tool's name is the method's. The worker calls it on the package's
     systems object with the validated arguments and the call's idempotency key
-    (None only for reads).
+    (None only for reads). The method keeps its own type, so a workflow's
+    `self.tool(step, Systems.NAME, args)` is typed by it (`declared` finds the spec).
     """
 
-    def declare(impl: Callable) -> Callable:
+    def declare(impl: F) -> F:
         hints = get_type_hints(impl)
         params = [p for p in inspect.signature(impl).parameters if p != "self"]
         if len(params) != 2 or "return" not in hints:
@@ -95,7 +97,7 @@ def tool(effect: Effect, description: str) -> Callable[[Callable], Callable]:
             if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
                 raise TypeError(f"tool {impl.__qualname__}: its {kind} must be a pydantic model, not {cls!r}")
         spec = ToolSpec(impl.__name__, effect, args, result, description, f"{impl.__module__}:{impl.__qualname__}")
-        impl.tool_spec = register(spec)
+        impl.tool_spec = register(spec)  # type: ignore[attr-defined]
         return impl
 
     return declare
@@ -107,6 +109,18 @@ def tools_of(systems: object) -> list[str]:
         member.tool_spec.name for _, member in inspect.getmembers(type(systems))
         if isinstance(getattr(member, "tool_spec", None), ToolSpec)
     )
+
+
+def declared(tool: object) -> ToolSpec:
+    """The spec of a tool given by its spec, its `@tool` method or its name."""
+    if isinstance(tool, ToolSpec):
+        return tool
+    if isinstance(tool, str):
+        return spec_of(tool)
+    spec = getattr(tool, "tool_spec", None)
+    if not isinstance(spec, ToolSpec):
+        raise TypeError(f"{tool!r} is no tool: declare it with @tool(effect, description), or name it")
+    return spec
 
 
 def spec_of(name: str) -> ToolSpec:
