@@ -129,10 +129,10 @@ PACKAGE = {
 
             async def _pay(self, i: Invoice) -> RunOutcome[Paid]:
                 result = self.keep(Paid(invoice_id=i.invoice_id))
-                payee = await self.tool("payee", "look_up_payee", PayeeQuery(payee_id=i.payee_id))
+                payee = await self.tool("payee", Payables.look_up_payee, PayeeQuery(payee_id=i.payee_id))
                 memo = await self.llm("memo", f"A one-line memo for invoice {i.invoice_id}", Memo)
                 receipt = await self.tool(
-                    "pay", Payables.pay_invoice.tool_spec, Payment(payee_id=payee.payee_id, amount_eur=i.amount_eur),
+                    "pay", Payables.pay_invoice, Payment(payee_id=payee.payee_id, amount_eur=i.amount_eur),
                     approval=AskPolicy(roles=["compliance"], timeout=timedelta(hours=4)), facts=memo,
                 )
                 result.payment_id = receipt.payment_id

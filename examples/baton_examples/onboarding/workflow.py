@@ -17,8 +17,8 @@ from workflows.api import ApprovalStatus, AskPolicy, PlannedStep, Process, RunOu
 with workflow.unsafe.imports_passed_through():  # contracts, rules and tools: loaded once per worker, not per run
     from baton_examples.onboarding.contracts import Applicant, Onboarded, SendFacts, WelcomeEmail
     from baton_examples.onboarding.kyc import KycVerdict, match_kyc
-    from baton_examples.onboarding.tools import CreditQuery, IdentityQuery, NewCustomer
-    from baton_examples.outbox import Email
+    from baton_examples.onboarding.tools import CreditQuery, IdentityQuery, NewCustomer, OnboardingSystems
+    from baton_examples.outbox import Email, Outbox
 
 REVIEW_TIMEOUT = timedelta(hours=48)  # compliance first, then its lead; nothing is sent meanwhile
 
@@ -65,10 +65,10 @@ class Onboarding(Process):
         result = self.keep(Onboarded(applicant_id=a.applicant_id))
         identity = await self.tool(
             "validate_identity",
-            "verify_identity",
+            OnboardingSystems.verify_identity,
             IdentityQuery(applicant_id=a.applicant_id, name=a.name, document_number=a.document_number),
         )
-        credit = await self.tool("pull_credit", "pull_credit", CreditQuery(applicant_id=a.applicant_id))
+        credit = await self.tool("pull_credit", OnboardingSystems.pull_credit, CreditQuery(applicant_id=a.applicant_id))
         result.kyc = kyc = await self.rule("match_kyc", match_kyc, identity, credit)
 
         match kyc.verdict:
@@ -103,13 +103,13 @@ class Onboarding(Process):
         )
         crm = await self.tool(
             "create_crm_record",
-            "create_crm_record",
+            OnboardingSystems.create_crm_record,
             NewCustomer(applicant_id=a.applicant_id, name=a.name, email=a.email, segment=kyc.segment),
         )
         result.customer_id = crm.customer_id
         sent = await self.tool(
             "send_confirmation",
-            "send_email",
+            Outbox.send_email,
             Email(to=a.email, subject=email.subject, body=email.body),
             approval=SEND_POLICY,
             facts=SendFacts(verdict=kyc.verdict, reviewed_by=result.reviewed_by),

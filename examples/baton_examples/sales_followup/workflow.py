@@ -16,11 +16,11 @@ from temporalio import workflow
 from workflows.api import AskPolicy, PlannedStep, Process, RunOutcome, RunState
 
 with workflow.unsafe.imports_passed_through():  # contracts and tools: loaded once per worker, not per run
-    from baton_examples.outbox import Email
+    from baton_examples.outbox import Email, Outbox
     from baton_examples.sales_followup.contracts import (
         BuyerSignals, DraftForReview, FollowedUp, FollowUpDraft, FollowUpRequest, MeetingSlot, RunClock,
     )
-    from baton_examples.sales_followup.tools import DealNotes, DealQuery, DealUpdate
+    from baton_examples.sales_followup.tools import DealNotes, DealQuery, DealUpdate, SalesCrm
 
 SEND_REVIEW = AskPolicy(roles=["sales-manager"], timeout=timedelta(hours=24))
 MEETING_TIME = time(15, 0, tzinfo=timezone.utc)  # 10:00 New York, 16:00 Berlin
@@ -86,7 +86,7 @@ class SalesFollowUp(Process):
 
     async def _follow_up(self, r: FollowUpRequest) -> RunOutcome[FollowedUp]:
         result = self.keep(FollowedUp(deal_id=r.deal_id))
-        notes = await self.tool("read_crm_notes", "read_crm_notes", DealQuery(deal_id=r.deal_id))
+        notes = await self.tool("read_crm_notes", SalesCrm.read_crm_notes, DealQuery(deal_id=r.deal_id))
         if not notes.found or not notes.contact_email or not notes.demo_on:
             return self.end(RunState.REJECTED, f"deal {r.deal_id}: no contact or demo date in the CRM", result)
         about = f"Deal {notes.deal_id} with {notes.company}; contact {notes.contact_name}; demo on {notes.demo_on}."
@@ -109,7 +109,7 @@ class SalesFollowUp(Process):
         )
         sent = await self.tool(
             "send_followup",
-            "send_email",
+            Outbox.send_email,
             Email(to=notes.contact_email, subject=draft.subject, body=draft.body),
             approval=SEND_REVIEW,
             facts=DraftForReview(
@@ -120,7 +120,7 @@ class SalesFollowUp(Process):
         result.message_id = sent.message_id
         logged = await self.tool(
             "update_crm",
-            "update_crm_deal",
+            SalesCrm.update_crm_deal,
             DealUpdate(deal_id=r.deal_id, next_step=signals.next_step, meeting_at=slot.starts_at,
                        follow_up_message_id=sent.message_id),
         )

@@ -125,12 +125,12 @@ class SupportTriage(Process):
             f"{agent.name}_agent", agent, goal=f"Resolve support ticket {r.ticket_id}: {decision.summary}", context=ticket
         )
         result.agent_status = report.status
-        if report.status == "done":
-            result.resolution = resolution = report.answer_as(Resolution)
+        if report.status == "done" and report.answer is not None:  # done always answers: the agent loop checks it
+            result.resolution = resolution = report.answer
             return self.end(RunState.COMPLETED, f"the {agent.name} agent: {resolution.action}", result)
         return await self._take_over(ticket, report, result)
 
-    async def _take_over(self, ticket: Ticket, report: AgentReport, result: Triaged) -> RunOutcome[Triaged]:
+    async def _take_over(self, ticket: Ticket, report: AgentReport[Resolution], result: Triaged) -> RunOutcome[Triaged]:
         """A cap stopped the agent: a support lead takes the ticket over, with the trail in front of them."""
         result.escalation = escalation = Escalation(
             ticket=ticket, agent=report.agent, cap=report.cap, reason=report.reason,
