@@ -2,9 +2,9 @@
 
 A package is a Python module with a `package` attribute (a
 `workflows.api.Package`), named in `[plugins] packages` (`"team_pkg"`, or
-`"team_pkg.sub:attr"` for another attribute), or advertised by an installed
-distribution in the `baton.processes` entry point group (how Baton's own
-examples come in). Only names from the worker's own config or installed
+`"team_pkg.sub:attr"` for another attribute), or, when baton.toml names none,
+advertised by an installed distribution in the `baton.processes` entry point
+group (how Baton's own examples come in). Only names from the worker's own config or installed
 distributions are imported: nothing a run, a caller or a model says.
 """
 

@@ -414,7 +414,7 @@ def run(argv: list[str] | None) -> int:
 
 
 def install_plugins() -> None:
-    """Know the processes of the packages baton.toml's `[plugins]` names (advertised ones come by themselves)."""
+    """Know the processes the worker runs: the packages baton.toml's `[plugins]` names, else the advertised ones."""
     from worker.config import config_path, install_plugins, plugin_packages
 
     install_plugins(config_path(), plugin_packages())

@@ -151,6 +151,15 @@ PACKAGE = {
 
 GRANT = '[grants.pay-invoice]\ntools = ["look_up_payee", "pay_invoice"]\n'
 ROLES = "".join(f'[roles.{r}]\npeople = ["someone"]\n' for r in ("compliance", "compliance-lead", "support-lead", "sales-manager"))
+TEAM_ONLY = '[plugins]\npackages = ["team_payables.plugin"]\n[roles.compliance]\npeople = ["someone"]\n' + GRANT
+
+
+@pytest.fixture(autouse=True)
+def registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process-wide registry as it was before the test: a test's choice of packages stays in the test."""
+    REGISTRY.known()
+    for attribute in ("processes", "packages"):
+        monkeypatch.setattr(REGISTRY, attribute, dict(getattr(REGISTRY, attribute)))
 
 
 @pytest.fixture
@@ -170,17 +179,32 @@ def test_a_grant_for_a_process_no_package_brings_is_refused(tmp_path: Path):
         load(tmp_path / "baton.toml")
 
 
-def test_a_package_baton_toml_names_that_cannot_be_imported_is_refused(tmp_path: Path):
+def test_a_package_baton_toml_names_that_cannot_be_imported_is_refused_in_one_line(tmp_path: Path):
     (tmp_path / "baton.toml").write_text('[plugins]\npackages = ["no_such_team_package"]\n' + ROLES)
-    with pytest.raises(ConfigError, match="plugins.packages: cannot import 'no_such_team_package'"):
+    with pytest.raises(ConfigError, match="plugins.packages: cannot import 'no_such_team_package'") as refused:
         load(tmp_path / "baton.toml")
+    assert "\n" not in str(refused.value)
+
+
+def test_packages_named_in_baton_toml_replace_the_advertised_ones(team_package, tmp_path: Path):
+    """A team runs only its own package: the examples' processes, and the roles they ask, are not required."""
+    (tmp_path / "baton.toml").write_text(TEAM_ONLY)
+    loaded = load(tmp_path / "baton.toml")
+    assert sorted(REGISTRY.known()) == ["pay-invoice"] and loaded.plugins.packages == ["team_payables.plugin"]
+
+
+def test_the_examples_run_beside_a_teams_package_when_named_with_it(team_package, tmp_path: Path):
+    (tmp_path / "baton.toml").write_text(
+        '[plugins]\npackages = ["baton_examples.package", "team_payables.plugin"]\n' + ROLES + GRANT
+    )
+    load(tmp_path / "baton.toml")
+    assert sorted(REGISTRY.known()) == ["onboarding", "pay-invoice", "sales-followup", "support-triage"]
 
 
 async def test_a_teams_package_runs_parks_is_approved_audited_and_reported(time_env, config, team_package, tmp_path):
-    (tmp_path / "baton.toml").write_text('[plugins]\npackages = ["team_payables.plugin"]\n' + ROLES + GRANT)
+    (tmp_path / "baton.toml").write_text(TEAM_ONLY)
     loaded = load(tmp_path / "baton.toml")  # the grant names the package's process and tools: accepted
-    assert "pay-invoice" in REGISTRY.known() and loaded.plugins.packages == ["team_payables.plugin"]
-    config = config.model_copy(update={"plugins": loaded.plugins, "grants": {**config.grants, **loaded.grants}})
+    config = config.model_copy(update={"plugins": loaded.plugins, "grants": loaded.grants})  # the suite's people
 
     async with running_worker(time_env.client, config) as w:
         baton = Baton(time_env.client, w.task_queue)

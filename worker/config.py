@@ -55,11 +55,14 @@ SystemsConfig = SystemsSettings  # `[systems]`: handed to each package's systems
 
 
 class PluginSettings(BaseModel):
-    """`[plugins]`: the packages whose processes and tools this worker runs, besides the advertised ones.
+    """`[plugins]`: the packages whose processes and tools this worker runs, and only those.
 
-    Each is a module with a `package = Package(...)` (or `module:attribute`);
-    installed distributions advertising one in the `baton.processes` entry
-    point group need no line here (Baton's own examples come in so).
+    Each is a module with a `package = Package(...)` (or `module:attribute`).
+    Named, they replace discovery: the worker, the CLI and the checks of
+    [roles] and [grants] know these packages' processes alone (add
+    "baton_examples.package" to run the examples beside a team's own). Not
+    named, every installed distribution advertising one in the
+    `baton.processes` entry point group runs (Baton's own examples come in so).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -182,7 +185,7 @@ class BatonConfig(BaseModel):
         return {name: role.people for name, role in self.roles.items()}
 
     def missing_roles(self) -> list[str]:
-        """Roles a shipped process asks that no [roles] table defines (nobody could answer them)."""
+        """Roles an installed process asks that no [roles] table defines (nobody could answer them)."""
         return [
             f"roles.{role}: process {name!r} asks this role, which has no [roles.{role}] table"
             for name, spec in REGISTRY.known().items()
@@ -244,7 +247,7 @@ def _bad_bound(where: str, tool: str, field: str, bound: Bound) -> str | None:
 
 
 def install_plugins(path: Path, packages: list[str]) -> None:
-    """Install the advertised packages and those `[plugins]` names, before anything is checked against them."""
+    """Choose the packages `[plugins]` names (else the advertised ones), before anything is checked against them."""
     try:
         REGISTRY.load(packages)
     except (PluginError, TypeError) as err:

@@ -3,8 +3,8 @@
 A package (Baton's own examples, or a team's) is a `Package`: its processes
 (workflow classes on `Process`), the factory of the systems its tools talk to,
 and the old import paths its output models were once recorded under. It is
-found by activities/plugins.py (an entry point, or `[plugins] packages` in
-baton.toml) and installed here once per process, before any worker starts:
+found by activities/plugins.py (`[plugins] packages` in baton.toml, or, when
+it names none, every entry point) and installed here once per process, before any worker starts:
 its processes become known by name with the input model their `run` takes,
 and their output models (`outputs`, and each agent's) get their stable names
 (`<process>.<ClassName>`). No run ever writes to this registry; passed through
@@ -84,13 +84,24 @@ class Registry:
         return spec
 
     def load(self, named: Iterable[str] = ()) -> None:
-        """Install the advertised packages (once) and those `named` (baton.toml's `[plugins] packages`)."""
-        if not self._found:
-            self._found = True
-            for package in plugins.advertised().values():
-                self.install(package)
-        for spec in named:
-            self.install(plugins.named(spec))
+        """Choose the packages: those `named` (baton.toml's `[plugins] packages`), else the advertised ones.
+
+        Named packages replace discovery, so a team's worker runs its own package
+        only, and needs roles and grants for its own processes only. Without
+        names, every installed distribution's advertised package runs (chosen once).
+        """
+        named = list(named)
+        if named:
+            self._choose([plugins.named(spec) for spec in named])
+        elif not self._found:
+            self._choose(plugins.advertised().values())
+
+    def _choose(self, packages: Iterable[object]) -> None:
+        """Run exactly `packages` (all imported already: one that failed to import changed nothing)."""
+        self._found = True
+        self.processes, self.packages = {}, {}
+        for package in packages:
+            self.install(package)
 
     def known(self) -> dict[str, ProcessSpec]:
         """Every installed process by name (installing the advertised packages on first use)."""
