@@ -5,11 +5,15 @@ drafts a memo with the model and pays an invoice, an irreversible tool that
 parks for a person), names it in a baton.toml, and drives it through Temporal:
 config validation knows its grants, the worker registers its workflow and
 tools, it parks, is approved, pays once, and is audited, reported and
-listed by `baton tools` like a shipped process.
+listed by `baton tools` like a shipped process. The `baton` CLI, run as a
+subprocess against the real dev server with only the team's package named,
+lists, runs, shows in its inbox and approves the team's process.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sqlite3
 import textwrap
 import uuid
@@ -22,7 +26,8 @@ from client.inventory import build
 from client.report import build_report
 from client.run_record import run_record
 from client.sdk import Baton
-from tests.conftest import REVIEWERS, running_worker
+from tests.conftest import REQUESTER, REVIEWERS, running_worker
+from tests.test_integration import BATON, cli_env, eventually, expect_exit, run_cli
 from tests.test_onboarding_routes import wait_for_state
 from worker.config import ConfigError, load
 from workflows.outcome import RunState
@@ -228,3 +233,40 @@ async def test_a_teams_package_runs_parks_is_approved_audited_and_reported(time_
     assert [(p["process"], p["runs"]) for p in report["processes"]] == [("pay-invoice", 1)]
     tools = {t.name: t.effect for t in build(config, "pay-invoice").tools}
     assert tools["pay_invoice"] == "irreversible" and tools["look_up_payee"] == "read"
+
+
+@pytest.mark.integration
+async def test_the_cli_knows_a_teams_process_named_in_baton_toml(dev_env, config, issuer, team_package, tmp_path):
+    """`baton` as a subprocess, its baton.toml naming only the team's package (on PYTHONPATH, outside the repo):
+    it lists the process's tools, runs it, shows its request in the inbox, approves it and waits for its end."""
+    toml = tmp_path / "baton.toml"
+    toml.write_text(TEAM_ONLY)
+    loaded = load(toml)
+    config = config.model_copy(update={"plugins": loaded.plugins, "grants": loaded.grants})
+    invoice = tmp_path / "invoice.json"
+    invoice.write_text(json.dumps({"invoice_id": f"INV-{uuid.uuid4().hex[:6]}", "payee_id": "ACME", "amount_eur": 80}))
+
+    async with running_worker(dev_env.client, config) as w:
+        env = {**cli_env(dev_env.client.service_client.config.target_host, w.task_queue, issuer.mint(REQUESTER)),
+               "BATON_CONFIG": str(toml), "PYTHONPATH": str(team_package.parent)}
+        tools = await run_cli(BATON, "tools", "--process", "pay-invoice", "--json", env=env, cwd=tmp_path)
+        expect_exit(tools, 0)
+        assert {t["name"]: t["effect"] for t in tools.json()["tools"]} == {"look_up_payee": "read", "pay_invoice": "irreversible"}
+
+        waiting = asyncio.create_task(run_cli(BATON, "run", "pay-invoice", "--input", invoice, "--wait", "--json",
+                                              env=env, cwd=tmp_path))
+
+        async def asked() -> list[dict] | None:
+            found = (await run_cli(BATON, "inbox", "--process", "pay-invoice", "--json", env=env, cwd=tmp_path)).json()
+            return found["requests"] or None
+
+        [request] = await eventually(asked, "the payment's approval in the inbox")
+        assert request["id"] == "pay.approval" and request["process"] == "pay-invoice"
+        approved = await run_cli(BATON, "approve", request["run_id"], "--request", "pay.approval",
+                                 env={**env, "BATON_TOKEN": issuer.mint(REVIEWERS[0])}, cwd=tmp_path)
+        expect_exit(approved, 0)
+        done = await waiting
+
+    expect_exit(done, 0)
+    ended = done.json()
+    assert ended["state"] == "completed" and [e["step"] for e in ended["ledger"]] == ["payee", "memo", "pay.approval", "pay"]
