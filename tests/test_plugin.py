@@ -15,12 +15,15 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import sys
 import textwrap
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from activities.tools.registry import TOOLS
 from client.audit import audit
 from client.inventory import build
 from client.report import build_report
@@ -168,14 +171,22 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def team_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The team's package, written outside the repository and importable from there only."""
+def team_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The team's package, written outside the repository and importable from there only, and only in the test.
+
+    Its modules and the tools they declared are forgotten after it: the tool catalog other tests list is Baton's.
+    """
     root = tmp_path / "team" / "team_payables"
     root.mkdir(parents=True)
     for name, text in PACKAGE.items():
         (root / name).write_text(textwrap.dedent(text).lstrip())
     monkeypatch.syspath_prepend(str(root.parent))
-    return root
+    tools = dict(TOOLS)
+    yield root
+    for module in [m for m in sys.modules if m.partition(".")[0] == "team_payables"]:
+        del sys.modules[module]
+    TOOLS.clear()
+    TOOLS.update(tools)
 
 
 def test_a_grant_for_a_process_no_package_brings_is_refused(tmp_path: Path):

@@ -30,12 +30,15 @@ class OutputTypes:
         self._legacy: dict[str, str] = {}
 
     def register(self, cls: type[BaseModel], name: str, legacy: tuple[str, ...] = ()) -> str:
-        """Give `cls` the name `name` (and old paths `legacy`); another model under a taken name is refused."""
+        """Give `cls` the name `name` (and old paths `legacy`); another model under a taken name is refused.
+
+        A module imported again (a package reloaded) brings the same definition: its class takes the name over.
+        """
         if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
             raise UnknownOutputType(f"output type {name!r}: {cls!r} is not a pydantic model")
         for taken in (name, *legacy):
             known = self._by_name.get(self._legacy.get(taken, taken))
-            if known is not None and known is not cls:
+            if known is not None and not _same(known, cls):  # the same definition imported again is the same model
                 raise UnknownOutputType(f"output type name {taken!r} is taken by {known.__module__}.{known.__qualname__}")
         self._by_name[name] = cls
         self._legacy.update(dict.fromkeys(legacy, name))
