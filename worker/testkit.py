@@ -73,15 +73,22 @@ class ProcessTestEnv:
     baton: Baton
 
     async def wait_for(self, run_id: str, state: RunState, timeout: timedelta = timedelta(seconds=10)) -> None:
-        """Until the run is in `state` (polled; the test server's clock does not move for it)."""
+        """Until the run is in `state` (polled; the test server's clock does not move for it).
+
+        A run that ends in another state fails at once, saying how it ended.
+        """
+        seen = None
         for _ in range(int(timeout.total_seconds() / 0.05)):
             try:
-                if (await self.baton.status(run_id)).state is state:
-                    return
+                seen = await self.baton.status(run_id)
             except Exception:  # the run may not have answered its first query yet
-                pass
+                seen = None
+            if seen is not None and (seen.state is state or seen.state.is_final):
+                break
             await asyncio.sleep(0.05)
-        raise AssertionError(f"run {run_id} did not reach {state.value} within {timeout}")
+        if seen is None or seen.state is not state:
+            where = f"it is {seen.state.value}: {seen.reason}" if seen else "it never answered"
+            raise AssertionError(f"run {run_id} did not reach {state.value} within {timeout}; {where}")
 
     async def sleep(self, duration: timedelta) -> None:
         """Skip `duration` of workflow time: deadlines and escalations fire at once."""
