@@ -25,6 +25,7 @@ from client.commands import approval_commands
 from activities.personal import NoAuditKey
 from client.credentials import NoCredential
 from client.exit import exit_now
+from client.new_process import NewProcessError
 from client.sdk import (
     Baton,
     InputError,
@@ -261,6 +262,18 @@ def _quiet_replays() -> None:
     logging.getLogger("temporalio").setLevel(logging.CRITICAL)
 
 
+async def cmd_new(args: argparse.Namespace) -> int:
+    """A team's own process, as a skeleton that passes its own test (client/new_process.py)."""
+    from client.new_process import new_process, skeleton_size
+
+    target = new_process(args.name, args.dir)
+    files, lines = skeleton_size(target)
+    emit(args, {"directory": str(target), "files": files, "lines": lines},
+         f"wrote {target} ({files} files, {lines} lines); next:\n  cd {target}\n  pip install -e .\n"
+         "  python -m pytest")
+    return 0
+
+
 async def cmd_demo(args: argparse.Namespace) -> int:
     from client.demo import demo
 
@@ -340,6 +353,11 @@ def parser() -> argparse.ArgumentParser:
                 "(or the one TEMPORAL_ADDRESS / TEMPORAL_PROFILE names)", json=False)
     stack_options(c, port=None)
 
+    c = command("new", cmd_new, "write a skeleton of your own process, with its tool, test and config lines")
+    c.add_argument("kind", choices=["process"], help="what to write (a process)")
+    c.add_argument("name", help="the process's name: lower-case words joined by hyphens (expense-claim)")
+    c.add_argument("--dir", type=Path, default=Path("."), help="where its directory goes (default: here)")
+
     c = command("audit", cmd_audit, "a run's audit export: steps, decisions, approvals, refusals, budget")
     c.add_argument("run", help="run id")
     c.add_argument("--history", type=Path, help="read the run's history from this JSON file instead of Temporal")
@@ -395,7 +413,7 @@ def run(argv: list[str] | None) -> int:
         return int(done.code or 0)
     try:
         return asyncio.run(args.func(args))
-    except (InputError, UnknownRun, Refused, NoCredential, NoAuditKey) as err:
+    except (InputError, UnknownRun, Refused, NoCredential, NoAuditKey, NewProcessError) as err:
         print(f"baton: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -32,12 +32,12 @@ from activities.llm.provider import Completion, ProviderUnavailable
 from activities.tools.activity import ToolActivities
 from activities.tools.contracts import ToolCall, ToolResult
 from activities.tools.grants import Bound, Grant
+from baton_examples.support_triage.contracts import Category, Resolution, TriageDecision
 from client.sdk import Baton
 from tests.agent_processes import PROCESS, AgentLoop, LoopTask
 from tests.conftest import (
     ROOT,
     SALES_MANAGERS,
-    SCRIPTS,
     SEED,
     SUPPORT_LEADS,
     running_worker,
@@ -45,7 +45,8 @@ from tests.conftest import (
 from tests.history_payloads import decoded
 from tests.test_onboarding_routes import wait_for_state
 from worker.config import BatonConfig, OfflineSettings
-from workflows.agents import AgentReport, TrailEntry
+from worker.testkit import CallTool, ModelTurn, process_test_env
+from workflows.agents import AgentReport, SupervisorVerdict, TrailEntry
 from workflows.approvals import ApprovalRequest
 from workflows.ledger import LedgerEntry, StepKind
 from workflows.outcome import RunOutcome, RunState
@@ -353,11 +354,31 @@ async def test_a_rejected_refund_is_not_paid_and_the_agent_still_answers(time_en
     assert systems.count("refunds") == 0
 
 
-async def test_the_supervisor_blocks_a_refund(time_env, config, systems, tmp_path):
-    scripts = json.loads(SCRIPTS.read_text())
-    verdict = next(s for s in scripts["scripts"] if s["match"] == "ticket T-3001" and s["output"] == "SupervisorVerdict")
-    verdict["turns"] = [{"answer": {"passed": False, "reason": "The photos show no damage."}}]
-    outcome, report, child_ledger, requests = await triage(time_env, with_scripts(config, tmp_path, scripts), "refund", "returns_agent")
+def returns_desk(verdict: SupervisorVerdict):
+    """A model for ticket T-3001: classify it as returns, look the order up, propose the refund; the supervisor says `verdict`."""
+
+    def model(turn: ModelTurn):
+        if turn.output_type is TriageDecision:
+            return TriageDecision(category=Category.RETURNS, urgency="normal", summary="Kettle O-2001 arrived cracked.")
+        if turn.output_type is SupervisorVerdict:
+            return verdict
+        if not turn.results("lookup_order"):
+            return CallTool(name="lookup_order", arguments={"order_id": "O-2001"})
+        if not turn.results("issue_refund"):
+            return CallTool(name="issue_refund", arguments={"order_id": "O-2001", "amount_usd": 35.0, "reason": "cracked"})
+        return Resolution(resolved=False, action="No refund: the supervisor blocked it.", reply="We are looking into it.")
+
+    return model
+
+
+async def test_the_supervisor_blocks_a_refund(time_env, issuer, config, systems, tmp_path):
+    model = returns_desk(SupervisorVerdict(passed=False, reason="The photos show no damage."))
+    async with process_test_env(config, model=model, env=time_env, issuer=issuer, directory=tmp_path) as kit:
+        run_id = await kit.baton.start("support-triage", ticket("refund"))
+        outcome = await kit.baton.result(run_id)
+        _, report = agent_report(await kit.baton.ledger(run_id))
+        child_ledger = await kit.baton.ledger(f"{run_id}/returns_agent")
+        requests = await model_requests(time_env.client, f"{run_id}/returns_agent")
 
     assert outcome.state is RunState.COMPLETED, outcome.reason
     (reviewed,) = trail_of(report, "reviewed", "issue_refund")
@@ -366,6 +387,7 @@ async def test_the_supervisor_blocks_a_refund(time_env, config, systems, tmp_pat
     assert not [e for e in child_ledger if e.kind is StepKind.APPROVAL or e.step == "turn-2.issue_refund"]
     told = [m for r in requests for m in r.history if m.role == "tool" and "blocked by the supervisor" in m.content]
     assert told and all(m.is_error and "The photos show no damage." in m.content for m in told)
+    assert {e.provider for e in child_ledger if e.kind is StepKind.LLM} == {"scripted"}
     assert systems.count("refunds") == 0
 
 

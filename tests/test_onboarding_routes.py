@@ -11,8 +11,10 @@ from datetime import timedelta
 import pytest
 
 from baton_examples.systems import SystemsOfRecord
+from baton_examples.onboarding.contracts import WelcomeEmail
 from client.sdk import Baton
 from tests.conftest import REQUESTER, ROOT, running_worker
+from worker.testkit import ModelTurn, process_test_env
 from workflows.outcome import RunState
 
 CLEAR = dict(applicant_id="A-1001", name="Ada Lovelace", email="ada@example.com", document_number="P1234567")
@@ -67,24 +69,32 @@ async def test_sanctioned_applicant_is_rejected_and_nothing_is_sent(time_env, co
     assert systems.count("outbox") == 0
 
 
-async def test_review_approved_continues_to_onboarding(time_env, config, systems):
-    async with running_worker(time_env.client, config) as w:
-        baton = Baton(time_env.client, w.task_queue)
-        run_id = await baton.start("onboarding", PEP)
-        await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
-        status = await baton.status(run_id)
+def welcome(turn: ModelTurn) -> WelcomeEmail:
+    """The welcome e-mail step's model, scripted: it greets whoever the prompt names."""
+    name = turn.prompt.split("customer ", 1)[1].split(".", 1)[0]
+    return WelcomeEmail(subject=f"Welcome, {name}", body=f"Dear {name},\n\nwelcome aboard.\n\nThe onboarding team")
+
+
+async def test_review_approved_continues_to_onboarding(time_env, issuer, config, systems, tmp_path):
+    async with process_test_env(config, model=welcome, env=time_env, issuer=issuer, directory=tmp_path) as kit:
+        run_id = await kit.baton.start("onboarding", PEP)
+        await kit.wait_for(run_id, RunState.AWAITING_APPROVAL)
+        status = await kit.baton.status(run_id)
         assert [r.id for r in status.open_requests] == ["compliance_review"]
         assert status.open_requests[0].context["verdict"] == "review"
-        verdict = await baton.approve(run_id, by="carol", comment="PEP checked")
-        outcome = await baton.result(run_id)
-        ledger = await baton.ledger(run_id)
+        verdict = await kit.baton.approve(run_id, by="carol", comment="PEP checked")
+        outcome = await kit.baton.result(run_id)
+        ledger = await kit.baton.ledger(run_id)
 
     assert verdict.request_id == "compliance_review"
     assert outcome.state is RunState.COMPLETED, outcome.reason
     assert outcome.result["reviewed_by"] == "carol"
     review = next(e for e in ledger if e.step == "compliance_review")
     assert (review.outcome, review.by, review.comment) == ("approved", "carol", "PEP checked")
+    email = next(e for e in ledger if e.step == "welcome_email")
+    assert (email.provider, email.model) == ("scripted", "scripted-fast")
     assert systems.count("crm_records", applicant_id="A-1002") == 1
+    assert systems.count("outbox", recipient="grace@example.com", subject="Welcome, Grace Hopper") == 1
 
 
 async def test_review_rejected_sends_nothing(time_env, config, systems):

@@ -92,6 +92,8 @@ class ModelActivities:
     async def _call(self, request: LlmRequest, calls: list[ModelCall]) -> LlmResult:
         output_type = _output_type(request)
         conversation = Conversation(
+            step=request.step,
+            output_type=request.output_type,
             system=request.system,
             messages=[Message(role="user", content=request.prompt), *map(self._filled, request.history)],
             output_name=output_type.__name__,

@@ -54,8 +54,15 @@ class Message(BaseModel):
 
 
 class Conversation(BaseModel):
-    """Everything a provider needs for one call."""
+    """Everything a provider needs for one call.
 
+    `step` and `output_type` say who asks and for what (the step's name, the
+    output model's stable name): never sent on the wire, they let a provider
+    that is not a remote model (a test's scripted one) answer per step and type.
+    """
+
+    step: str = ""
+    output_type: str = Field(default="", description="the output model's stable name (activities/llm/output_type.py)")
     system: str = ""
     messages: list[Message]
     output_name: str
