@@ -10,13 +10,11 @@ installs it. The team then replaces the stand-ins with its own.
 
 from __future__ import annotations
 
-import json
 import keyword
 import re
 from pathlib import Path
 from string import Template
 
-from activities.tools.registry import SystemsSettings
 from workflows.registry import REGISTRY
 
 NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
@@ -36,7 +34,7 @@ def new_process(name: str, directory: Path) -> Path:
         raise NewProcessError(f"{target} already exists: choose another NAME or --dir")
     values = {
         "name": name, "module": module, "cls": "".join(p.title() for p in name.split("-")),
-        "role": ROLE, "person": PERSON, "tool": f"record_{module}", "other_roles": _other_roles(), "seed": _seed(),
+        "role": ROLE, "person": PERSON, "tool": f"record_{module}",
     }
     files = {path.replace("MODULE", module): Template(text).substitute(values) for path, text in FILES.items()}
     for path, text in files.items():
@@ -55,25 +53,6 @@ def _module(name: str) -> str:
     if name in REGISTRY.known():
         raise NewProcessError(f"a process named {name!r} is already installed: choose another name")
     return module
-
-
-def _other_roles() -> str:
-    """`[roles]` tables for the roles other installed processes ask: Baton refuses a role with nobody in it."""
-    roles = sorted({r for spec in REGISTRY.known().values() for r in getattr(spec.workflow, "roles", ())} - {ROLE})
-    if not roles:
-        return ""
-    tables = "".join(f'[roles.{r}]\npeople = ["{r}-person"]\n\n' for r in roles)
-    return ("# Roles the other installed processes ask (Baton refuses to start while a role has nobody);\n"
-            "# put your organisation's people here, or uninstall the packages you do not run.\n" + tables)
-
-
-def _seed() -> str:
-    """The seed file the other installed packages' systems load, made absolute (the skeleton's own needs none)."""
-    seed = SystemsSettings().seed
-    if seed is None or not seed.exists() or not REGISTRY.known():
-        return ""
-    return ("# The records the other installed packages' systems start from (their default path, from here)\n"
-            f"seed = {json.dumps(str(seed.resolve()))}\n")
 
 
 def skeleton_size(directory: Path) -> tuple[int, int]:
@@ -115,13 +94,13 @@ packages = ["$module.plugin"]
 [roles.$role]
 people = ["$person"]
 
-$other_roles# What the process may call, and nothing else.
+# What the process may call, and nothing else.
 [grants.$name]
 tools = ["$tool"]
 
 [systems]
 db = ".baton/$module.db"
-$seed''',
+''',
     "example.json": '''
 {"request_id": "R-1", "details": "A customer asks to move their delivery to next week."}
 ''',

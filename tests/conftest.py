@@ -7,6 +7,7 @@ payload and signal limits `baton dev` gives it.
 
 from __future__ import annotations
 
+import copy
 import os
 import secrets
 import uuid
@@ -30,6 +31,7 @@ from activities.llm.transport import HttpSettings
 from activities.payloads import PayloadSettings
 from activities.personal import AUDIT_KEY_ENV
 from activities.tools.grants import Grant
+from activities.tools.registry import TOOLS
 from baton_examples.systems import SystemsOfRecord
 from client.codec import new_key_line
 from client.connection import configured_converter, sealing_headers, traced
@@ -47,6 +49,7 @@ from worker.devserver import register_search_attributes, server_limit_args
 from worker.issuer import NAME, LocalIssuer
 from worker.registration import baton_worker
 from workflows import search_attributes as sa
+from workflows.registry import REGISTRY
 
 ROOT = Path(__file__).resolve().parent.parent
 # The suite runs encrypted, as the product does: one fresh key ring for the session, in the
@@ -77,6 +80,23 @@ def audit_key(monkeypatch: pytest.MonkeyPatch) -> bytes:
     """Every test's environment has an audit key, as a worker's and `baton audit`'s would."""
     monkeypatch.setenv(AUDIT_KEY_ENV, AUDIT_KEY.hex())
     return AUDIT_KEY
+
+
+@pytest.fixture(autouse=True)
+def installed_packages(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process-wide registry and tool catalog as they were before each test.
+
+    A baton.toml with `[plugins] packages` chooses the packages for the whole
+    process (worker/config.py), as a worker's does: a test's team package would
+    otherwise stay chosen, and every later worker would register its workflows.
+    """
+    REGISTRY.known()
+    for attribute in ("processes", "packages", "_found"):
+        monkeypatch.setattr(REGISTRY, attribute, copy.copy(getattr(REGISTRY, attribute)))
+    tools = dict(TOOLS)
+    yield
+    TOOLS.clear()
+    TOOLS.update(tools)
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 
-from activities.tools.registry import TOOLS
 from client.audit import audit
 from client.inventory import build
 from client.report import build_report
@@ -162,14 +161,6 @@ ROLES = "".join(f'[roles.{r}]\npeople = ["someone"]\n' for r in ("compliance", "
 TEAM_ONLY = '[plugins]\npackages = ["team_payables.plugin"]\n[roles.compliance]\npeople = ["someone"]\n' + GRANT
 
 
-@pytest.fixture(autouse=True)
-def registry(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The process-wide registry as it was before the test: a test's choice of packages stays in the test."""
-    REGISTRY.known()
-    for attribute in ("processes", "packages"):
-        monkeypatch.setattr(REGISTRY, attribute, dict(getattr(REGISTRY, attribute)))
-
-
 @pytest.fixture
 def team_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """The team's package, written outside the repository and importable from there only, and only in the test.
@@ -181,12 +172,9 @@ def team_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     for name, text in PACKAGE.items():
         (root / name).write_text(textwrap.dedent(text).lstrip())
     monkeypatch.syspath_prepend(str(root.parent))
-    tools = dict(TOOLS)
-    yield root
+    yield root  # the registry and the tool catalog are restored after every test (tests/conftest.py)
     for module in [m for m in sys.modules if m.partition(".")[0] == "team_payables"]:
         del sys.modules[module]
-    TOOLS.clear()
-    TOOLS.update(tools)
 
 
 def test_a_grant_for_a_process_no_package_brings_is_refused(tmp_path: Path):

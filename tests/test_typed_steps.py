@@ -73,9 +73,10 @@ def check(tmp_path: Path, cache: Path, probe: str) -> tuple[str, int]:
     return out, status
 
 
-@pytest.fixture
-def cache(request: pytest.FixtureRequest) -> Path:
-    return request.config.cache.mkdir("mypy")
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """mypy's cache, shared by this file's checks (the suite runs with pytest's own cache off)."""
+    return tmp_path_factory.mktemp("mypy-cache")
 
 
 @pytest.fixture(autouse=True)
