@@ -158,7 +158,7 @@ def config(tmp_path: Path, issuer: LocalIssuer) -> BatonConfig:
         payloads=PayloadSettings(db=tmp_path / "payloads.db"),
         offline=OfflineSettings(scripts=SCRIPTS),
         roles={role: Role(people=people) for role, people in ROLES.items()},
-        grants={**shipped_grants(), "test-unguarded-send": Grant(tools=["send_email"])},
+        grants={**shipped_grants(), "test-unguarded-send": Grant(tools=["send_email"]), "test-asked-write": Grant(tools=["create_crm_record"])},
     )
 
 

@@ -14,6 +14,7 @@ from workflows.engine import Process
 from workflows.outcome import ModelOutputInvalid, RunOutcome, RunState
 
 with workflow.unsafe.imports_passed_through():
+    from baton_examples.onboarding.tools import NewCustomer, OnboardingSystems
     from baton_examples.outbox import Email
 
 
@@ -101,6 +102,23 @@ class UnguardedSend(Process):
     async def _send(self) -> RunOutcome[dict]:
         await self.tool("notify", "send_email", Email(to="x@example.com", subject="hi", body="hello"))
         return self.end(RunState.COMPLETED, "sent")
+
+
+@workflow.defn(name="test-asked-write")
+class AskedWrite(Process):
+    """Asks before a write tool because it says so: an approval given to any tool step is honoured."""
+
+    name = "test-asked-write"
+
+    @workflow.run
+    async def run(self, request: DraftRequest) -> RunOutcome[dict]:
+        return await self.execute(self._write, None)
+
+    async def _write(self) -> RunOutcome[dict]:
+        customer = NewCustomer(applicant_id="A-9", name="Test Person", email="t@example.com", segment="retail")
+        await self.tool("create", OnboardingSystems.create_crm_record, customer,
+                        approval=AskPolicy(roles=["compliance"], timeout=timedelta(hours=1)))
+        return self.end(RunState.COMPLETED, "written")
 
 
 class Unanswered(BaseModel):

@@ -16,7 +16,7 @@ from temporalio.client import WorkflowHandle
 
 from client.sdk import Baton, Refused, UnknownRun
 from tests.conftest import LEADS, REVIEWERS, running_worker
-from tests.processes import DraftRequest, Refund, Signoff, UnguardedSend
+from tests.processes import AskedWrite, DraftRequest, Refund, Signoff, UnguardedSend
 from tests.test_onboarding_routes import PEP, wait_for_state
 from workflows import search_attributes as sa
 from workflows.outcome import RunOutcome, RunState
@@ -169,6 +169,19 @@ async def test_an_irreversible_tool_without_an_approval_policy_is_refused(time_e
     assert outcome.state is RunState.FAILED
     assert "send_email is irreversible" in outcome.reason
     assert systems.count("outbox") == 0
+
+
+async def test_a_write_tool_given_an_approval_asks_before_it_writes(time_env, config, systems):
+    """`approval=` on any tool step is honoured, not only on irreversible ones: nothing written until approved."""
+    async with running_worker(time_env.client, config, extra_workflows=(AskedWrite,)) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        handle = await start(time_env.client, w.task_queue, AskedWrite, DraftRequest(topic="x"))
+        await wait_for_state(baton, handle.id, RunState.AWAITING_APPROVAL)
+        assert systems.count("crm_records", applicant_id="A-9") == 0
+        await baton.approve(handle.id, by=REVIEWERS[0])
+        outcome = await baton.result(handle.id)
+    assert outcome.state is RunState.COMPLETED, outcome.reason
+    assert systems.count("crm_records", applicant_id="A-9") == 1
 
 
 async def test_a_decision_for_a_missing_or_finished_run_is_refused_by_name(time_env, config):

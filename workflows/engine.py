@@ -224,7 +224,8 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
         type, as a type checker sees it. A name (a string) works too, untyped.
 
         An irreversible tool always asks first, under `approval` (whose threshold
-        rule sees `facts`, or the arguments); NotApproved ends or reroutes the run.
+        rule sees `facts`, or the arguments); any other tool asks first when given
+        one. NotApproved ends or reroutes the run.
         A tool not granted to the process, or an argument out of its bounds, is
         recorded as refused and raises ToolRefused before anything is sent.
         """
@@ -235,8 +236,8 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
             self._record(step=step, kind=StepKind.TOOL, name=name, effect=spec.effect.value,
                          started_at=workflow.now(), outcome="refused", detail=problem, input=args.model_dump(mode="json"))
             raise ToolRefused(step, problem)
-        if spec.effect is Effect.IRREVERSIBLE:
-            await self._approve_irreversible(step, name, args, approval, facts)
+        if spec.effect is Effect.IRREVERSIBLE or approval is not None:  # an approval given is never ignored
+            await self._approve_first(step, name, args, approval, facts)
         started = await self._before_step(step, tool=True)
         bounded(step, retry)
         entry = self._tool_entry(step, spec, args, started)
@@ -284,7 +285,7 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
             schedule_to_close_timeout=self._time_left(), summary=Shown(f"{step} · {spec.name} ({spec.effect.value})"),
         )
 
-    async def _approve_irreversible(
+    async def _approve_first(
         self, step: str, name: str, args: BaseModel, policy: AskPolicy | None, facts: BaseModel | None
     ) -> None:
         if policy is None:
