@@ -10,11 +10,23 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from typing import Any
 
 from google.protobuf.message import Message
 from temporalio.api.common.v1 import Payload
 from temporalio.client import WorkflowHistory
 from temporalio.converter import PayloadCodec
+
+
+def json_objects(node: Any) -> Iterator[dict]:
+    """Every JSON object in `node` (as `json.loads` gives it), depth first: a history the CLI printed, walked."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from json_objects(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from json_objects(value)
 
 
 def payloads(message: Message) -> Iterator[Payload]:

@@ -33,7 +33,7 @@ from client.run_record import ReplayFailed, run_record
 from client.sdk import Baton
 from activities.identity import STARTER_HEADER
 from tests.conftest import REQUESTER, running_worker
-from tests.history_payloads import payloads
+from tests.history_payloads import json_objects, payloads
 from tests.test_integration import BATON, cli_env, expect_exit, run_cli
 from tests.test_report import wait_until_reported
 from tests.test_onboarding_routes import CLEAR, PEP, wait_for_state
@@ -82,21 +82,8 @@ async def workflow_show(client: Client, run_id: str, *flags: str) -> str:
 
 def key_ids(history_json: str) -> set[str]:
     """Every encryption-key-id in a history as the CLI prints it (metadata values are base64)."""
-    found: set[str] = set()
-
-    def walk(node) -> None:
-        if isinstance(node, dict):
-            meta = node.get("metadata")
-            if isinstance(meta, dict) and KEY_ID in meta:
-                found.add(base64.b64decode(meta[KEY_ID]).decode())
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(json.loads(history_json))
-    return found
+    return {base64.b64decode(node["metadata"][KEY_ID]).decode() for node in json_objects(json.loads(history_json))
+            if isinstance(node.get("metadata"), dict) and KEY_ID in node["metadata"]}
 
 
 async def test_a_finished_run_shows_no_personal_data_to_the_plain_cli(time_env, config):
@@ -119,21 +106,8 @@ async def test_a_finished_run_shows_no_personal_data_to_the_plain_cli(time_env, 
 
 def summaries(history_json: str) -> list[dict]:
     """Every summary payload in a history as the CLI prints it: the run's, its steps', its timers'."""
-    found: list[dict] = []
-
-    def walk(node) -> None:
-        if isinstance(node, dict):
-            meta = node.get("userMetadata")
-            if isinstance(meta, dict) and "summary" in meta:
-                found.append(meta["summary"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(json.loads(history_json))
-    return found
+    return [node["userMetadata"]["summary"] for node in json_objects(json.loads(history_json))
+            if isinstance(node.get("userMetadata"), dict) and "summary" in node["userMetadata"]]
 
 
 async def test_what_the_web_ui_shows_everyone_stays_readable_while_the_data_is_sealed(time_env, config):

@@ -41,6 +41,7 @@ from baton_examples.systems import SystemsOfRecord
 from client.connection import connect
 from client.sdk import Baton
 from tests.conftest import LEADS, REQUESTER, REVIEWERS, ROOT, running_worker
+from tests.history_payloads import json_objects
 from tests.processes import DraftRequest, NobodyAnswers, Refund, Signoff, Unanswered, UnguardedSend
 from worker.binaries import temporal_cli
 from worker.config import BatonConfig
@@ -265,19 +266,8 @@ async def codec_server(issuer: LocalIssuer, env: dict[str, str], directory: Path
 
 def shown_values(history_json: str) -> str:
     """What `temporal workflow show --output json` shows of payload data, as text: it prints data as base64."""
-    found: list[str] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if isinstance(node.get("data"), str) and "metadata" in node:
-                found.append(base64.b64decode(node["data"]).decode(errors="replace"))
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(json.loads(history_json))
+    found = [base64.b64decode(node["data"]).decode(errors="replace") for node in json_objects(json.loads(history_json))
+             if isinstance(node.get("data"), str) and "metadata" in node]
     return history_json + "\n" + "\n".join(found)
 
 
