@@ -33,7 +33,7 @@ from activities.personal import AUDIT_KEY_ENV, LOCAL_AUDIT_KEY
 from client.sdk import Baton
 from tests.conftest import ROOT
 from tests.stack_process import free_port
-from worker.devserver import port_in_use
+from worker.devserver import port_in_use, why_it_stopped
 from workflows.outcome import RunState
 
 pytestmark = pytest.mark.integration
@@ -324,3 +324,19 @@ async def test_the_stack_stops_quietly_when_its_output_is_closed(procs, tmp_path
         os.close(write)
     assert await p.ended(START_S) == 141 and p.stderr() == "", str(p)
     assert not port_in_use("127.0.0.1", port), "the server outlived its stack"
+
+
+def test_a_dead_dev_server_is_explained_by_its_error_not_the_stack_trace_after_it(tmp_path):
+    """The CLI's own words when the server fails: the ERROR or panic line, where a log's tail is only a Go trace."""
+    log = tmp_path / "t.log"
+    log.write_text(
+        'time=2026-11-29T22:50:05.769 level=ERROR msg="error returned" component=fx error="failed listening for '
+        'HTTP API on 127.0.0.1:52015: listen tcp 127.0.0.1:52015: bind: address already in use"\n'
+        + "".join(f"\t/home/runner/work/cli/cli/internal/temporalcli/commands.go:{n} +0x2a9\nmain.main()\n"
+                  for n in range(40))
+    )
+    assert "bind: address already in use" in why_it_stopped(log)
+    log.write_text("panic: runtime error: invalid memory address\n\ngoroutine 1 [running]:\nmain.main()\n")
+    assert why_it_stopped(log).startswith("panic: runtime error")
+    log.write_text("one\ntwo\n")
+    assert why_it_stopped(log) == "one | two"  # nothing said why: what there is

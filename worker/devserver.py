@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import fcntl
 import os
 import signal
@@ -84,6 +85,14 @@ def server_limit_args() -> list[str]:
 
 class DevServerError(Exception):
     pass
+
+
+def why_it_stopped(log: Path) -> str:
+    """The lines of a dead server's log that say why: its error or panic, not the stack trace that follows it."""
+    lines = log.read_text(errors="replace").splitlines()
+    said = [line.strip() for line in lines if re.search(r"panic:|Error:|level=ERROR|fatal|bind:|address already in use",
+                                                        line)]
+    return " | ".join((said or lines)[:5])[:2000]
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -152,10 +161,8 @@ class DevServer:
         self.process = self._spawn(log)
         for _ in range(STARTUP_TIMEOUT_S * 4):
             if self.process.poll() is not None:
-                tail = log.read_text(errors="replace").splitlines()[-5:]
-                raise DevServerError(
-                    f"the Temporal dev server exited ({self.process.returncode}): " + " | ".join(tail)
-                )
+                raise DevServerError(f"the Temporal dev server exited ({self.process.returncode}): "
+                                     f"{why_it_stopped(log)} (its log: {log})")
             if port_in_use(self.host, self.port):
                 with contextlib.suppress(ConnectionError):
                     return await connect(self.target)
