@@ -30,10 +30,10 @@ from temporalio.worker import Worker
 from activities.payloads import PayloadSettings
 from activities.policy import Budget
 from benchmarks.bare import RETRY, BareParked, BareSteps, noop
-from client.converter import DATA_CONVERTER
 from client.credentials import with_credentials
 from worker.binaries import temporal_cli
 from worker.config import BatonConfig, OfflineSettings, Role, SystemsConfig, load
+from worker.converter import DATA_CONVERTER
 from worker.issuer import LocalIssuer
 from worker.registration import workflow_runner
 from workflows import search_attributes as sa

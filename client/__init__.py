@@ -1,1 +1,1 @@
-"""The Baton SDK (`client.sdk.Baton`) and the `baton` CLI."""
+"""The Baton SDK (`client.sdk.Baton`), the `baton` CLI, and the test kit for process authors (`client.testkit`)."""

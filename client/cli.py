@@ -24,7 +24,6 @@ from client import render
 from client.commands import approval_commands
 from activities.personal import NoAuditKey
 from client.credentials import NoCredential
-from client.exit import exit_now
 from client.new_process import NewProcessError
 from client.sdk import (
     Baton,
@@ -37,6 +36,7 @@ from client.sdk import (
 )
 from worker.codec_server import CODEC_PORT_OFFSET
 from worker.devserver import DEFAULT_PORT
+from worker.exit import exit_now
 from workflows.registry import REGISTRY
 from workflows.ledger import LedgerEntry
 from workflows.outcome import RunState
@@ -175,7 +175,7 @@ async def cmd_dev(args: argparse.Namespace) -> int:
 async def cmd_codec_server(args: argparse.Namespace) -> int:
     """Serve /encode and /decode for the Web UI and the CLI, to holders of a verified token (worker/codec_server.py)."""
     from activities.oidc import IdentitySettings
-    from client.codec import configured_keys
+    from worker.codec import configured_keys
     from worker.codec_server import CodecServer, trusted_issuer
     from worker.config import ConfigError, load
     from worker.issuer import AUDIENCE, DIRECTORY
@@ -214,7 +214,7 @@ async def cmd_tools(args: argparse.Namespace) -> int:
 async def cmd_audit(args: argparse.Namespace) -> int:
     """A run's audit export, reconstructed from its history (no worker needed; no server with --history)."""
     from client.audit import audit, audit_text, export_json
-    from client.connection import configured_converter
+    from worker.connection import configured_converter
     from client.run_record import ReplayFailed, history_from_file, run_record, run_record_from_history
 
     _quiet_replays()

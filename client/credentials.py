@@ -5,7 +5,7 @@ A run takes no name typed by a caller as identity: it verifies a signed token
 and `gcloud` do: `BATON_TOKEN` in the environment, else the one `baton login`
 stored under `.baton/` (client/login.py). The SDK takes any TokenProvider;
 `Credentials` puts the starter's token on every start a client makes, in a
-Temporal header the worker hands to the run (client/run_input.py).
+Temporal header the worker hands to the run (worker/run_input.py).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 What it writes runs as it is and passes its own test: a process with one model
 step, one approval and one tool step (`workflow.py`), its contracts, one tool
 on a SQLite table standing in for the team's system (`tools.py`), the package
-Baton loads (`plugin.py`), a test on the test kit (worker/testkit.py), the
+Baton loads (`plugin.py`), a test on the test kit (client/testkit.py), the
 baton.toml lines (`[plugins]`, `[roles]`, `[grants]`) and a pyproject.toml that
 installs it. The team then replaces the stand-ins with its own.
 """
@@ -246,7 +246,7 @@ import sqlite3
 from pathlib import Path
 
 from $module.contracts import Summary
-from worker.testkit import ModelTurn, process_test_env
+from client.testkit import ModelTurn, process_test_env
 from workflows.api import RunState
 
 CONFIG = Path(__file__).resolve().parent.parent / "baton.toml"

@@ -20,7 +20,7 @@ The rest comes from history events: workflow type, Temporal run id, start and
 close times, how Temporal closed it, the static summary, the input (and its
 business key) and its RunOutcome: a completed run's result, or the details of
 the failure a failed, over-budget or timed-out end closes the run with. A run
-Temporal failed on its input (client/converter.py) never ran: it answers no
+Temporal failed on its input (worker/converter.py) never ran: it answers no
 query, and is recorded as failed, with no step, from that failure.
 """
 
@@ -43,11 +43,11 @@ from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, WorkflowRunner
 
-from client.codec import DecryptionError
-from client.connection import header_behavior
-from client.converter import DATA_CONVERTER, INVALID_INPUT
-from client.run_input import RunInputCheck
 from client.sdk import InputError, UnknownRun, never_ran, outcome_of_failure
+from worker.codec import DecryptionError
+from worker.connection import header_behavior
+from worker.converter import DATA_CONVERTER, INVALID_INPUT
+from worker.run_input import RunInputCheck
 from workflows.registry import REGISTRY
 from workflows.ledger import LedgerEntry
 from workflows.outcome import RunOutcome
@@ -135,7 +135,7 @@ async def run_record_from_history(history: WorkflowHistory, converter: DataConve
     """Reconstruct a run from a history (fetched, or read with `WorkflowHistory.from_json`).
 
     `converter` is the one the run was written with: its codec decrypts the
-    payloads (client/codec.py); a payload it cannot open fails the reconstruction.
+    payloads (worker/codec.py); a payload it cannot open fails the reconstruction.
     """
     if not history.events or not history.events[0].HasField("workflow_execution_started_event_attributes"):
         raise ReplayFailed(f"{history.workflow_id}: not a workflow history (no start event)")
@@ -232,7 +232,7 @@ async def _replay(history: WorkflowHistory, converter: DataConverter) -> dict[st
         workflows=REGISTRY.workflows(),
         data_converter=converter,
         header_codec_behavior=header_behavior(converter),  # the starter's token, sealed as the client sealed it
-        interceptors=[RunInputCheck()],  # replays as the worker ran it (client/run_input.py)
+        interceptors=[RunInputCheck()],  # replays as the worker ran it (worker/run_input.py)
         workflow_runner=runner,
         unsandboxed_workflow_runner=runner,
         workflow_task_executor=executor,
@@ -379,6 +379,6 @@ def _decode_outcome(last, workflow_type: str) -> RunOutcome[dict] | None:
 
 
 def _refused_input(last) -> bool:
-    """Whether Temporal closed the run as Failed on its input (client/converter.py)."""
+    """Whether Temporal closed the run as Failed on its input (worker/converter.py)."""
     return (last.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED
             and last.workflow_execution_failed_event_attributes.failure.application_failure_info.type == INVALID_INPUT)

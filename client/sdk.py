@@ -7,7 +7,7 @@ visibility queries over Baton's search attributes.
 A run that ends `failed`, `budget_exceeded` or `timed_out` is Failed in
 Temporal, its RunOutcome in the failure's details; a run started past
 `baton run` with input it cannot take fails before its first step (type
-InvalidInput, client/converter.py). The SDK reads both back as RunOutcomes.
+InvalidInput, worker/converter.py). The SDK reads both back as RunOutcomes.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from temporalio.exceptions import TimeoutError as TimedOut
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.subject import subject_key
-from client.connection import connect, sealing_headers, task_queue
 from client.credentials import (
     NoCredential,
     TokenProvider,
@@ -43,7 +42,8 @@ from client.credentials import (
     required,
     with_credentials,
 )
-from client.converter import INVALID_INPUT, MAX_PAYLOAD_BYTES
+from worker.connection import connect, sealing_headers, task_queue
+from worker.converter import INVALID_INPUT, MAX_PAYLOAD_BYTES
 from workflows import search_attributes as sa
 from workflows import visibility
 from workflows.approvals import ApprovalRequest, Verdict
@@ -133,7 +133,7 @@ def validate_input(process: str, data: dict | BaseModel) -> BaseModel:
         more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
         raise InputError(f"invalid input for {process}: field {field!r}: {first['msg']}{more}") from err
     size = len(value.model_dump_json().encode())
-    if size > MAX_PAYLOAD_BYTES:  # the run would refuse it (client/converter.py): refuse it here instead
+    if size > MAX_PAYLOAD_BYTES:  # the run would refuse it (worker/converter.py): refuse it here instead
         raise InputError(f"invalid input for {process}: {size:,} bytes, more than the {MAX_PAYLOAD_BYTES:,} a run takes")
     return value
 

@@ -42,10 +42,10 @@ from pathlib import Path
 
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
-from client.exit import exit_now
 from client.sdk import Baton, Refused
 from tests.stack_process import KINDS, Case, ServerOnFile, WorkerProcess, World, decide, effects_report, outcome_of
 from worker.config import load
+from worker.exit import exit_now
 
 MIX = {  # share of runs per kind: a third park for a person
     "onboarding-clear": 0.25, "onboarding-review": 0.12, "onboarding-reject": 0.08,

@@ -33,11 +33,10 @@ from activities.personal import AUDIT_KEY_ENV
 from activities.tools.grants import Grant
 from activities.tools.registry import TOOLS
 from baton_examples.systems import SystemsOfRecord
-from client.codec import new_key_line
-from client.connection import configured_converter, sealing_headers, traced
 from client.credentials import with_credentials
 from tests.fake_provider import FakeProvider
 from worker.binaries import temporal_cli, temporal_test_server
+from worker.codec import new_key_line
 from worker.config import (
     BatonConfig,
     OfflineSettings,
@@ -45,6 +44,7 @@ from worker.config import (
     SystemsConfig,
     shipped_grants,
 )
+from worker.connection import configured_converter, sealing_headers, traced
 from worker.devserver import register_search_attributes, server_limit_args
 from worker.issuer import NAME, LocalIssuer
 from worker.registration import baton_worker
@@ -53,7 +53,7 @@ from workflows.registry import REGISTRY
 
 ROOT = Path(__file__).resolve().parent.parent
 # The suite runs encrypted, as the product does: one fresh key ring for the session, in the
-# environment every client, worker, replayer and CLI subprocess reads it from (client/codec.py).
+# environment every client, worker, replayer and CLI subprocess reads it from (worker/codec.py).
 # Whatever the shell running the tests has set is not used: a test run never writes in clear by accident.
 TEST_KEYS = new_key_line(f"test-{secrets.token_hex(4)}")
 os.environ["BATON_KEYS"] = TEST_KEYS

@@ -40,9 +40,9 @@ from activities.llm.provider import Completion
 from activities.tools.activity import ToolActivities
 from activities.tools.registry import TOOLS
 from activities.tools.contracts import ToolCall, ToolResult
-from client.connection import connect, task_queue
-from client.exit import exit_now
 from worker.config import load
+from worker.connection import connect, task_queue
+from worker.exit import exit_now
 from worker.registration import baton_worker
 from worker.shutdown import until_interrupted
 

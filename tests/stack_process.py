@@ -35,8 +35,8 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from baton_examples.systems import SystemsOfRecord
-from client.connection import connect
 from client.sdk import Baton, UnknownRun
+from worker.connection import connect
 from worker.devserver import DevServer
 from worker.issuer import AUDIENCE, LocalIssuer
 from workflows.outcome import RunOutcome, RunState

@@ -34,6 +34,7 @@ from activities.tools.contracts import ToolCall, ToolResult
 from activities.tools.grants import Bound, Grant
 from baton_examples.support_triage.contracts import Category, Resolution, TriageDecision
 from client.sdk import Baton
+from client.testkit import CallTool, ModelTurn, process_test_env
 from tests.agent_processes import PROCESS, AgentLoop, LoopTask
 from tests.conftest import (
     ROOT,
@@ -45,7 +46,6 @@ from tests.conftest import (
 from tests.history_payloads import decoded
 from tests.test_onboarding_routes import wait_for_state
 from worker.config import BatonConfig, OfflineSettings
-from worker.testkit import CallTool, ModelTurn, process_test_env
 from workflows.agents import AgentReport, SupervisorVerdict, TrailEntry
 from workflows.approvals import ApprovalRequest
 from workflows.ledger import LedgerEntry, StepKind

@@ -36,12 +36,12 @@ from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from client.converter import DATA_CONVERTER
 from client.sdk import Baton, InputError, Refused, read_input, validate_input
 from tests.conftest import LEADS, REVIEWERS, ROOT, running_worker
 from tests.test_integration import Stack, eventually, stack, temporal  # noqa: F401 (stack: the fixture)
 from tests.test_integration import baton as baton_cli
 from tests.test_onboarding_routes import CLEAR, PEP, wait_for_state
+from worker.converter import DATA_CONVERTER
 from workflows.registry import REGISTRY
 from workflows.decisions import MAX_REFUSALS_RECORDED
 from workflows.outcome import RunOutcome, RunState

@@ -31,8 +31,6 @@ from playwright.async_api import Browser, BrowserContext, Page, expect
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.client import Client
 
-from client.codec import EncryptionCodec, KeyRing
-from client.converter import data_converter
 from client.credentials import with_credentials
 from client.sdk import Baton
 from tests.conftest import REQUESTER, REVIEWERS, running_worker
@@ -42,7 +40,9 @@ from tests.test_local_stack import baton as baton_cli
 from tests.test_local_stack import completes_a_run, dev, env_without_temporal, procs  # noqa: F401 (procs: a fixture)
 from tests.test_onboarding_routes import CLEAR
 from tests.test_web_ui_browser import browser  # noqa: F401 (the fixture: Debian's chromium, as those tests drive it)
+from worker.codec import EncryptionCodec, KeyRing
 from worker.codec_server import COOKIE, CodecServer, trusted_issuer
+from worker.converter import data_converter
 from worker.devserver import DevServer
 from worker.issuer import LocalIssuer
 

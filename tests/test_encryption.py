@@ -1,4 +1,4 @@
-"""Encrypted payloads (client/codec.py), through Temporal: what the server keeps is ciphertext.
+"""Encrypted payloads (worker/codec.py), through Temporal: what the server keeps is ciphertext.
 
 A client and worker built with a key ring run onboarding on the time-skipping
 server; the plain `temporal` CLI then reads the history as anyone who reaches
@@ -25,9 +25,6 @@ from temporalio.client import Client
 from temporalio.common import HeaderCodecBehavior
 
 from client.audit import audit, export_json
-from client.codec import KEY_ID, DecryptionError, EncryptionCodec, KeyRing, KeyRingError, configured_keys, ensure_local_key
-from client.connection import EncryptionKeyError, configured_converter, sealing_headers
-from client.converter import data_converter
 from client.credentials import with_credentials
 from client.run_record import ReplayFailed, run_record
 from client.sdk import Baton
@@ -38,7 +35,10 @@ from tests.test_integration import BATON, cli_env, expect_exit, run_cli
 from tests.test_report import wait_until_reported
 from tests.test_onboarding_routes import CLEAR, PEP, wait_for_state
 from worker.binaries import temporal_cli
+from worker.codec import KEY_ID, DecryptionError, EncryptionCodec, KeyRing, KeyRingError, configured_keys, ensure_local_key
 from worker.codec_server import CodecServer, trusted_issuer
+from worker.connection import EncryptionKeyError, configured_converter, sealing_headers
+from worker.converter import data_converter
 from worker.registration import baton_worker
 from workflows.outcome import RunState
 

@@ -21,12 +21,12 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from client.connection import connect
 from client.credentials import with_credentials
 from client.sdk import Baton
 from tests.conftest import REQUESTER, REVIEWERS, ROOT, running_worker
 from tests.test_integration import free_port
 from worker.config import BatonConfig
+from worker.connection import connect
 from worker.devserver import SERVER_LIMITS, DevServer
 from worker.issuer import NAME, LocalIssuer
 from workflows.outcome import RunState

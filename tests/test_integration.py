@@ -38,13 +38,13 @@ from temporalio.testing import WorkflowEnvironment
 from activities.personal import AUDIT_KEY_ENV
 from activities.tools.registry import TOOLS
 from baton_examples.systems import SystemsOfRecord
-from client.connection import connect
 from client.sdk import Baton
 from tests.conftest import LEADS, REQUESTER, REVIEWERS, ROOT, running_worker
 from tests.history_payloads import json_objects
 from tests.processes import DraftRequest, NobodyAnswers, Refund, Signoff, Unanswered, UnguardedSend
 from worker.binaries import temporal_cli
 from worker.config import BatonConfig
+from worker.connection import connect
 from worker.devserver import DevServer, DevServerError, port_in_use
 from worker.issuer import LocalIssuer
 from workflows import search_attributes as sa
@@ -716,7 +716,7 @@ async def test_cli_exit_status_survives_interpreter_shutdown(stack: Stack):
 
     The CLI used to abort (SIGABRT/SIGSEGV) now and then as the interpreter shut
     down after its work was done: the temporalio client's native threads outlive
-    `asyncio.run` (temporalio/sdk-python#300); client/exit.py now leaves without
+    `asyncio.run` (temporalio/sdk-python#300); worker/exit.py now leaves without
     finalizing. It was a few runs in a hundred, so the 40 runs here, 8 at a time,
     showed it in most test runs; a pass alone does not prove it absent.
     """

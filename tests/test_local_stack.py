@@ -26,13 +26,13 @@ from pathlib import Path
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from client.codec import read_key_file
-from client.connection import connect
 from client.login import issue
 from activities.personal import AUDIT_KEY_ENV, LOCAL_AUDIT_KEY
 from client.sdk import Baton
 from tests.conftest import ROOT
 from tests.stack_process import free_port
+from worker.codec import read_key_file
+from worker.connection import connect
 from worker.devserver import port_in_use, why_it_stopped
 from workflows.outcome import RunState
 
@@ -220,7 +220,7 @@ async def test_two_stacks_on_different_ports_run_side_by_side(procs, tmp_path):
 
 def test_a_client_is_told_the_address_only_when_it_would_not_find_the_server(tmp_path):
     """On Temporal's default address a client needs nothing; elsewhere, or when it is pointed elsewhere, it does."""
-    from client.connection import DEFAULT_TARGET
+    from worker.connection import DEFAULT_TARGET
     from worker.stack import address_hint
 
     bare = {"TEMPORAL_CONFIG_FILE": str(tmp_path / "no-profiles.toml")}  # not this machine's profiles

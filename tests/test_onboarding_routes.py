@@ -13,8 +13,8 @@ import pytest
 from baton_examples.systems import SystemsOfRecord
 from baton_examples.onboarding.contracts import WelcomeEmail
 from client.sdk import Baton
+from client.testkit import ModelTurn, process_test_env
 from tests.conftest import REQUESTER, ROOT, running_worker
-from worker.testkit import ModelTurn, process_test_env
 from workflows.outcome import RunState
 
 CLEAR = dict(applicant_id="A-1001", name="Ada Lovelace", email="ada@example.com", document_number="P1234567")

@@ -24,8 +24,6 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from activities.llm.output_type import resolve, type_name
-from client.connection import configured_converter, header_behavior
-from client.run_input import RunInputCheck
 from client.sdk import Baton
 from tests.conftest import (
     LEADS,
@@ -37,7 +35,9 @@ from tests.conftest import (
 )
 from tests.history_payloads import decoded
 from tests.test_onboarding_routes import CLEAR, PEP, SANCTIONED, wait_for_state
+from worker.connection import configured_converter, header_behavior
 from worker.registration import workflow_runner
+from worker.run_input import RunInputCheck
 from workflows.registry import REGISTRY
 from workflows.outcome import RunState
 

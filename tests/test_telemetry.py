@@ -30,12 +30,12 @@ from activities.llm.provider import Completion, ProviderRejected
 from activities.llm.telemetry import CAPTURE_CONTENT
 from activities.tools.activity import ToolActivities
 from activities.tools.contracts import RecordRefused
-from client.connection import is_traced, traced, tracing_on
 from client.sdk import Baton
 from tests.conftest import ROOT, SEED, running_worker, traced_worker
 from tests.test_onboarding_routes import CLEAR
 from worker import telemetry
 from worker.config import ConfigError
+from worker.connection import is_traced, traced, tracing_on
 from workflows.ledger import StepKind
 from workflows.outcome import RunState
 

@@ -1,4 +1,4 @@
-"""The test kit (worker/testkit.py) as a process author uses it: their package, a function for a model.
+"""The test kit (client/testkit.py) as a process author uses it: their package, a function for a model.
 
 The team package of tests/test_plugin.py runs on a stack the kit starts by
 itself (its own time-skipping server, issuer and key), from a baton.toml as
@@ -12,8 +12,8 @@ import uuid
 
 import pytest
 
+from client.testkit import ModelTurn, process_test_env
 from tests.test_plugin import GRANT, PACKAGE, ROLES, team_package  # noqa: F401 (the fixture)
-from worker.testkit import ModelTurn, process_test_env
 from worker.config import load
 from workflows.outcome import RunState
 

@@ -24,12 +24,12 @@ import pytest
 from playwright.async_api import Browser, async_playwright, expect
 from temporalio.client import Client
 
-from client.connection import configured_converter, header_behavior
 from client.credentials import with_credentials
 from client.sdk import Baton
 from tests.conftest import REQUESTER, REVIEWERS, running_worker
 from tests.test_integration import BATON, TEMPORAL, cli_env, free_port, run_cli
 from tests.test_onboarding_routes import CLEAR, PEP, wait_for_state
+from worker.connection import configured_converter, header_behavior
 from worker.devserver import DevServer
 from workflows.outcome import RunState
 from workflows.status import RunStatus

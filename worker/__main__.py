@@ -12,10 +12,10 @@ import logging
 import sys
 from pathlib import Path
 
-from client.connection import connect, task_queue
-from client.exit import exit_now
 from worker import telemetry
 from worker.config import DEMO_HELP, ConfigError, load
+from worker.connection import connect, task_queue
+from worker.exit import exit_now
 from worker.registration import baton_worker
 from worker.shutdown import until_interrupted
 

@@ -2,7 +2,7 @@
 
 The Web UI and `temporal workflow show --codec-endpoint` send
 `POST /decode` (and `/encode`) with `{"payloads": [...]}` (payloads in protobuf
-JSON) and get the same shape back, decoded by Baton's codec (client/codec.py).
+JSON) and get the same shape back, decoded by Baton's codec (worker/codec.py).
 Decoding hands out personal data, so every call needs a caller proven by the
 identity provider that signs approvals (activities/identity.py `verify`, its
 keys fetched as a worker fetches them, activities/oidc.py), optionally with a
@@ -44,7 +44,7 @@ from temporalio.api.common.v1 import Payloads
 
 from activities.identity import MAX_TOKEN_CHARS, IdentityRefused, TrustedIssuer, Verified, verify
 from activities.oidc import IdentitySettings, IssuerKeys
-from client.codec import DecryptionError, EncryptionCodec, KeyRing
+from worker.codec import DecryptionError, EncryptionCodec, KeyRing
 
 CODEC_PORT_OFFSET = 3000  # beside the dev server (7233 -> 10233), as its Web UI is at +1000 and the issuer at +2000
 MAX_BODY = 4 * 1024 * 1024  # a page of the Web UI's payloads; a run's own are at most 512 KiB each

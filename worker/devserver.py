@@ -45,8 +45,8 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from client.connection import connect
 from worker.binaries import temporal_cli
+from worker.connection import connect
 from workflows import search_attributes as sa
 
 STARTUP_TIMEOUT_S = 60
@@ -64,7 +64,7 @@ os.execv(sys.argv[2], sys.argv[2:])
 KIB, MIB = 1024, 1024 * 1024
 # Temporal dynamic config (`--dynamic-config-value KEY=VALUE`), per namespace on a real cluster.
 SERVER_LIMITS: dict[str, int] = {
-    # One payload: a run's input may be 512 KiB (client/converter.py MAX_PAYLOAD_BYTES), plus its envelope.
+    # One payload: a run's input may be 512 KiB (worker/converter.py MAX_PAYLOAD_BYTES), plus its envelope.
     "limit.blobSize.error": 640 * KIB,
     "limit.blobSize.warn": 512 * KIB,
     # Signals a run takes in its life (people use a handful; the rest are refused by the server,

@@ -28,9 +28,9 @@ from activities.policy import PolicyActivities
 from activities.subject import subject_digest
 from activities.tools.activity import Implementations, ToolActivities
 from worker.agent_policy import AgentPolicies
-from client.connection import is_traced, sealing_headers, task_queue, tracing_interceptor, tracing_on
 from worker.config import BatonConfig, ConfigError
-from client.run_input import RunInputCheck
+from worker.connection import is_traced, sealing_headers, task_queue, tracing_interceptor, tracing_on
+from worker.run_input import RunInputCheck
 from workflows.engine import Process
 from workflows.registry import REGISTRY, name_outputs
 
@@ -96,9 +96,9 @@ async def baton_worker(
     passes its own (tests do). The tracing interceptor comes from `client` when
     it has one (Temporal hands a client's interceptors to its workers; a second
     copy would make every span twice), else the worker adds its own, when
-    tracing is on at all (client/connection.py `tracing_on`).
+    tracing is on at all (worker/connection.py `tracing_on`).
     """
-    client = sealing_headers(client)  # the worker decodes a start's header as its client says (client/connection.py)
+    client = sealing_headers(client)  # the worker decodes a start's header as its client says (worker/connection.py)
     own_tracing = tracing_on(tracer_provider) and not is_traced(client)
     try:
         audit_key()  # runs about a person get its keyed digest (activities/subject.py): no key, no start

@@ -5,7 +5,7 @@ worker on the server the connection settings name instead (TEMPORAL_ADDRESS, a
 profile: temporalio.envconfig, as every client reads them) and starts nothing.
 Both start Baton's local identity issuer (worker/issuer.py) and point the worker's
 `[identity]` at it, unless baton.toml names the organisation's own issuer. Both make the local
-encryption key `.baton/keys` on first use (client/codec.py), used unless BATON_KEYS / BATON_KEY_FILE name keys. Both set up OpenTelemetry from the OTEL_* variables as a worker does
+encryption key `.baton/keys` on first use (worker/codec.py), used unless BATON_KEYS / BATON_KEY_FILE name keys. Both set up OpenTelemetry from the OTEL_* variables as a worker does
 (worker/telemetry.py) and flush it on the way out, since `baton` leaves through os._exit.
 """
 
@@ -20,12 +20,12 @@ from temporalio.client import Client
 from temporalio.envconfig import ClientConfig
 from temporalio.service import RPCError
 
-from client.codec import configured_keys, ensure_local_key
-from client.connection import DEFAULT_TARGET, connect
-from worker import telemetry
 from activities.personal import ensure_local_audit_key
-from worker.config import BatonConfig, load
+from worker import telemetry
+from worker.codec import configured_keys, ensure_local_key
 from worker.codec_server import CODEC_PORT_OFFSET, CodecServer, trusted_issuer
+from worker.config import BatonConfig, load
+from worker.connection import DEFAULT_TARGET, connect
 from worker.devserver import DEFAULT_PORT, UI_PORT_OFFSET, DevServer, register_search_attributes
 from worker.issuer import ISSUER_PORT_OFFSET, LocalIssuer, remember_url
 from worker.registration import baton_worker

@@ -9,7 +9,7 @@ Exporters: `console` (stdout) and `otlp` (OTLP over HTTP, the `baton[otlp]`
 extra, configured by the exporter itself through OTEL_EXPORTER_OTLP_*). The
 worker batches spans and flushes on the way out. A client (the CLI) only
 traces, as it records no metrics, and exports each span as it ends: it leaves
-through `os._exit` (client/exit.py), which skips the SDK's exit hooks.
+through `os._exit` (worker/exit.py), which skips the SDK's exit hooks.
 
 `install` sets OpenTelemetry's global providers once per process, for the
 worker (`python -m worker`, `baton dev`) and the client (`connect`); tests use

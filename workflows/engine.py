@@ -89,7 +89,7 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
         self._subject_digest: str | None = None  # whom the run is about, keyed (activities/subject.py)
         self._proof: bool | None = None
         self._starter: Verified | None = None
-        self._starter_token: str | None = None  # from the start's header (client/run_input.py), until verified
+        self._starter_token: str | None = None  # from the start's header (worker/run_input.py), until verified
         self._personal = Redactor()  # the personal values seen, kept out of what Temporal shows undecoded
 
     def take_starter_token(self, token: str | None) -> None:

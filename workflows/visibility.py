@@ -33,10 +33,10 @@ SHOWN = "baton-shown"  # payload metadata: text Temporal shows without decoding,
 class Shown(str):
     """Text the Web UI must show to everyone, not only to who may decode: summaries of runs, steps and timers.
 
-    Payloads are encrypted (client/codec.py), and Temporal encodes a summary as
+    Payloads are encrypted (worker/codec.py), and Temporal encodes a summary as
     a payload too: sealed, an operator without decoding rights would see
     ciphertext where the UI should tell what a run does. Baton's converter
-    (client/converter.py) marks a `Shown` value's payload with SHOWN and the
+    (worker/converter.py) marks a `Shown` value's payload with SHOWN and the
     codec leaves it in clear, as it leaves a run's current details (its
     metadata query). So a `Shown` is built only from names, business keys and
     redacted text (workflows/personal.py): never from a run's personal data.

@@ -6,7 +6,7 @@ model, the messages so far, the tools offered) and returns either an instance
 of the step's output model or a `CallTool` proposal. It runs behind the real
 model activity, so validation, repairs, budgets, pricing and the ledger are
 Baton's own; only the answer is scripted. Every call is recorded under the
-`scripted` provider and models (worker/testkit.py configures them), so no
+`scripted` provider and models (client/testkit.py configures them), so no
 ledger can pass a scripted answer off as a model's.
 """
 

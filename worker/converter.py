@@ -42,7 +42,7 @@ from temporalio.converter import (
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.exceptions import ApplicationError
 
-from client.codec import EncryptionCodec, KeyRing
+from worker.codec import EncryptionCodec, KeyRing
 from workflows.visibility import SHOWN, Shown
 
 MAX_PAYLOAD_BYTES = 512 * 1024  # Temporal warns from 512 KB; Baton's own run payloads are a few KB
@@ -136,7 +136,7 @@ class BatonPayloadConverter(PydanticPayloadConverter):
 
 
 def data_converter(keys: KeyRing | None) -> DataConverter:
-    """Baton's converter, encrypting every payload with `keys` (client/codec.py); without keys, in clear."""
+    """Baton's converter, encrypting every payload with `keys` (worker/codec.py); without keys, in clear."""
     return DataConverter(
         payload_converter_class=BatonPayloadConverter,
         payload_codec=EncryptionCodec(keys) if keys is not None else None,

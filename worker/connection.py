@@ -4,9 +4,9 @@ Connection settings come from Temporal's own environment configuration
 (`temporalio.envconfig`: the `TEMPORAL_*` variables and the profiles in
 `temporal.toml`), so the same code reaches the local dev server, a
 self-hosted cluster or Temporal Cloud unchanged. Payloads go through Baton's
-data converter (client/converter.py): pydantic, so every contract stays a typed
+data converter (worker/converter.py): pydantic, so every contract stays a typed
 model, and bad input fails a run rather than its workflow task; encrypted with
-the configured keys (client/codec.py), and refused without one. With a codec,
+the configured keys (worker/codec.py), and refused without one. With a codec,
 headers go through it too (`header_codec_behavior`): Temporal leaves them in
 clear by default, and a start's header carries its starter's bearer token
 (client/credentials.py). When tracing is
@@ -28,10 +28,10 @@ from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.converter import DataConverter
 from temporalio.envconfig import ClientConfig
 
-from client.codec import KeyRing, KeyRingError, configured_keys
-from client.converter import data_converter
 from worker import telemetry
+from worker.codec import KeyRing, KeyRingError, configured_keys
 from worker.config import ConfigError
+from worker.converter import data_converter
 
 DEFAULT_TARGET = "localhost:7233"
 
@@ -52,7 +52,7 @@ class EncryptionKeyError(ConfigError):
 
 
 def configured_converter(keys: KeyRing | None = None) -> DataConverter:
-    """The converter every Baton client and worker uses: encrypting with the configured keys (client/codec.py).
+    """The converter every Baton client and worker uses: encrypting with the configured keys (worker/codec.py).
 
     With no key, Baton refuses to connect: a run's input, prompts and answers
     would sit in clear in Temporal's history. `BATON_ENCRYPTION=off` runs in

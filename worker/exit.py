@@ -3,7 +3,7 @@
 The temporalio client's native threads can outlive `asyncio.run`; when the
 interpreter then finalizes, the process sometimes aborts (SIGABRT/SIGSEGV,
 temporalio/sdk-python#300) after its work is done, and a script sees a crash
-instead of `baton`'s exit status. All output is flushed first, then we exit
+instead of the status `baton` or `python -m worker` chose. All output is flushed first, then we exit
 at once: there is nothing left to clean up that the OS does not.
 """
 

@@ -3,7 +3,7 @@
 Anyone who can reach the namespace or its Web UI reads every payload in a
 history: an applicant's name, e-mail and document number in the start input,
 prompts, model answers. Every client and worker Baton builds therefore encodes
-payloads with `EncryptionCodec` (client/converter.py `data_converter`):
+payloads with `EncryptionCodec` (worker/converter.py `data_converter`):
 AES-256-GCM from `cryptography`, authenticated, so a payload altered in the
 history fails to decode instead of decoding into something else.
 

@@ -1,6 +1,6 @@
 """The test kit for process authors: their process, through Temporal, in their own repo's tests.
 
-    from worker.testkit import CallTool, ModelTurn, process_test_env
+    from client.testkit import CallTool, ModelTurn, process_test_env
 
     def model(turn: ModelTurn):                     # a function from the conversation to the answer
         return Memo(text="paid")                    # an instance of the step's output model, or CallTool(...)
@@ -45,12 +45,12 @@ from activities.llm.catalog import ModelSpec, Price, ProviderSpec
 from activities.llm.scripted import PROVIDER, CallTool, ModelTurn, ScriptedModel, ScriptedProvider
 from activities.payloads import PayloadSettings
 from activities.personal import AUDIT_KEY_ENV
-from client.codec import KeyRing, new_key_line
-from client.connection import configured_converter
 from client.sdk import Baton
 from workflows.outcome import RunState
 from worker.binaries import temporal_test_server
+from worker.codec import KeyRing, new_key_line
 from worker.config import BatonConfig, SystemsConfig, load
+from worker.connection import configured_converter
 from worker.devserver import register_search_attributes
 from worker.issuer import LocalIssuer
 from worker.registration import baton_worker

@@ -1,6 +1,6 @@
 """A run's arguments checked before its process sees them: what would crash its task fails the run.
 
-Baton's converter (client/converter.py) fails a run whose input does not decode
+Baton's converter (worker/converter.py) fails a run whose input does not decode
 into its model. Two starts get past any converter: no input at all (`temporal
 workflow start --type onboarding` without `--input`), and a payload whose
 encoding holds no JSON (`binary/null`), which Temporal decodes to None whatever
@@ -34,7 +34,7 @@ from temporalio.worker import (
 )
 
 from activities.identity import STARTER_HEADER
-from client.converter import invalid_input
+from worker.converter import invalid_input
 
 
 class RunInputCheck(Interceptor):
