@@ -58,9 +58,26 @@ ROLES = {
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nobody listens on, which the kernel will not hand to the next `bind(0)` for a while.
+
+    A port only bound and closed can be given to the next `bind(0)`: the dev
+    server picks several ports of its own that way as it starts, and one of
+    them taking the UI port we chose makes the CLI fail at start (seen once
+    in CI: "the Temporal dev server exited (2)", a Go panic). As Temporal's own
+    free-port helper does (temporalio/cli#564), connect once and close the
+    accepted side first: the port waits in TIME_WAIT, so no `bind(0)` returns it,
+    while a server binding it by number with SO_REUSEADDR (Go's listeners,
+    Python's HTTP servers) still can.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # else the waiting end bars a rebind too
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)):
+            accepted, _ = listener.accept()
+            accepted.close()  # the listening side closes first: its end of the connection keeps the port
+    return port
 
 
 def kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL, wait_s: float = 15) -> None:

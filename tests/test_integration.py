@@ -20,7 +20,6 @@ import asyncio
 import base64
 import json
 import os
-import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -41,6 +40,7 @@ from baton_examples.systems import SystemsOfRecord
 from client.sdk import Baton
 from tests.conftest import LEADS, REQUESTER, REVIEWERS, ROOT, running_worker
 from tests.history_payloads import json_objects
+from tests.stack_process import free_port
 from tests.processes import DraftRequest, NobodyAnswers, Refund, Signoff, Unanswered, UnguardedSend
 from worker.binaries import temporal_cli
 from worker.config import BatonConfig
@@ -269,12 +269,6 @@ def shown_values(history_json: str) -> str:
     found = [base64.b64decode(node["data"]).decode(errors="replace") for node in json_objects(json.loads(history_json))
              if isinstance(node.get("data"), str) and "metadata" in node]
     return history_json + "\n" + "\n".join(found)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def baton_search_attributes(client: Client) -> dict[str, int]:

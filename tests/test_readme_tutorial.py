@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 
 from activities.personal import AUDIT_KEY_ENV
 from tests.conftest import ROOT
+from tests.stack_process import free_port
 
 
 def block(marker: str) -> str:
@@ -27,12 +27,6 @@ def block(marker: str) -> str:
     found = re.search(rf"<!-- tutorial:{marker} -->\n```sh\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
     assert found, f"README.md has no tutorial:{marker} block"
     return found.group(1)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def bash(script: str, cwd: Path, env: dict, timeout: int = 240) -> subprocess.CompletedProcess:
