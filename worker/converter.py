@@ -42,8 +42,8 @@ from temporalio.converter import (
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.exceptions import ApplicationError
 
-from worker.codec import EncryptionCodec, KeyRing
-from workflows.visibility import SHOWN, Shown
+from worker.codec import SHOWN, EncryptionCodec, KeyRing
+from workflows.visibility import Shown
 
 MAX_PAYLOAD_BYTES = 512 * 1024  # Temporal warns from 512 KB; Baton's own run payloads are a few KB
 INVALID_INPUT = "InvalidInput"  # the failure type of a run (or update) refused for its input

@@ -27,8 +27,6 @@ from workflows import search_attributes as sa
 from workflows.approvals import ApprovalRequest
 from workflows.outcome import RunState
 
-SHOWN = "baton-shown"  # payload metadata: text Temporal shows without decoding, left in clear by the codec
-
 
 class Shown(str):
     """Text the Web UI must show to everyone, not only to who may decode: summaries of runs, steps and timers.
@@ -36,7 +34,7 @@ class Shown(str):
     Payloads are encrypted (worker/codec.py), and Temporal encodes a summary as
     a payload too: sealed, an operator without decoding rights would see
     ciphertext where the UI should tell what a run does. Baton's converter
-    (worker/converter.py) marks a `Shown` value's payload with SHOWN and the
+    (worker/converter.py) marks a `Shown` value's payload (worker/codec.py SHOWN) and the
     codec leaves it in clear, as it leaves a run's current details (its
     metadata query). So a `Shown` is built only from names, business keys and
     redacted text (workflows/personal.py): never from a run's personal data.
