@@ -202,11 +202,13 @@ async def cmd_codec_server(args: argparse.Namespace) -> int:
 async def cmd_tools(args: argparse.Namespace) -> int:
     """The inventory a governance review asks for first; reads code and baton.toml, never Temporal."""
     from client.inventory import build
-    from worker.config import load
+    from worker.config import install_mcp_tools, load
 
     if args.process:
         process_spec(args.process)
-    inventory = build(load(args.config, demo=args.demo), args.process)
+    config = load(args.config, demo=args.demo)
+    await install_mcp_tools(config)  # an MCP server's tools are known once it is asked
+    inventory = build(config, args.process)
     emit(args, inventory.model_dump(mode="json"), render.inventory_table(inventory))
     return 0
 

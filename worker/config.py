@@ -27,6 +27,7 @@ from activities.payloads import PayloadSettings
 from activities.policy import Budget
 from activities.plugins import PluginError
 from activities.tools.grants import Bound, Grant
+from activities.tools.mcp_servers import McpServerError, McpSettings, McpTools
 from activities.tools.registry import TOOLS, Effect, SystemsSettings
 from workflows.registry import REGISTRY
 
@@ -160,6 +161,7 @@ class BatonConfig(BaseModel):
     audit: AuditSettings = AuditSettings()
     worker: WorkerSettings = WorkerSettings()
     identity: IdentitySettings | None = None
+    mcp: McpSettings = McpSettings()
 
     @field_validator("budgets", mode="before")
     @classmethod
@@ -203,7 +205,11 @@ class BatonConfig(BaseModel):
             raise ConfigError(f"offline.scripts: {err}") from None
 
     def bad_grants(self) -> list[str]:
-        """Grants naming a process, agent, tool or argument that does not exist, an unapprovable tool, or an unfit bound."""
+        """Grants naming a process, agent, tool or argument that does not exist, an unapprovable tool, or an unfit bound.
+
+        A tool of an [mcp.servers] server is known only once its server is listed
+        (at worker start): until then its grant is left to `bad_mcp_grants`.
+        """
         problems = []
         processes = REGISTRY.known()
         for grantee, grant in self.grants.items():
@@ -215,6 +221,8 @@ class BatonConfig(BaseModel):
                 problems.append(f"grants.{grantee}: no such process or agent (known: {', '.join(known)})")
                 continue
             for tool in grant.tools:
+                if tool not in TOOLS and self.mcp.serves(tool):
+                    continue
                 if tool not in TOOLS:
                     problems.append(f"grants.{grantee}.tools: no tool {tool!r} (known: {', '.join(sorted(TOOLS))})")
                 elif agent_name and TOOLS[tool].effect is Effect.IRREVERSIBLE and tool not in agents[agent_name].approvals:
@@ -223,10 +231,32 @@ class BatonConfig(BaseModel):
                 if tool not in grant.tools:
                     problems.append(f"grants.{grantee}.bounds.{tool}: bounds a tool that is not granted")
                     continue
+                if tool not in TOOLS and self.mcp.serves(tool):
+                    continue
                 problems += [
                     problem for f, bound in fields.items()
                     if (problem := _bad_bound(f"grants.{grantee}.bounds.{tool}.{f}", tool, f, bound))
                 ]
+        return problems
+
+    def bad_mcp_grants(self) -> list[str]:
+        """Grants of [mcp.servers] tools, judged once the servers are listed: the tool is listed, its bounds fit it.
+
+        (Irreversible MCP tools in an agent's grant are not yet checked for an approval: issue 19's next slice.)
+        """
+        problems = []
+        for grantee, grant in self.grants.items():
+            for tool in grant.tools:
+                if self.mcp.serves(tool) and tool not in TOOLS:
+                    server = tool.partition(".")[0]
+                    listed = sorted(t for t in TOOLS if t.startswith(f"{server}."))
+                    problems.append(f"grants.{grantee}.tools: no tool {tool!r} (the server lists: {', '.join(listed)})")
+            for tool, fields in grant.bounds.items():
+                if self.mcp.serves(tool) and tool in TOOLS:
+                    problems += [
+                        problem for f, bound in fields.items()
+                        if (problem := _bad_bound(f"grants.{grantee}.bounds.{tool}.{f}", tool, f, bound))
+                    ]
         return problems
 
     def latency_targets(self) -> dict[str, float]:
@@ -244,6 +274,19 @@ def _bad_bound(where: str, tool: str, field: str, bound: Bound) -> str | None:
         return f"{where}: {tool} has no argument {field!r}"
     unfit = bound.unfit(field, args[field].annotation)
     return f"{where}: {unfit}" if unfit else None
+
+
+async def install_mcp_tools(config: BatonConfig) -> McpTools:
+    """List the [mcp.servers]' tools and register them, then judge the grants that name them; ConfigError in one line."""
+    servers = McpTools(config.mcp)
+    try:
+        await servers.install()
+    except McpServerError as err:
+        raise ConfigError(str(err)) from None
+    problems = config.bad_mcp_grants()
+    if problems:
+        raise ConfigError(problems[0])
+    return servers
 
 
 def install_plugins(path: Path, packages: list[str]) -> None:

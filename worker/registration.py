@@ -28,7 +28,7 @@ from activities.policy import PolicyActivities
 from activities.subject import subject_digest
 from activities.tools.activity import Implementations, ToolActivities
 from worker.agent_policy import AgentPolicies
-from worker.config import BatonConfig, ConfigError
+from worker.config import BatonConfig, ConfigError, install_mcp_tools
 from worker.connection import is_traced, sealing_headers, task_queue, tracing_interceptor, tracing_on
 from worker.run_input import RunInputCheck
 from workflows.engine import Process
@@ -111,7 +111,8 @@ async def baton_worker(
     for extra in extra_workflows:
         if isinstance(extra, type) and issubclass(extra, Process):
             name_outputs(extra)  # a test's own process: its output models get their names too
-    systems = Implementations(REGISTRY.systems(config.systems))
+    mcp = await install_mcp_tools(config)  # every server listed now: one unreachable stops the worker at start
+    systems = Implementations(REGISTRY.systems(config.systems), mcp.implementations())
     payloads = PayloadStore(config.payloads.db)
     catalog = config.catalog()
     observed = StepTelemetry(tracer_provider, meter_provider)

@@ -32,12 +32,13 @@ from activities.tools.registry import TOOLS, tools_of
 class Implementations:
     """The tools this worker can run, by name: each package's systems object answers the tools it declares."""
 
-    def __init__(self, systems: Iterable[object]) -> None:
-        self._by_tool: dict[str, Callable] = {}
+    def __init__(self, systems: Iterable[object], more: dict[str, Callable] | None = None) -> None:
+        """`more`: tools implemented outside a package's systems (an MCP server's, by name)."""
+        self._by_tool: dict[str, Callable] = dict(more or {})
         for owner in systems:
             for name in tools_of(owner):
                 if name in self._by_tool:
-                    raise ValueError(f"tool {name!r} is implemented by two packages' systems")
+                    raise ValueError(f"tool {name!r} is implemented twice (two packages' systems, or an MCP server)")
                 self._by_tool[name] = getattr(owner, name)
 
     def __getattr__(self, name: str) -> Callable:
