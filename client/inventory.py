@@ -192,4 +192,6 @@ def idempotency(spec: ToolSpec) -> str:
     """How a retried call is kept from acting twice: nothing to keep for a read."""
     if not spec.needs_idempotency_key:
         return "none (read)"
+    if spec.at_most_once:
+        return "at most once (an unknown outcome asks a person)"
     return "per step"

@@ -29,7 +29,7 @@ from client.sdk import InputError, UnknownRun, process_clause, quoted, runs_clau
 from workflows import search_attributes as sa
 
 SUCCESS_STATES = ("completed", "rejected")
-ERROR_OUTCOMES = ("error", "invalid", "over_budget", "cancelled")
+ERROR_OUTCOMES = ("error", "invalid", "over_budget", "cancelled", "unknown")
 NOT_WAITING = ("escalated", "refused")  # approval entries that are not a wait of their own
 CONCURRENCY = 8  # runs reconstructed at once
 SINCE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")

@@ -37,6 +37,11 @@ EFFECTS = {
     "tag_customer": Effect.WRITE,          # destructiveHint false + idempotentHint
     "wire_money": Effect.IRREVERSIBLE,     # no annotations: unknown is irreversible
     "big_report": Effect.READ,
+    "whoami": Effect.READ,
+    "post_payment": Effect.IRREVERSIBLE,
+    "flaky_payment": Effect.IRREVERSIBLE,
+    "add_note": Effect.IRREVERSIBLE,       # destructiveHint false, but not idempotent: a repeat would add a second
+    "add_note_by_meta": Effect.IRREVERSIBLE,
 }
 
 
@@ -47,19 +52,24 @@ def http_server() -> Iterator[str]:
     proc = subprocess.Popen([sys.executable, str(SERVER), "http", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the MCP test server did not start on port {port}") from None
-                time.sleep(0.1)
+        wait_for_port(proc, port)
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def wait_for_port(proc: subprocess.Popen, port: int, timeout_s: float = 20) -> None:
+    """Until the server accepts connections; RuntimeError if it exits or takes longer."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the MCP test server did not start on port {port}") from None
+            time.sleep(0.1)
 
 
 def stdio() -> McpServerSettings:
@@ -97,6 +107,8 @@ tools = ["crm.tag_customer"]
     listed = {name.removeprefix("crm."): t["effect"] for name, t in catalog.items() if name.startswith("crm.")}
     assert listed == {**EFFECTS, "lookup_customer": "irreversible"}
     assert catalog["crm.tag_customer"]["granted_to"] == ["sales-followup"]
+    assert catalog["crm.wire_money"]["idempotency"].startswith("at most once")  # no annotations: never repeated blindly
+    assert catalog["crm.tag_customer"]["idempotency"] == "per step"
 
 
 @pytest.mark.parametrize("table, message", [

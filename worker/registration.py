@@ -48,7 +48,7 @@ from workflows.registry import REGISTRY, name_outputs
 ENGINE = (
     "api", "engine", "agent_steps", "agents", "approval_desk", "approvals", "budget", "decisions", "facts", "human_steps",
     "ledger", "model_steps", "outcome", "plan", "registry", "retry_policies", "search_attributes", "status", "thresholds",
-    "visibility",
+    "unknown_outcomes", "visibility",
 )
 PASSTHROUGH = (
     "pydantic", "pydantic_core", "annotated_types", "email_validator", "activities", "opentelemetry", "joserfc",

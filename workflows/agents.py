@@ -67,7 +67,7 @@ class TrailEntry(BaseModel):
     """One thing that happened in the loop, in the order it happened: what an auditor reads."""
 
     turn: int
-    kind: Literal["proposed", "refused", "invalid", "reviewed", "approved", "not_approved", "observed", "answered", "stopped"]
+    kind: Literal["proposed", "refused", "invalid", "reviewed", "approved", "not_approved", "observed", "answered", "stopped", "unknown"]
     tool: str | None = None
     detail: str = ""
     data: dict | None = None

@@ -46,7 +46,9 @@ from workflows.engine import PROOF_PATCH, Process
 from workflows.facts import RunFacts
 from workflows.ledger import StepKind
 from workflows.outcome import RunOutcome, RunState, StopRun
+from workflows.human_steps import NotApproved
 from workflows.retry_policies import LLM_RETRY, TOOL_RETRY
+from workflows.unknown_outcomes import unknown_because
 from workflows.visibility import Shown
 
 with workflow.unsafe.imports_passed_through():
@@ -198,6 +200,9 @@ class BoundedAgent(Process):
         if self._tool_calls >= self._declared.caps.max_tool_calls:
             raise CapReached("max_tool_calls", f"max_tool_calls: {self._tool_calls} tool calls made, limit "
                              f"{self._declared.caps.max_tool_calls}; stopped before {use.name}")
+        if spec.at_most_once and spec.name not in self._declared.approvals:
+            return self._refuse(turn, step, use, f"{spec.name} runs at most once and {self._task.grantee} has no approval "
+                                "policy for it, so nobody could settle an unknown outcome", "refused")
         if spec.effect is Effect.IRREVERSIBLE:
             blocked = await self._guard(turn, step, spec, args, use)
             if blocked:
@@ -255,6 +260,9 @@ class BoundedAgent(Process):
                 self._run_tool(entry, spec, args, retry=TOOL_RETRY, timeout=TOOL_TIMEOUT, offload=True), spec.name
             )
         except ActivityError as err:
+            why = unknown_because(spec, err)
+            if why is not None:
+                return await self._after_unknown(turn, step, spec, args, use, entry, why)
             message = str(err.cause) if err.cause else str(err)
             self._record(**entry, outcome="error", detail=message)
             self._trail(turn, "observed", spec.name, f"error: {message}")
@@ -269,6 +277,25 @@ class BoundedAgent(Process):
         if res.payload_ref:
             return _observation(use, PAYLOAD_SLOT, False, res.payload_ref)
         return _observation(use, json.dumps(res.output), False)
+
+    async def _after_unknown(
+        self, turn: int, step: str, spec: ToolSpec, args: BaseModel, use: ToolUse, entry: dict, why: str
+    ) -> Message:
+        """A person settles an at-most-once call whose outcome is unknown: sent once more, or never again."""
+        policy = self._declared.approvals[spec.name].model_copy(update={"auto_approve": None})
+        asked = workflow.now()
+        try:
+            await self._settle_unknown(entry, spec, args, why, policy, 1 + sum(1 for t in self._p.trail if t.kind == "unknown"))
+        except NotApproved as no:
+            detail = f"outcome unknown ({why}); {no.result.status.value} by {no.result.by}: not sent again"
+            self._trail(turn, "unknown", spec.name, detail)
+            if entry["idempotency_key"] is not None:
+                self._p.done_keys[entry["idempotency_key"]] = json.dumps({"outcome": "unknown"})
+            return _observation(use, detail, True)
+        finally:
+            self._p.paused_s += (workflow.now() - asked).total_seconds()  # people's time is not the agent's
+        self._trail(turn, "unknown", spec.name, f"outcome unknown ({why}); a person had it sent once more")
+        return await self._run(turn, step, spec, args, use)
 
     def _learn_result(self, spec: ToolSpec, output: dict) -> None:
         """The personal values a tool answered with (an order's customer e-mail) stay off readable surfaces too."""

@@ -10,6 +10,7 @@ UI's current details truthful.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -36,6 +37,7 @@ from workflows.personal import values as values_of
 from workflows.plan import PlannedStep
 from workflows.retry_policies import TOOL_RETRY, bounded
 from workflows.status import RunStatus
+from workflows.unknown_outcomes import UnknownOutcomes, attempts_for, unknown_because, who_settles
 from workflows.visibility import Shown, SearchAttributeMirror, current_details, run_attributes
 
 with workflow.unsafe.imports_passed_through():
@@ -59,7 +61,7 @@ SUBJECT_PATCH = "subject-search-attribute"
 START_REFUSED = "StartRefused"
 
 
-class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
+class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps, UnknownOutcomes):
     """Base of every Baton process. Subclasses set `name` and define `@workflow.run`."""
 
     name: ClassVar[str]
@@ -197,13 +199,14 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
     async def tool(
         self, step: str, tool: ToolSpec[A, R] | Callable[[Any, A, Any], R], args: A, *,
         approval: AskPolicy | None = None, facts: BaseModel | None = None, retry: RetryPolicy = TOOL_RETRY,
-        timeout: timedelta = timedelta(seconds=30),
+        timeout: timedelta = timedelta(seconds=30), if_unknown: AskPolicy | None = None,
     ) -> R: ...
 
     @overload
     async def tool(
         self, step: str, tool: str, args: BaseModel, *, approval: AskPolicy | None = None,
         facts: BaseModel | None = None, retry: RetryPolicy = TOOL_RETRY, timeout: timedelta = timedelta(seconds=30),
+        if_unknown: AskPolicy | None = None,
     ) -> Any: ...
 
     async def tool(
@@ -216,6 +219,7 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
         facts: BaseModel | None = None,
         retry: RetryPolicy = TOOL_RETRY,
         timeout: timedelta = timedelta(seconds=30),
+        if_unknown: AskPolicy | None = None,
     ) -> Any:
         """One tool call, if granted; writes carry an idempotency key (per step, or per business object).
 
@@ -226,6 +230,9 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
         An irreversible tool always asks first, under `approval` (whose threshold
         rule sees `facts`, or the arguments); any other tool asks first when given
         one. NotApproved ends or reroutes the run.
+        A tool that runs at most once gets one attempt; if its outcome is
+        unknown, a person is asked under `if_unknown` (else `approval`) whether
+        to send it again (workflows/unknown_outcomes.py).
         A tool not granted to the process, or an argument out of its bounds, is
         recorded as refused and raises ToolRefused before anything is sent.
         """
@@ -236,15 +243,21 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
             self._record(step=step, kind=StepKind.TOOL, name=name, effect=spec.effect.value,
                          started_at=workflow.now(), outcome="refused", detail=problem, input=args.model_dump(mode="json"))
             raise ToolRefused(step, problem)
+        settles = who_settles(step, spec, if_unknown, approval)
         if spec.effect is Effect.IRREVERSIBLE or approval is not None:  # an approval given is never ignored
             await self._approve_first(step, name, args, approval, facts)
-        started = await self._before_step(step, tool=True)
-        bounded(step, retry)
-        entry = self._tool_entry(step, spec, args, started)
-        try:
-            res = await self._run_tool(entry, spec, args, retry=retry, timeout=timeout)
-        except ActivityError as err:
-            self._fail(entry, retry.maximum_attempts, err)
+        for nth in itertools.count(1):
+            entry = self._tool_entry(step, spec, args, await self._before_step(step, tool=True))
+            bounded(step, retry)
+            retry = attempts_for(spec, retry)
+            try:
+                res = await self._run_tool(entry, spec, args, retry=retry, timeout=timeout)
+                break
+            except ActivityError as err:
+                why = unknown_because(spec, err)
+                if why is None or settles is None:
+                    self._fail(entry, retry.maximum_attempts, err)
+                await self._settle_unknown(entry, spec, args, why, settles, nth)
         value = spec.result.model_validate(res.output)
         self._personal.learn(args, value)
         self._record(**entry, attempts=res.attempt, outcome="ok", decision=res.output)
@@ -281,7 +294,7 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps):
             grantee=self.name, offload=offload,
         )
         return await workflow.execute_activity_method(
-            ToolActivities.run_tool, call, start_to_close_timeout=timeout, retry_policy=retry,
+            ToolActivities.run_tool, call, start_to_close_timeout=timeout, retry_policy=attempts_for(spec, retry),
             schedule_to_close_timeout=self._time_left(), summary=Shown(f"{step} · {spec.name} ({spec.effect.value})"),
         )
 

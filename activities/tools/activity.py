@@ -7,7 +7,13 @@ against the tool's declared type, refuses a write without an idempotency key,
 and dispatches to the system of record that implements the tool (the method
 of the tool's name on the worker's systems: `Implementations` gathers each
 installed package's). None of these refusals is retried: no
-retry turns an ungranted or invalid call into an allowed one. A large output
+retry turns an ungranted or invalid call into an allowed one.
+
+A tool that runs at most once (registry: `at_most_once`) gets one attempt,
+here as well as in the workflow's retry policy: a second attempt is refused
+as `OutcomeUnknown`, and so is a first that failed after the call may have
+been sent. Only a call known not to have left (`ToolNotSent`) or answered
+with a refusal is a plain error. A large output
 of an agent's tool is kept out of history (activities/payloads.py). Every
 attempt, refused or not, is timed and counted on Baton's step meters.
 """
@@ -24,7 +30,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.llm.telemetry import StepTelemetry
 from activities.payloads import PayloadStore
-from activities.tools.contracts import RecordRefused, ToolCall, ToolResult
+from activities.tools.contracts import RecordRefused, ToolCall, ToolNotSent, ToolResult
 from activities.tools.grants import Grant
 from activities.tools.registry import TOOLS, tools_of
 
@@ -83,11 +89,22 @@ class ToolActivities:
         implementation = getattr(self._systems, spec.name, None)
         if implementation is None:
             raise _refused(f"no system on this worker implements {call.tool!r}", "NoImplementation")
+        if spec.at_most_once and activity.info().attempt > 1:
+            raise _refused(f"{call.tool} runs at most once and attempt 1 did not answer: its outcome is unknown, "
+                           "not repeated", "OutcomeUnknown")
         started = time.perf_counter()
         try:
             output = implementation(args, call.idempotency_key).model_dump(mode="json")
         except RecordRefused as err:
             raise _refused(f"{call.tool}: {err}", "RecordRefused") from None
+        except ToolNotSent as err:
+            raise ApplicationError(f"{call.tool}: {err}", type="ToolNotSent") from None
+        except Exception as err:
+            if not spec.at_most_once:
+                raise
+            said = " ".join(str(err).split())[:300]
+            raise _refused(f"{call.tool} was sent and did not answer ({type(err).__name__}: {said}): "
+                           "its outcome is unknown, not repeated", "OutcomeUnknown") from None
         result = ToolResult(output=output, latency_ms=(time.perf_counter() - started) * 1000, attempt=activity.info().attempt)
         return self._offloaded(result) if call.offload else result
 

@@ -28,6 +28,10 @@ class RecordRefused(Exception):
     """
 
 
+class ToolNotSent(Exception):
+    """The call never reached the system (no connection, no session): trying again cannot do it twice."""
+
+
 class ToolCall(BaseModel):
     step: str
     tool: str

@@ -12,6 +12,14 @@ write; anything else, a tool that says nothing included, is irreversible.
 `[mcp.servers.NAME.tools.TOOL] effect` overrides them (the operator's word wins
 over the server's).
 
+A change is retried only when a repeat is harmless: the tool is idempotent
+(`idempotentHint`, or `idempotent = true` in config), or it takes Baton's
+idempotency key, in the argument `idempotency_key_argument` names (Baton fills
+it; a caller may not) or in the request's `_meta` under `baton/idempotency-key`
+(`idempotency_key_in_meta = true`). Any other change runs at most once: a
+connection that fails before the call is sent is an error, but a call sent
+and not answered has an unknown outcome, and the engine hands it to a person.
+
 Each call opens its own session (stdio: a fresh server process; HTTP: a new
 MCP session): the tool activity is synchronous and runs on a thread without an
 event loop, so a per-call session needs no state shared across threads, and a
@@ -37,10 +45,11 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, create_model, model_validator
 
-from activities.tools.contracts import Contract, RecordRefused
+from activities.tools.contracts import Contract, RecordRefused, ToolNotSent
 from activities.tools.registry import Effect, ToolSpec, register
 
 MAX_RESULT_CHARS = 16_000  # what one call may put in history: text beyond it is cut, structured content dropped
+META_KEY = "baton/idempotency-key"  # a _meta name with a prefix of Baton's own, as the MCP spec asks
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -53,9 +62,16 @@ class McpToolSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     effect: Effect | None = None
+    idempotent: bool | None = Field(default=None, description="over the tool's idempotentHint: a repeat changes nothing")
     idempotency_key_argument: str | None = Field(
-        default=None, min_length=1, description="the argument that carries Baton's idempotency key (not used yet)"
+        default=None, min_length=1, description="the argument in which Baton sends its idempotency key"
     )
+    idempotency_key_in_meta: bool = Field(default=False, description=f"send the key in _meta[{META_KEY!r}]")
+
+    def retry_safe(self, effect: Effect, annotations: ToolAnnotations | None) -> bool:
+        """Whether a second attempt is harmless: a read, an idempotent tool, or one told the key."""
+        idempotent = self.idempotent if self.idempotent is not None else bool(annotations and annotations.idempotent_hint)
+        return effect is Effect.READ or idempotent or self.idempotency_key_argument is not None or self.idempotency_key_in_meta
 
 
 class McpServerSettings(BaseModel):
@@ -152,10 +168,17 @@ _TYPES: dict[str, Any] = {
 }
 
 
-def arguments_model(name: str, schema: dict[str, Any]) -> type[Contract]:
-    """A strict pydantic model of a tool's JSON-schema arguments (so grants' bounds see typed fields)."""
+def arguments_model(name: str, schema: dict[str, Any], filled_by_baton: str | None = None) -> type[Contract]:
+    """A strict pydantic model of a tool's JSON-schema arguments (so grants' bounds see typed fields).
+
+    `filled_by_baton` (the idempotency key's argument) is no field: a caller,
+    or a model, that sets it is refused, and the worker fills it at the call.
+    """
     if schema.get("type") != "object":
         raise McpServerError(f"tool {name}: its input schema is not an object")
+    if filled_by_baton is not None:
+        schema = {**schema, "properties": {k: v for k, v in schema.get("properties", {}).items() if k != filled_by_baton},
+                  "required": [r for r in schema.get("required", []) if r != filled_by_baton]}
     required = set(schema.get("required", []))
     fields: dict[str, Any] = {}
     for prop, sub in schema.get("properties", {}).items():
@@ -240,25 +263,35 @@ class McpTools:
             if own.idempotency_key_argument and own.idempotency_key_argument not in t.input_schema.get("properties", {}):
                 raise McpServerError(f"tools.{t.name}.idempotency_key_argument: the tool has no argument "
                                      f"{own.idempotency_key_argument!r}")
-            full = f"{name}.{t.name}"
+            full, effect = f"{name}.{t.name}", effect_of(t.annotations, own.effect)
             register(ToolSpec(
-                full, effect_of(t.annotations, own.effect), arguments_model(full, t.input_schema), McpResult,
-                t.description or "", f"mcp:{name}:{t.name}",
+                full, effect, arguments_model(full, t.input_schema, own.idempotency_key_argument), McpResult,
+                t.description or "", f"mcp:{name}:{t.name}", own.retry_safe(effect, t.annotations),
             ))
-            self._calls[full] = self._caller(server, t.name)
+            self._calls[full] = self._caller(server, t.name, own)
 
     @staticmethod
-    def _caller(server: McpServerSettings, tool: str) -> Callable[[BaseModel, str | None], McpResult]:
+    def _caller(server: McpServerSettings, tool: str, own: McpToolSettings) -> Callable[[BaseModel, str | None], McpResult]:
         def call(args: BaseModel, key: str | None) -> McpResult:
             """Run on the tool activity's thread (no event loop there): one session for this one call."""
-            return asyncio.run(_call(server, tool, args.model_dump(mode="json", exclude_none=True)))
+            arguments = args.model_dump(mode="json", exclude_none=True)
+            if own.idempotency_key_argument and key is not None:
+                arguments[own.idempotency_key_argument] = key
+            meta = {META_KEY: key} if own.idempotency_key_in_meta and key is not None else None
+            return asyncio.run(_call(server, tool, arguments, meta))
 
         return call
 
 
-async def _call(server: McpServerSettings, tool: str, arguments: dict) -> McpResult:
-    async with server.connected() as client:
-        result = await client.call_tool(tool, arguments)
+async def _call(server: McpServerSettings, tool: str, arguments: dict, meta: dict | None) -> McpResult:
+    """Call `tool` in a new session; ToolNotSent if the session could not be opened (nothing was sent)."""
+    async with AsyncExitStack() as stack:
+        try:
+            client = await stack.enter_async_context(server.connected())
+        except Exception as err:  # no session, so no call: safe to say so, and to try again
+            said = " ".join(str(err).split())[:300]
+            raise ToolNotSent(f"no session with the MCP server: {type(err).__name__}: {said}") from None
+        result = await client.call_tool(tool, arguments, meta=meta)
     if result.is_error:
         answer = bounded(result).text[:500]
         raise RecordRefused(f"the MCP server answered an error: {answer}")

@@ -8,6 +8,11 @@ scheduling, what a tool may do: `read` tools only look; `write` tools change a
 system of record and must carry an idempotency key; `irreversible` tools reach
 the outside world (an e-mail cannot be unsent) and carry one too.
 
+A package's tool is handed its key, so a retry is safe. A tool that cannot
+take one (an MCP server's tool that is neither idempotent nor told the key) is
+`at_most_once`: it gets one attempt, and an attempt whose outcome is unknown is
+handed to a person (workflows/engine.py), never repeated blindly.
+
 A write's key is per run step (`run_step_key`: workflow id and step), which
 makes a retry safe. What must hold across calls and runs (an order's refunds
 never exceed what was paid) is the system of record's to enforce, in the same
@@ -45,6 +50,12 @@ class ToolSpec(Generic[A, R]):
     result: type[R]
     description: str
     origin: str = ""  # module:qualname of the implementation, so a second import of it is known for the same tool
+    retry_safe: bool = True  # a repeat does no harm: it reads, is idempotent, or honours the key it is sent
+
+    @property
+    def at_most_once(self) -> bool:
+        """A change that a second attempt could make twice: one attempt, and an unknown outcome goes to a person."""
+        return not self.retry_safe and self.effect is not Effect.READ
 
     @property
     def needs_idempotency_key(self) -> bool:
