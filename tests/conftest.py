@@ -68,7 +68,10 @@ REVIEWERS = ["carol", "alice", "dana"]
 LEADS = ["erin"]
 SUPPORT_LEADS = ["sam-support"]
 SALES_MANAGERS = ["mia-sales"]
-ROLES = {"compliance": REVIEWERS, "compliance-lead": LEADS, "support-lead": SUPPORT_LEADS, "sales-manager": SALES_MANAGERS}
+CLINICAL_REVIEWERS = ["cleo-clinical"]  # prior authorization's reviews
+ATTORNEYS = ["sol-attorney"]  # deposition research's case-law queries over $50
+ROLES = {"compliance": REVIEWERS, "compliance-lead": LEADS, "support-lead": SUPPORT_LEADS, "sales-manager": SALES_MANAGERS,
+         "clinical-reviewer": CLINICAL_REVIEWERS, "supervising-attorney": ATTORNEYS}
 REQUESTER = "requester"  # who starts the tests' runs: a person of no role, so never their own approver
 
 
