@@ -32,6 +32,7 @@ from activities.payloads import PayloadSettings
 from activities.personal import AUDIT_KEY_ENV
 from activities.tools.grants import Grant
 from activities.tools.registry import TOOLS
+import baton_examples.articles  # noqa: F401 (the articles' package: its tools declared before any test snapshots the catalog)
 from baton_examples.systems import SystemsOfRecord
 from client.credentials import with_credentials
 from tests.fake_provider import FakeProvider

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import sqlite3
 
-import baton_examples.articles  # noqa: F401 (declares the tools before the suite snapshots the catalog)
 from baton_examples.deposition_research.contracts import DepositionSummary
 from client.testkit import CallTool, ModelTurn, process_test_env
 from tests.conftest import ROOT

@@ -15,7 +15,6 @@ from datetime import date
 
 import pytest
 
-import baton_examples.articles  # noqa: F401 (declares the tools before the suite snapshots the catalog)
 from baton_examples.prior_authorization.contracts import ExtractedRequest
 from client.audit import audit
 from client.run_record import run_record_from_history

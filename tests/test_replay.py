@@ -21,8 +21,6 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-
-import baton_examples.articles  # noqa: F401 (declares its tools before conftest snapshots the catalog)
 from temporalio.worker import Replayer
 
 from activities.llm.output_type import resolve, type_name
