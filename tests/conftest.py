@@ -32,6 +32,7 @@ from activities.payloads import PayloadSettings
 from activities.personal import AUDIT_KEY_ENV
 from activities.tools.grants import Grant
 from activities.tools.registry import TOOLS
+import baton_examples.articles  # noqa: F401 (the articles' package: its tools declared before any test snapshots the catalog)
 from baton_examples.systems import SystemsOfRecord
 from client.credentials import with_credentials
 from tests.fake_provider import FakeProvider
@@ -68,7 +69,10 @@ REVIEWERS = ["carol", "alice", "dana"]
 LEADS = ["erin"]
 SUPPORT_LEADS = ["sam-support"]
 SALES_MANAGERS = ["mia-sales"]
-ROLES = {"compliance": REVIEWERS, "compliance-lead": LEADS, "support-lead": SUPPORT_LEADS, "sales-manager": SALES_MANAGERS}
+CLINICAL_REVIEWERS = ["cleo-clinical"]  # prior authorization's reviews
+ATTORNEYS = ["sol-attorney"]  # deposition research's case-law queries over $50
+ROLES = {"compliance": REVIEWERS, "compliance-lead": LEADS, "support-lead": SUPPORT_LEADS, "sales-manager": SALES_MANAGERS,
+         "clinical-reviewer": CLINICAL_REVIEWERS, "supervising-attorney": ATTORNEYS}
 REQUESTER = "requester"  # who starts the tests' runs: a person of no role, so never their own approver
 
 

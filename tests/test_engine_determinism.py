@@ -57,7 +57,7 @@ def problems(source: str) -> list[str]:
 
 # The examples' tools modules are passed through too, for their argument and result types; their
 # methods (SQLite) run only in the tool activity, never in a workflow.
-EXAMPLE_RULES = [*EXAMPLES.glob("*/contracts.py"), *EXAMPLES.glob("*/kyc.py")]
+EXAMPLE_RULES = [*EXAMPLES.glob("*/contracts.py"), *EXAMPLES.glob("*/kyc.py"), *EXAMPLES.glob("*/rules.py")]
 PASSED_THROUGH = sorted([WORKFLOWS / f"{m}.py" for m in ENGINE] + EXAMPLE_RULES, key=str)
 
 
@@ -68,7 +68,7 @@ def test_a_passed_through_module_calls_nothing_nondeterministic(path: Path):
 
 def test_every_engine_module_is_passed_through_and_every_example_rule_is_checked():
     assert all(f"workflows.{m}" in PASSTHROUGH for m in ENGINE)
-    assert len(EXAMPLE_RULES) == 4  # three processes' contracts, and onboarding's KYC rules
+    assert len(EXAMPLE_RULES) == 7  # five processes' contracts, onboarding's KYC rules, prior authorization's policy rules
 
 
 def test_the_check_finds_what_the_sandbox_would_have_caught():

@@ -26,6 +26,8 @@ from temporalio.worker import Replayer
 from activities.llm.output_type import resolve, type_name
 from client.sdk import Baton
 from tests.conftest import (
+    ATTORNEYS,
+    CLINICAL_REVIEWERS,
     LEADS,
     REVIEWERS,
     ROOT,
@@ -35,6 +37,7 @@ from tests.conftest import (
 )
 from tests.history_payloads import decoded
 from tests.test_onboarding_routes import CLEAR, PEP, SANCTIONED, wait_for_state
+from worker.config import BatonConfig, load, plugin_packages
 from worker.connection import configured_converter, header_behavior
 from worker.registration import workflow_runner
 from worker.run_input import RunInputCheck
@@ -43,12 +46,26 @@ from workflows.outcome import RunState
 
 HISTORIES = Path(__file__).parent / "histories"
 RECORD = os.environ.get("BATON_RECORD_HISTORIES") == "1"
+# The shipped baton.toml names the packages it runs: the examples, and the processes built from the articles.
+SHIPPED = ROOT / "baton.toml"
+ARTICLES = ("prior-authorization", "deposition-research")
+
+
+def shipped_packages(config: BatonConfig) -> BatonConfig:
+    """`config` running the shipped packages, with the articles' processes' grants as the shipped file gives them.
+
+    Loading the file installs its packages; conftest puts the registry back after the test.
+    """
+    shipped = load(SHIPPED)
+    grants = {k: g for k, g in shipped.grants.items() if k.startswith(ARTICLES)}
+    return config.model_copy(update={"plugins": shipped.plugins, "grants": {**config.grants, **grants}})
 
 
 def replayer() -> Replayer:
     """A replayer with the session's keys (tests/conftest.py), as Baton's own (client/run_record.py) has the
     worker's: it opens fresh histories, and the recorded ones, written in clear, as they are."""
     converter = configured_converter()
+    REGISTRY.load(plugin_packages(SHIPPED))
     return Replayer(
         workflows=REGISTRY.workflows(),
         data_converter=converter,
@@ -114,6 +131,25 @@ async def run_route(time_env, baton: Baton, route: str) -> list[str]:
             await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
             decide = baton.approve if route.endswith("approved") else baton.reject
             await decide(run_id, by=SALES_MANAGERS[0], comment="reviewed")
+        case "prior-authorization-clean":
+            run_id = await baton.start("prior-authorization", example("prior-authorization/clean.json"), run_id=route)
+        case "prior-authorization-reviewed" | "prior-authorization-denied":
+            case = "missing-fields" if route.endswith("reviewed") else "over-limit"
+            run_id = await baton.start("prior-authorization", example(f"prior-authorization/{case}.json"), run_id=route)
+            await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
+            decide = baton.approve if route.endswith("reviewed") else baton.reject
+            await decide(run_id, by=CLINICAL_REVIEWERS[0], comment="reviewed the chart")
+        case "deposition-research-summarised":
+            run_id = await baton.start("deposition-research", example("deposition-research/inspection.json"), run_id=route)
+            await baton.result(run_id)
+            return [run_id, f"{run_id}/research"]
+        case "deposition-research-approved":
+            run_id = await baton.start("deposition-research", example("deposition-research/premium-query.json"), run_id=route)
+            agent = f"{run_id}/research"
+            await wait_for_state(baton, agent, RunState.AWAITING_APPROVAL)
+            await baton.approve(agent, by=ATTORNEYS[0], comment="worth it for causation")
+            await baton.result(run_id)
+            return [run_id, agent]
     await baton.result(run_id)
     return [run_id]
 
@@ -132,6 +168,11 @@ ROUTES = [
     "support-triage-budget-extended",
     "sales-followup-approved",
     "sales-followup-rejected",
+    "prior-authorization-clean",
+    "prior-authorization-reviewed",
+    "prior-authorization-denied",
+    "deposition-research-summarised",
+    "deposition-research-approved",
 ]
 AGENT_ROUTES = {
     "support-triage-resolved": "returns_agent",
@@ -139,6 +180,8 @@ AGENT_ROUTES = {
     "support-triage-refund-approved": "returns_agent",
     "support-triage-billing": "billing_agent",
     "support-triage-budget-extended": "returns_agent",
+    "deposition-research-summarised": "research",
+    "deposition-research-approved": "research",
 }
 
 
@@ -149,7 +192,7 @@ def history_files() -> list[str]:
 
 @pytest.mark.parametrize("route", ROUTES)
 async def test_fresh_history_replays(time_env, config, route):
-    async with running_worker(time_env.client, config) as w:
+    async with running_worker(time_env.client, shipped_packages(config)) as w:
         baton = Baton(time_env.client, w.task_queue)
         ids = await run_route(time_env, baton, route)
         histories = [await time_env.client.get_workflow_handle(i).fetch_history() for i in ids]
@@ -191,7 +234,7 @@ def recorded_output_types() -> set[str]:
 @pytest.mark.parametrize("path", sorted(recorded_output_types()))
 def test_an_output_type_recorded_in_flight_still_resolves_to_the_model_in_use(path: str):
     """A model moved since (into its package) is found by its old path, as the one class its stable name gives."""
-    REGISTRY.load()
+    REGISTRY.load(plugin_packages(SHIPPED))
     model = resolve(path)
     assert model.__name__ == path.rpartition(":")[2].rpartition(".")[2]
     assert resolve(type_name(model)) is model
