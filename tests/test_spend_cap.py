@@ -21,6 +21,7 @@ from activities.policy import Budget
 from activities.spend import AcrossRuns, Reservation, ReserveRequest, SettleRequest, SpendWindow, entity_id, proof_of
 from client.sdk import Baton
 from tests.conftest import running_worker
+from tests.test_onboarding_routes import wait_for_state
 from tests.spend_processes import CAPPED, MODEL
 from worker.config import BatonConfig, ConfigError, load
 from workflows.ledger import StepKind
@@ -152,3 +153,57 @@ def test_a_cap_across_runs_is_validated_in_one_line(tmp_path, table, problem):
     with pytest.raises(ConfigError) as err:
         load(path, demo=True)
     assert problem in str(err.value) and "\n" not in str(err.value)
+
+
+async def wait_for_step(baton: Baton, run_id: str, step: str) -> None:
+    for _ in range(200):
+        if (await baton.status(run_id)).current_step == step:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{run_id} never reached {step}")
+
+
+async def spend_two(baton: Baton, process: str) -> None:
+    """Two runs of `process` that settle $2 of its window."""
+    for i in range(2):
+        assert (await baton.result(await baton.start(process, {"text": f"paid{i}"}))).state is RunState.COMPLETED
+
+
+async def test_a_run_that_waits_parks_on_a_timer_until_the_window_has_room(time_env, config):
+    cfg = capped(config, "test-capped-wait", 2.5, timedelta(hours=1))
+    async with worker(time_env, cfg) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        await spend_two(baton, "test-capped-wait")
+        run_id = await baton.start("test-capped-wait", {"text": "late"})
+        await wait_for_step(baton, run_id, "label (waiting for the spend cap's next window)")
+        await time_env.sleep(timedelta(hours=1))  # the idle entity keeps the server from skipping on its own
+        outcome = await baton.result(run_id)
+        ledger = await baton.ledger(run_id)
+        history = await time_env.client.get_workflow_handle(run_id).fetch_history()
+
+    assert (outcome.state, outcome.cost_usd) == (RunState.COMPLETED, 1.0)
+    assert [(e.step, e.outcome) for e in ledger] == [("label", "refused"), ("label.spend_cap", "waited"), ("label", "ok")]
+    timers = [e for e in history.events if e.HasField("timer_started_event_attributes")]
+    assert len(timers) == 1
+    summary = timers[0].user_metadata.summary  # in clear, for the Web UI: it names no one
+    assert b"spend cap across runs ($2.5 per 01:00:00) is full until" in summary.data
+
+
+async def test_a_run_that_asks_goes_over_the_cap_when_a_person_approves(time_env, config):
+    cfg = capped(config, "test-capped-ask", 2.5)
+    async with worker(time_env, cfg) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        await spend_two(baton, "test-capped-ask")
+        run_id = await baton.start("test-capped-ask", {"text": "urgent"})
+        await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
+        await baton.approve(run_id, by="carol")
+        outcome = await baton.result(run_id)
+        refused_id = await baton.start("test-capped-ask", {"text": "not urgent"})
+        await wait_for_state(baton, refused_id, RunState.AWAITING_APPROVAL)
+        await baton.reject(refused_id, by="carol")
+        refused = await baton.result(refused_id)
+        seen = await window(time_env, "test-capped-ask", w.task_queue)
+
+    assert (outcome.state, outcome.cost_usd) == (RunState.COMPLETED, 1.0)
+    assert (refused.state, refused.cap) == (RunState.BUDGET_EXCEEDED, "across_runs")
+    assert (seen.settled_usd, seen.forced_usd) == (3.0, 1.0)

@@ -25,6 +25,7 @@ from workflows.approvals import ApprovalStatus, AskPolicy
 from workflows.budget import span
 from workflows.ledger import StepKind
 from workflows.outcome import BudgetExceeded
+from workflows.visibility import Shown
 
 with workflow.unsafe.imports_passed_through():
     from activities.spend import SpendRefusal
@@ -72,7 +73,7 @@ class SpendCapSteps:
             wait = left  # the wall clock then ends the run at the next check
         self._current_step = f"{step} (waiting for the spend cap's next window)"
         self._publish()
-        await workflow.sleep(wait, summary=(
+        await workflow.sleep(wait, summary=Shown(
             f"{step}: {refusal.process}'s spend cap across runs (${refusal.cap_usd:g} per "
             f"{span(refusal.window_length)}) is full until {refusal.window.end:%Y-%m-%d %H:%M:%S} UTC; waiting"
         ))
