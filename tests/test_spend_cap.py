@@ -19,6 +19,7 @@ from activities.llm.offline import OfflineProvider
 from activities.llm.provider import Completion, Usage
 from activities.policy import Budget
 from activities.spend import AcrossRuns, Reservation, ReserveRequest, SettleRequest, SpendWindow, entity_id, proof_of
+from client import render
 from client.sdk import Baton
 from tests.conftest import running_worker
 from tests.test_onboarding_routes import wait_for_state
@@ -68,6 +69,8 @@ async def test_the_run_that_would_exceed_the_cap_ends_typed_naming_it(time_env, 
             outcomes.append(await baton.result(runs[-1]))
         seen = await window(time_env, "test-capped-end", w.task_queue)
         ledger = await baton.ledger(runs[2])
+        status = await baton.status(runs[2])
+        shown = render.spend_line(status.budget.across_runs, await baton.spend_window("test-capped-end", status.budget.across_runs))
 
     assert [o.state for o in outcomes] == [RunState.COMPLETED, RunState.COMPLETED, RunState.BUDGET_EXCEEDED]
     assert [o.cost_usd for o in outcomes] == [1.0, 1.0, 0.0]
@@ -76,6 +79,8 @@ async def test_the_run_that_would_exceed_the_cap_ends_typed_naming_it(time_env, 
     assert third.reason.startswith("across_runs: test-capped-end has $2.000000 settled and $0.000000 reserved of its $2.5 cap")
     assert (seen.settled_usd, seen.reserved_usd, seen.reservations, seen.refused) == (2.0, 0.0, 2, 1)
     assert [(e.step, e.kind, e.outcome) for e in ledger] == [("label", StepKind.LLM, "refused")]
+    assert shown == (f"across   $2.5 per 30d 00:00:00 across runs: $2.000000 settled + $0.000000 reserved, 1 refused, "
+                     f"window ends {seen.end:%Y-%m-%d %H:%M:%S} UTC")
     assert ledger[0].calls[-1].outcome == "over_budget" and ledger[0].decision["asked_usd"] == 1.0
 
 
