@@ -181,7 +181,7 @@ async def test_a_run_that_waits_parks_on_a_timer_until_the_window_has_room(time_
         await spend_two(baton, "test-capped-wait")
         run_id = await baton.start("test-capped-wait", {"text": "late"})
         await wait_for_step(baton, run_id, "label (waiting for the spend cap's next window)")
-        await time_env.sleep(timedelta(hours=1))  # the idle entity keeps the server from skipping on its own
+        await time_env.sleep(timedelta(hours=1))  # result() alone did not skip here (cause not yet found)
         outcome = await baton.result(run_id)
         ledger = await baton.ledger(run_id)
         history = await time_env.client.get_workflow_handle(run_id).fetch_history()
