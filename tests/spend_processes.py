@@ -7,9 +7,10 @@ from datetime import timedelta
 from pydantic import BaseModel
 from temporalio import workflow
 
-from workflows.api import AskPolicy, AtDeadline, OnSpendCap, Process, RunOutcome, RunState
+from workflows.api import AskPolicy, AtDeadline, OnSpendCap, Package, Process, RunOutcome, RunState
 
-MODEL = "capped"  # priced by the tests at $1 per 100 output tokens, its whole max_output_tokens (tests/test_spend_cap.py)
+MODEL = "capped"
+MAX_OUTPUT = 100  # each request's max_output_tokens: its worst case, at the model's output price  # priced by the tests at $1 per 100 output tokens, its whole max_output_tokens (tests/test_spend_cap.py)
 
 
 class Ticket(BaseModel):
@@ -32,7 +33,7 @@ class _Labels(Process):
     output: type[BaseModel]
 
     async def _label(self, ticket: Ticket) -> RunOutcome:
-        label = await self.llm("label", f"Label: {ticket.text}", self.output, model=MODEL, max_output_tokens=100)
+        label = await self.llm("label", f"Label: {ticket.text}", self.output, model=MODEL, max_output_tokens=MAX_OUTPUT)
         return self.end(RunState.COMPLETED, "labelled", label)
 
 
@@ -73,3 +74,4 @@ class CappedAsk(_Labels):
 
 
 CAPPED = (CappedEnd, CappedWait, CappedAsk)
+package = Package(name="test-spend", processes=CAPPED)  # `[plugins] packages = ["tests.spend_processes"]`
