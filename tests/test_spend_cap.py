@@ -11,14 +11,22 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 
 from activities.llm.catalog import ModelSpec, Price
 from activities.llm.conversation import Conversation
 from activities.llm.offline import OfflineProvider
 from activities.llm.provider import Completion, Usage
 from activities.policy import Budget
-from activities.spend import AcrossRuns, Reservation, ReserveRequest, SettleRequest, SpendWindow, entity_id, proof_of
+from activities.spend import (
+    AcrossRuns,
+    Reservation,
+    ReserveRequest,
+    SettleRequest,
+    SpendWindow,
+    entity_id,
+    proof_of,
+)
 from client import render
 from client.sdk import Baton
 from tests.conftest import running_worker
@@ -28,6 +36,7 @@ from worker.config import BatonConfig, ConfigError, load
 from workflows.ledger import StepKind
 from workflows.registry import REGISTRY
 from workflows.outcome import RunState
+from workflows.spend_window import MIN_HISTORY, SpendStart
 
 MONTH = timedelta(days=30)  # no window rolls while a test runs (the time-skipping clock only jumps on timers)
 
@@ -212,3 +221,35 @@ async def test_a_run_that_asks_goes_over_the_cap_when_a_person_approves(time_env
     assert (outcome.state, outcome.cost_usd) == (RunState.COMPLETED, 1.0)
     assert (refused.state, refused.cap) == (RunState.BUDGET_EXCEEDED, "across_runs")
     assert (seen.settled_usd, seen.forced_usd) == (3.0, 1.0)
+
+
+async def test_continue_as_new_carries_the_window_and_a_repeat_after_it_counts_once(time_env, config):
+    cfg = capped(config, "test-capped-end", 2.5)
+    paid, held = "p" * 32, "h" * 32
+    async with worker(time_env, cfg) as w:
+        wid = entity_id("test-capped-end", MONTH, w.task_queue)
+        first = await time_env.client.start_workflow(
+            "baton-spend", SpendStart(history_limit=MIN_HISTORY), id=wid, task_queue=w.task_queue
+        )
+        entity = time_env.client.get_workflow_handle(wid)  # whichever run is current
+        await entity.execute_update("reserve", reserve("run/1", paid), result_type=Reservation)
+        await entity.execute_update("settle", SettleRequest(key="run/1", amount_usd=0.4, secret=paid))
+        await entity.execute_update("reserve", reserve("run/2", held), result_type=Reservation)
+        repeats = 0
+        while (await entity.describe()).run_id == first.first_execution_run_id and repeats < 3 * MIN_HISTORY:
+            again = await entity.execute_update("reserve", reserve("run/2", held), result_type=Reservation)
+            assert again.granted  # the same request again: answered as before
+            repeats += 1
+        continued = (await time_env.client.get_workflow_handle(wid, run_id=first.first_execution_run_id).describe()).status
+        after = [
+            await entity.execute_update("reserve", reserve("run/2", held), result_type=Reservation),  # a repeat
+            await entity.execute_update("reserve", reserve("run/3", "t" * 32), result_type=Reservation),  # fits: 2.4
+            await entity.execute_update("reserve", reserve("run/4", "u" * 32, amount=0.2), result_type=Reservation),
+        ]
+        await entity.execute_update("settle", SettleRequest(key="run/1", amount_usd=0.4, secret=paid))  # a repeat
+        seen = await entity.query("window", result_type=SpendWindow)
+        await entity.terminate("test over")
+
+    assert continued is WorkflowExecutionStatus.CONTINUED_AS_NEW
+    assert [r.granted for r in after] == [True, True, False]  # 0.4 settled + 1 + 1 held before: no room for 0.2
+    assert (seen.settled_usd, seen.reserved_usd, seen.reservations, seen.refused) == (0.4, 2.0, 3, 1)

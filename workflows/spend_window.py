@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 HISTORY_LIMIT = 2_000  # events before the entity continues as new (or sooner, when Temporal suggests it)
+MIN_HISTORY = 20  # the fewest a start may ask for: anyone may start the entity, none may make it churn
 
 
 class Held(BaseModel):
@@ -50,26 +51,35 @@ class SpendState(BaseModel):
     refused: int = 0
 
 
+class SpendStart(BaseModel):
+    """The entity's start input: its history limit (a test's lower one), and the state its own continue-as-new carries."""
+
+    history_limit: int = HISTORY_LIMIT
+    carried: SpendState | None = None
+
+
 @workflow.defn(name=ENTITY)
 class SpendWindowWorkflow:
     @workflow.init
-    def __init__(self, carried: SpendState | None = None) -> None:
+    def __init__(self, start: SpendStart | None = None) -> None:
         info = workflow.info()
+        start = start or SpendStart()
         self._length = window_of(info.workflow_id)
         self._process = info.workflow_id.split(":", 2)[2].rsplit("@", 1)[0]
-        # Only a run continued from this entity carries state: anyone else's start input is ignored.
-        self._state = carried if carried is not None and info.continued_run_id else SpendState()
+        # Only a run continued from this entity carries state: anyone else's is ignored, and their limit bounded.
+        self._state = start.carried if start.carried is not None and info.continued_run_id else SpendState()
+        self._limit = min(max(start.history_limit, MIN_HISTORY), HISTORY_LIMIT)
         self._ignored = 0
 
     @workflow.run
-    async def run(self, carried: SpendState | None = None) -> None:
+    async def run(self, start: SpendStart | None = None) -> None:
         await workflow.wait_condition(self._history_full)
         await workflow.wait_condition(workflow.all_handlers_finished)
-        workflow.continue_as_new(self._state)
+        workflow.continue_as_new(SpendStart(history_limit=self._limit, carried=self._state))
 
     def _history_full(self) -> bool:
         info = workflow.info()
-        return info.is_continue_as_new_suggested() or info.get_current_history_length() >= HISTORY_LIMIT
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() >= self._limit
 
     # ----- updates ----------------------------------------------------------------------
 
