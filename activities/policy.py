@@ -16,6 +16,7 @@ from temporalio import activity
 from activities.identity import TrustedIssuer
 from activities.llm.catalog import Catalog
 from activities.oidc import IssuerKeys
+from activities.spend import AcrossRuns
 from activities.tools.grants import Grant
 
 CAPS = ("max_cost_usd", "max_steps", "max_llm_calls", "max_tool_calls", "max_wall_clock", "max_approval_idle")
@@ -53,6 +54,9 @@ class Budget(BaseModel):
     )
     maximum: BudgetOverride | None = Field(
         default=None, description="how far a run's override may raise a cap; None: overrides may only tighten"
+    )
+    across_runs: AcrossRuns | None = Field(
+        default=None, description="what all runs of the process may spend together per window (activities/spend.py)"
     )
 
     def tightened(self, override: BudgetOverride | None) -> tuple[Budget, list[str]]:

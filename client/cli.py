@@ -21,6 +21,7 @@ from pydantic import TypeAdapter
 from temporalio.client import WorkflowFailureError
 
 from client import render
+from workflows.budget import span
 from client.commands import approval_commands
 from activities.personal import NoAuditKey
 from client.credentials import NoCredential
@@ -84,11 +85,18 @@ async def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def cmd_status(args: argparse.Namespace) -> int:
-    status = await (await Baton.connect()).status(args.run)
+    baton = await Baton.connect()
+    status = await baton.status(args.run)
     text = render.status_text(args.run, status)
+    data = status.model_dump(mode="json")
+    cap = status.budget.across_runs if status.budget else None
+    if cap is not None:  # its process's cap across runs: the window every run of it shares
+        window = await baton.spend_window(status.process.partition("/")[0], cap)
+        text += "\n" + render.spend_line(cap, window)
+        data["spend_window"] = window.model_dump(mode="json") if window else None
     for r in status.open_requests:
         text += "\n\nanswer with:\n" + "\n".join(f"  {c}" for c in approval_commands(args.run, r.id))
-    emit(args, status.model_dump(mode="json"), text)
+    emit(args, data, text)
     return 0
 
 
@@ -243,17 +251,27 @@ async def cmd_report(args: argparse.Namespace) -> int:
     if args.process:
         process_spec(args.process)
     since = datetime.now(timezone.utc) - parse_since(args.since) if args.since else None
-    targets = load(args.config, demo=args.demo).latency_targets()
+    config = load(args.config, demo=args.demo)
+    targets = config.latency_targets()
     _quiet_replays()
     baton = await Baton.connect()
     data = await report(baton.client, queue=baton.queue, process=args.process, since=since, targets=targets,
                         limit=args.limit)
+    caps = {p: c for p, c in config.spend_caps().items() if not args.process or p == args.process}
+    windows = {p: await baton.spend_window(p, c) for p, c in caps.items()}
+    data["spend_caps"] = [
+        {"process": p, "max_cost_usd": c.max_cost_usd, "window": span(c.window),
+         "current": windows[p].model_dump(mode="json") if windows[p] else None}
+        for p, c in caps.items()
+    ]
     if args.json:
         from client.audit import export_json
 
         print(export_json(data))
     else:
         print(report_text(data))
+        for p, c in caps.items():
+            print(f"{p}: {render.spend_line(c, windows[p])}")
     return 0
 
 

@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from activities.spend import AcrossRuns, SpendWindow
 from client.sdk import InboxItem, RunSummary
 from workflows.approvals import ApprovalRequest
 from workflows.budget import calls_and_clock, span
@@ -122,6 +123,15 @@ def status_text(run_id: str, s: RunStatus) -> str:
             f"         {r.ask}",
         ]
     return "\n".join(lines)
+
+
+def spend_line(cap: AcrossRuns, w: SpendWindow | None) -> str:
+    """A cap across runs at a glance: what its window settled and holds, of what it allows, until when."""
+    head = f"across   ${cap.max_cost_usd:g} per {span(cap.window)} across runs"
+    if w is None:
+        return head + ": nothing reserved yet"
+    return (f"{head}: ${w.settled_usd:.6f} settled + ${w.reserved_usd:.6f} reserved, "
+            f"{w.refused} refused, window ends {w.end:%Y-%m-%d %H:%M:%S} UTC")
 
 
 def no_steps(run_id: str, s: RunStatus) -> str:

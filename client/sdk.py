@@ -32,6 +32,7 @@ from temporalio.exceptions import ApplicationError, CancelledError, TerminatedEr
 from temporalio.exceptions import TimeoutError as TimedOut
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.spend import AcrossRuns, SpendWindow, entity_id
 from activities.subject import subject_key
 from client.credentials import (
     NoCredential,
@@ -222,6 +223,16 @@ class Baton:
             if outcome is None:
                 raise
             return outcome
+
+    async def spend_window(self, process: str, cap: AcrossRuns) -> SpendWindow | None:
+        """The current window of `process`'s cap across runs, as its entity counts it; None before any request."""
+        handle = self.client.get_workflow_handle(entity_id(process, cap.window, self.queue))
+        try:
+            return await handle.query("window", result_type=SpendWindow)
+        except RPCError as err:
+            if err.status is RPCStatusCode.NOT_FOUND:
+                return None
+            raise
 
     async def status(self, run_id: str) -> RunStatus:
         """The run's live status; for a run that failed on its input (it never ran), that end.

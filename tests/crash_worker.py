@@ -11,7 +11,11 @@ two seams so a test can land a kill -9 at a chosen point:
   hears of it, the nastiest point;
 - a model call whose output type is named in BATON_CRASH_MODELS (e.g.
   `WelcomeEmail`) gets its offline answer, writes a marker and sleeps inside
-  `complete`.
+  `complete`; with BATON_CRASH_RUNS (workflow ids), only in those runs.
+
+BATON_CRASH_FULL_PRICE=1 bills every offline answer its whole
+`max_output_tokens`, so what a request costs is its worst case, known from the
+model's prices (spend caps across runs count it to the cent).
 
 BATON_CRASH_SLOW_S (for chaos) adds that many seconds after every write and
 irreversible tool call and inside every model call, so random kills often land
@@ -36,7 +40,7 @@ from temporalio import activity
 from activities.llm.catalog import ModelSpec
 from activities.llm.conversation import Conversation
 from activities.llm.offline import OfflineProvider
-from activities.llm.provider import Completion
+from activities.llm.provider import Completion, Usage
 from activities.tools.activity import ToolActivities
 from activities.tools.registry import TOOLS
 from activities.tools.contracts import ToolCall, ToolResult
@@ -53,6 +57,8 @@ def _names(var: str) -> set[str]:
 
 PAUSE_TOOLS = _names("BATON_CRASH_TOOLS")
 PAUSE_MODELS = _names("BATON_CRASH_MODELS")
+PAUSE_RUNS = _names("BATON_CRASH_RUNS")  # pause only in these runs (workflow ids); every run when empty
+FULL_PRICE = os.environ.get("BATON_CRASH_FULL_PRICE") == "1"  # bill every answer its whole max_output_tokens
 PAUSE_S = float(os.environ.get("BATON_CRASH_PAUSE_S", "600"))
 SLOW_S = float(os.environ.get("BATON_CRASH_SLOW_S", "0"))
 MARKERS = Path(os.environ.get("BATON_CRASH_MARKERS", "."))
@@ -83,8 +89,10 @@ class PausingTools(ToolActivities):
 class PausingOffline(OfflineProvider):
     async def complete(self, conversation: Conversation, model: ModelSpec) -> Completion:
         completion = await super().complete(conversation, model)
-        if conversation.output_name in PAUSE_MODELS:
-            info = activity.info()
+        if FULL_PRICE:  # what it costs is then its worst case, known from the config's prices alone
+            completion = completion.model_copy(update={"usage": Usage(input=0, output=conversation.max_output_tokens)})
+        info = activity.info()
+        if conversation.output_name in PAUSE_MODELS and (not PAUSE_RUNS or info.workflow_id in PAUSE_RUNS):
             mark("model", conversation.output_name, attempt=info.attempt, workflow_id=info.workflow_id)
             await asyncio.sleep(PAUSE_S)
         elif SLOW_S:

@@ -24,6 +24,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from activities.llm.output_type import resolve, type_name
+from activities.spend import ENTITY, entity_id
 from client.sdk import Baton
 from tests.conftest import (
     ATTORNEYS,
@@ -36,6 +37,9 @@ from tests.conftest import (
     running_worker,
 )
 from tests.history_payloads import decoded
+from tests.spend_processes import CAPPED
+from tests.test_spend_cap import MONTH, capped
+from tests.test_spend_cap import worker as spend_worker
 from tests.test_onboarding_routes import CLEAR, PEP, SANCTIONED, wait_for_state
 from worker.config import BatonConfig, load, plugin_packages
 from worker.connection import configured_converter, header_behavior
@@ -43,6 +47,7 @@ from worker.registration import workflow_runner
 from worker.run_input import RunInputCheck
 from workflows.registry import REGISTRY
 from workflows.outcome import RunState
+from workflows.spend_window import SpendWindowWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 RECORD = os.environ.get("BATON_RECORD_HISTORIES") == "1"
@@ -61,13 +66,29 @@ def shipped_packages(config: BatonConfig) -> BatonConfig:
     return config.model_copy(update={"plugins": shipped.plugins, "grants": {**config.grants, **grants}})
 
 
+SPEND_ROUTE = "spend-cap-refused"  # a run the cap across runs refused, and the entity that counted it
+SPEND_PROCESS = "test-capped-end"
+
+
+def known_workflows() -> list[type]:
+    """The worker's workflows (the spend cap entity too), with the tests' capped processes installed."""
+    for process in CAPPED:
+        REGISTRY.add_process(process)
+    return [*REGISTRY.workflows(), SpendWindowWorkflow]
+
+
+def replay_id(path: Path) -> str:
+    """The workflow id a recorded history replays under: the entity reads its window from it."""
+    return entity_id(SPEND_PROCESS, MONTH, "recorded") if path.stem.endswith("--entity") else path.stem
+
+
 def replayer() -> Replayer:
     """A replayer with the session's keys (tests/conftest.py), as Baton's own (client/run_record.py) has the
     worker's: it opens fresh histories, and the recorded ones, written in clear, as they are."""
     converter = configured_converter()
     REGISTRY.load(plugin_packages(SHIPPED))
     return Replayer(
-        workflows=REGISTRY.workflows(),
+        workflows=known_workflows(),
         data_converter=converter,
         header_codec_behavior=header_behavior(converter),
         interceptors=[RunInputCheck()],
@@ -126,6 +147,12 @@ async def run_route(time_env, baton: Baton, route: str) -> list[str]:
             await baton.approve(run_id, by=SUPPORT_LEADS[0], request_id="budget.max_steps", comment="one more step")
             await baton.result(run_id)
             return [run_id, f"{run_id}/returns_agent"]
+        case "spend-cap-refused":  # $1 a request under a $1.5 cap: the second run finds the first's $1 settled
+            paid = await baton.result(await baton.start(SPEND_PROCESS, {"text": "paid"}, run_id=f"{route}-paid"))
+            run_id = await baton.start(SPEND_PROCESS, {"text": "refused"}, run_id=route)
+            refused = await baton.result(run_id)
+            assert (paid.state, refused.state, refused.cap) == (RunState.COMPLETED, RunState.BUDGET_EXCEEDED, "across_runs")
+            return [run_id, entity_id(SPEND_PROCESS, MONTH, baton.queue)]
         case "sales-followup-approved" | "sales-followup-rejected":
             run_id = await baton.start("sales-followup", example("sales-followup/northwind.json"), run_id=route)
             await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
@@ -173,6 +200,7 @@ ROUTES = [
     "prior-authorization-denied",
     "deposition-research-summarised",
     "deposition-research-approved",
+    SPEND_ROUTE,
 ]
 AGENT_ROUTES = {
     "support-triage-resolved": "returns_agent",
@@ -187,18 +215,23 @@ AGENT_ROUTES = {
 
 def history_files() -> list[str]:
     """Each route's run, and the agent child it delegated to (an agent's loop must replay too)."""
-    return sorted([*ROUTES, *(f"{route}--{agent}" for route, agent in AGENT_ROUTES.items())])
+    agents = (f"{route}--{agent}" for route, agent in AGENT_ROUTES.items())
+    return sorted([*ROUTES, *agents, f"{SPEND_ROUTE}--entity"])
 
 
 @pytest.mark.parametrize("route", ROUTES)
 async def test_fresh_history_replays(time_env, config, route):
-    async with running_worker(time_env.client, shipped_packages(config)) as w:
+    spend = route == SPEND_ROUTE
+    with_worker = (spend_worker(time_env, capped(config, SPEND_PROCESS, 1.5)) if spend
+                   else running_worker(time_env.client, shipped_packages(config)))
+    async with with_worker as w:
         baton = Baton(time_env.client, w.task_queue)
         ids = await run_route(time_env, baton, route)
         histories = [await time_env.client.get_workflow_handle(i).fetch_history() for i in ids]
     for history in histories:
         if RECORD:
-            name = history.workflow_id.replace(f"{route}/", f"{route}--")
+            entity = history.workflow_id.startswith(f"{ENTITY}:")
+            name = f"{route}--entity" if entity else history.workflow_id.replace(f"{route}/", f"{route}--")
             opened = await decoded(history, time_env.client.data_converter.payload_codec)  # the session's key dies
             (HISTORIES / f"{name}.json").write_text(opened.to_json())  # with it: recorded in clear, replayed as is
         result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
@@ -213,7 +246,7 @@ def test_every_route_has_a_recorded_history():
     "path", sorted(HISTORIES.glob("**/*.json")), ids=lambda p: str(p.relative_to(HISTORIES).with_suffix(""))
 )
 async def test_recorded_history_replays(path: Path):
-    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    history = WorkflowHistory.from_json(replay_id(path), path.read_text())
     result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
 
@@ -235,6 +268,7 @@ def recorded_output_types() -> set[str]:
 def test_an_output_type_recorded_in_flight_still_resolves_to_the_model_in_use(path: str):
     """A model moved since (into its package) is found by its old path, as the one class its stable name gives."""
     REGISTRY.load(plugin_packages(SHIPPED))
+    known_workflows()  # the tests' own processes, whose runs are recorded too
     model = resolve(path)
     assert model.__name__ == path.rpartition(":")[2].rpartition(".")[2]
     assert resolve(type_name(model)) is model

@@ -25,6 +25,7 @@ from activities.llm.transport import HttpSettings
 from activities.oidc import IdentitySettings
 from activities.payloads import PayloadSettings
 from activities.policy import Budget
+from activities.spend import AcrossRuns
 from activities.plugins import PluginError
 from activities.tools.grants import Bound, Grant
 from activities.tools.mcp_servers import McpServerError, McpSettings, McpTools
@@ -163,6 +164,14 @@ class BatonConfig(BaseModel):
     identity: IdentitySettings | None = None
     mcp: McpSettings = McpSettings()
 
+    @field_validator("budgets")
+    @classmethod
+    def _caps_name_a_process(cls, budgets: dict[str, Budget]) -> dict[str, Budget]:
+        if budgets.get("default") and budgets["default"].across_runs is not None:
+            raise ValueError("budgets.default.across_runs: a cap across runs is one process's; "
+                             "set it in [budgets.<process>.across_runs]")
+        return budgets
+
     @field_validator("budgets", mode="before")
     @classmethod
     def _inherit_default(cls, raw: object) -> object:
@@ -171,6 +180,7 @@ class BatonConfig(BaseModel):
             return raw
         base = {**DEFAULT_BUDGET.model_dump(exclude={"maximum"}), **_as_dict(raw.get("default"))}
         base.pop("maximum", None)
+        base.pop("across_runs", None)  # a process's own: never inherited
         # Anything but a table stays as it is, to be refused by name (not read as "no changes").
         return {name: {**base, **_as_dict(b)} if isinstance(b, (dict, Budget)) else b for name, b in raw.items()}
 
@@ -242,7 +252,8 @@ class BatonConfig(BaseModel):
     def bad_mcp_grants(self) -> list[str]:
         """Grants of [mcp.servers] tools, judged once the servers are listed: the tool is listed, its bounds fit it.
 
-        (Irreversible MCP tools in an agent's grant are not yet checked for an approval: issue 19's next slice.)
+        An agent granted an irreversible or at-most-once MCP tool with no approval policy for it is refused
+        that call when it proposes it (workflows/bounded_agent.py), as for a package's tools.
         """
         problems = []
         for grantee, grant in self.grants.items():
@@ -258,6 +269,10 @@ class BatonConfig(BaseModel):
                         if (problem := _bad_bound(f"grants.{grantee}.bounds.{tool}.{f}", tool, f, bound))
                     ]
         return problems
+
+    def spend_caps(self) -> dict[str, AcrossRuns]:
+        """process -> its cap across runs (`[budgets.NAME.across_runs]`)."""
+        return {name: b.across_runs for name, b in self.budgets.items() if name != "default" and b.across_runs}
 
     def latency_targets(self) -> dict[str, float]:
         """process -> its [slo] working-latency target in seconds, for the report."""

@@ -25,6 +25,7 @@ from activities.oidc import IssuerKeys, IssuerUnreachable
 from activities.payloads import PayloadStore
 from activities.personal import NoAuditKey, audit_key
 from activities.policy import PolicyActivities
+from activities.spend import SpendCaps
 from activities.subject import subject_digest
 from activities.tools.activity import Implementations, ToolActivities
 from worker.agent_policy import AgentPolicies
@@ -33,6 +34,7 @@ from worker.connection import is_traced, sealing_headers, task_queue, tracing_in
 from worker.run_input import RunInputCheck
 from workflows.engine import Process
 from workflows.registry import REGISTRY, name_outputs
+from workflows.spend_window import SpendWindowWorkflow
 
 # Pure data libraries: loading them once outside the sandbox keeps every
 # workflow run from re-importing them. OpenTelemetry keeps the current span in
@@ -47,8 +49,8 @@ from workflows.registry import REGISTRY, name_outputs
 # state; tests/test_engine_determinism.py checks them for what the sandbox would catch.
 ENGINE = (
     "api", "engine", "agent_steps", "agents", "approval_desk", "approvals", "budget", "decisions", "facts", "human_steps",
-    "ledger", "model_steps", "outcome", "plan", "registry", "retry_policies", "search_attributes", "status", "thresholds",
-    "unknown_outcomes", "visibility",
+    "ledger", "model_steps", "outcome", "plan", "registry", "retry_policies", "search_attributes", "spend_cap",
+    "status", "thresholds", "unknown_outcomes", "visibility",
 )
 PASSTHROUGH = (
     "pydantic", "pydantic_core", "annotated_types", "email_validator", "activities", "opentelemetry", "joserfc",
@@ -118,7 +120,9 @@ async def baton_worker(
     observed = StepTelemetry(tracer_provider, meter_provider)
     async with config.http.client() as http:
         built = build_providers(catalog, http, config.offline_scripts())
-        models = ModelActivities(catalog, {**built, **(providers or {})}, config.llm, payloads, observed)
+        models = ModelActivities(
+            catalog, {**built, **(providers or {})}, config.llm, payloads, observed, SpendCaps(config.spend_caps())
+        )
         tools = tools_class(systems, payloads, config.payloads.inline_max_bytes, telemetry=observed, grants=config.grants)
         policy = PolicyActivities(
             catalog,
@@ -130,7 +134,7 @@ async def baton_worker(
             config.audit.values,
             await issuer_keys(config, http),
         )
-        workflows = [*REGISTRY.workflows(), *extra_workflows]
+        workflows = [*REGISTRY.workflows(), SpendWindowWorkflow, *extra_workflows]
         agents = AgentPolicies(policy, workflows)
         worker = Worker(
             client,

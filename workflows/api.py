@@ -20,10 +20,11 @@ from workflows.facts import Facts, Lookup, Total
 from workflows.outcome import RunOutcome, RunState
 from workflows.plan import PlannedStep
 from workflows.registry import Package
+from workflows.spend_cap import OnSpendCap
 
 __all__ = (
     "PERSONAL", "SUBJECT", "Agent", "AgentCaps", "AgentReport", "ApprovalStatus", "AskPolicy", "AtDeadline",
-    "BudgetOverride", "Contract", "Effect", "Facts", "Lookup", "Package", "PlannedStep", "Process",
+    "BudgetOverride", "Contract", "Effect", "Facts", "Lookup", "OnSpendCap", "Package", "PlannedStep", "Process",
     "RecordRefused", "RunOutcome", "RunState", "Stage", "SystemsSettings", "ToolSpec", "Total",
     "tool",
 )

@@ -17,6 +17,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
 from workflows.ledger import StepKind
 from workflows.outcome import BudgetExceeded, ModelOutputInvalid, PersonalDataRefused, RunState, StopRun
 from workflows.retry_policies import LLM_RETRY, bounded
+from workflows.spend_cap import CapRefused, SpendCapSteps
 from workflows.visibility import Shown
 
 with workflow.unsafe.imports_passed_through():
@@ -24,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.llm.activity import ModelActivities
     from activities.llm.contracts import NOT_SENT, LlmRequest, LlmResult
     from activities.llm.output_type import UnknownOutputType, type_name
+    from activities.spend import SpendRefusal
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -31,7 +33,7 @@ M = TypeVar("M", bound=BaseModel)
 PERSONAL_PATCH = "personal-prompts-declared"
 
 
-class ModelSteps:
+class ModelSteps(SpendCapSteps):
     async def llm(
         self,
         step: str,
@@ -94,13 +96,28 @@ class ModelSteps:
     async def _ask_model(
         self, request: LlmRequest, name: str, retry: RetryPolicy, timeout: timedelta | None
     ) -> tuple[LlmResult, dict]:
-        """Check the caps, call the model activity, bill what it cost; returns it and its ledger fields."""
-        started = await self._before_step(request.step, llm=True)
+        """Check the caps, call the model activity, bill what it cost; returns it and its ledger fields.
+
+        A request the process's cap across runs refuses is waited for, asked about or
+        ends the run (workflows/spend_cap.py); then the step starts over.
+        """
+        request = request.model_copy(update={"process": self.name.partition("/")[0]})  # an agent's: its process's
+        while True:
+            started = await self._before_step(request.step, llm=True)
+            entry = dict(step=request.step, kind=StepKind.LLM, name=name, tier=request.tier, started_at=started,
+                         input=request.model_dump(mode="json", include={"system", "prompt", "history", "output_type"}))
+            try:
+                return await self._model_call(request, entry, retry, timeout), entry
+            except CapRefused as refused:
+                over = await self._over_cap(request.step, refused.refusal)
+                request = request.model_copy(update={"over_cap": over})
+
+    async def _model_call(
+        self, request: LlmRequest, entry: dict, retry: RetryPolicy, timeout: timedelta | None
+    ) -> LlmResult:
         bounded(request.step, retry)
         planned = request.model or " | ".join(self._policy.tiers.get(request.tier, ["?"]))
         request = request.model_copy(update={"budget_remaining_usd": round(self._budget.max_cost_usd - self._cost, 9)})
-        entry = dict(step=request.step, kind=StepKind.LLM, name=name, tier=request.tier, started_at=started,
-                     input=request.model_dump(mode="json", include={"system", "prompt", "history", "output_type"}))
         try:
             res = await workflow.execute_activity_method(
                 ModelActivities.call_model,
@@ -125,7 +142,7 @@ class ModelSteps:
             cost_usd=res.cost_usd,
             calls=res.calls,
         )
-        return res, entry
+        return res
 
     def _model_failure(self, entry: dict, retry: RetryPolicy, err: ActivityError) -> None:
         """Bill the calls a failed model step made, then end or route the run by the failure's type."""
@@ -155,6 +172,11 @@ class ModelSteps:
         if kind == "BudgetWouldOverrun":
             self._record(**entry, attempts=attempts, outcome="over_budget", detail=cause.message)
             raise BudgetExceeded("max_cost_usd", f"{cause.message}; stopped at {entry['step']}")
+        if kind == "SpendCapReached":
+            refusal = SpendRefusal.model_validate(cause.details[1])  # not sent: no step spent
+            self._record(**entry, attempts=attempts, outcome="refused", detail=cause.message,
+                         decision=refusal.model_dump(mode="json"))
+            raise CapRefused(refusal)
         if kind == "PersonalDataRefused":
             self._record(**entry, attempts=attempts, outcome="refused", detail=cause.message)
             raise PersonalDataRefused(entry["step"], cause.message)

@@ -6,7 +6,9 @@ the next candidate when a provider is unavailable or its answers never
 validate, names the structured-output modes to try when a server refuses the
 request's shape, withholds a prompt carrying personal data from models not
 allowed to receive it, refuses a call whose worst case would overrun the
-run's budget, and prices every call it made. Temporal's retry policy owns
+run's budget, reserves each request's worst case under its process's cap
+across runs (activities/spend.py) and settles what it cost, and prices
+every call it made. Temporal's retry policy owns
 retries of the whole step: calls made by earlier attempts travel in heartbeat
 details, so the ledger still lists every one of them. Each provider request
 is a `chat {model}` span and each attempt a step on Baton's meters
@@ -43,6 +45,7 @@ from activities.llm.provider import (
 )
 from activities.llm.telemetry import StepTelemetry
 from activities.payloads import PayloadStore
+from activities.spend import SpendCapUnavailable, SpendCaps, Ticket
 
 CALLS = TypeAdapter(list[ModelCall])
 CUT_OFF = "timed out before an answer"
@@ -70,7 +73,9 @@ class ModelActivities:
         settings: LlmSettings | None = None,
         payloads: PayloadStore | None = None,
         telemetry: StepTelemetry | None = None,
+        spend: SpendCaps | None = None,
     ) -> None:
+        self._spend = spend or SpendCaps()
         self._payloads = payloads
         self._telemetry = telemetry or StepTelemetry()
         self._catalog = catalog
@@ -129,7 +134,12 @@ class ModelActivities:
         provider = self._provider(label, spec)
         for turn in range(self._settings.repair_turns + 1):
             self._check_budget(request, label, spec, conversation, calls, turn)
-            done = await self._send(request, provider, label, spec, conversation, calls, turn)
+            ticket = await self._reserve(request, label, spec, conversation, calls, turn)
+            try:
+                done = await self._send(request, provider, label, spec, conversation, calls, turn)
+            finally:
+                if ticket is not None:  # what it cost: reported, its worst case when unknown, 0 when never billed
+                    await self._spend.settle(ticket, calls[-1].cost_usd)
             proposals = [u for u in done.message.tool_uses if u.name != conversation.output_name]
             if proposals and request.tools:
                 calls[-1].outcome = "tool_use"
@@ -211,6 +221,34 @@ class ModelActivities:
             outcome="over_budget", error=reason,
         ))
         raise _failure(reason, "BudgetWouldOverrun", calls)
+
+    async def _reserve(
+        self, request: LlmRequest, label: str, spec: ModelSpec, conversation: Conversation,
+        calls: list[ModelCall], turn: int,
+    ) -> Ticket | None:
+        """Hold the request's worst case under its process's cross-run cap; refused, it is not sent.
+
+        The key names this request of this attempt of this step of this run, so the
+        same update retried is the same reservation (activities/spend.py).
+        """
+        if self._spend.cap(request.process) is None:
+            return None
+        info = activity.info()
+        key = f"{info.workflow_id}/{info.workflow_run_id}/{info.activity_id}/{info.attempt}/{len(calls)}"
+        try:
+            got = await self._spend.reserve(request.process, key, worst_case(spec, conversation), force=request.over_cap)
+        except SpendCapUnavailable as err:
+            raise _failure(str(err), "SpendCapUnavailable", calls) from None
+        if isinstance(got, Ticket):
+            return got
+        calls.append(ModelCall(
+            model=label, provider=spec.provider, attempt=info.attempt, turn=turn, outcome="over_budget",
+            error=got.reason(),
+        ))
+        raise ApplicationError(
+            got.reason(), CALLS.dump_python(calls, mode="json"), got.model_dump(mode="json"),
+            type="SpendCapReached", non_retryable=True,
+        )
 
     def _allowed(self, request: LlmRequest, calls: list[ModelCall]) -> list[tuple[str, ModelSpec]]:
         """The step's candidates that may read its prompt; each one withheld is a ModelCall never sent.

@@ -35,6 +35,12 @@ class LlmRequest(BaseModel):
     personal: bool = Field(
         default=False, description="the prompt carries personal data: only models with personal_data = true are asked"
     )
+    process: str | None = Field(
+        default=None, description="whose cross-run spend cap the call counts against (activities/spend.py)"
+    )
+    over_cap: bool = Field(
+        default=False, description="a person approved going over the cross-run cap: reserved even past it"
+    )
 
 
 # Never sent: "over_budget" (its worst case would overrun the run's budget) and
