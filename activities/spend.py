@@ -50,6 +50,9 @@ class AcrossRuns(BaseModel):
     window: timedelta = Field(ge=timedelta(minutes=1), le=timedelta(days=31), description="fixed windows, UTC-aligned")
 
 
+ROOM = "the cap has no room"  # the entity's refusal when the window is full (any other is named in the reason)
+
+
 def entity_id(process: str, window: timedelta, queue: str) -> str:
     """The entity's workflow id: its window length first (the entity reads it back), then whose cap it is."""
     return f"{ENTITY}:{WINDOW.dump_python(window, mode='json')}:{process}@{queue}"
@@ -118,13 +121,14 @@ class SpendRefusal(BaseModel):
     asked_usd: float
     window: SpendWindow
     never_fits: bool = Field(description="the request alone costs more than the cap: waiting cannot help")
+    why: str = Field(default="", description="the entity's word, when it is not the cap's lack of room")
 
     def reason(self) -> str:
         w = self.window
         return (
             f"across_runs: {self.process} has ${w.settled_usd:.6f} settled and ${w.reserved_usd:.6f} reserved "
             f"of its ${self.cap_usd:g} cap in the window ending {w.end:%Y-%m-%d %H:%M:%S} UTC; "
-            f"the next request could cost ${self.asked_usd:.6f}"
+            f"the next request could cost ${self.asked_usd:.6f}" + (f"; refused: {self.why}" if self.why else "")
         )
 
 
@@ -160,6 +164,7 @@ class SpendCaps:
         return SpendRefusal(
             process=process, cap_usd=cap.max_cost_usd, window_length=cap.window, asked_usd=req.amount_usd,
             window=got.window, never_fits=req.amount_usd > cap.max_cost_usd,
+            why="" if got.reason == ROOM else got.reason,
         )
 
     async def settle(self, ticket: Ticket, amount: float) -> None:
@@ -178,7 +183,7 @@ class SpendCaps:
         for _ in range(2):
             try:
                 return await client.get_workflow_handle(wid).execute_update(
-                    name, req, id=f"{name}/{key}", result_type=result
+                    name, req, id=update_id(name, req), result_type=result
                 )
             except RPCError as err:
                 if err.status is not RPCStatusCode.NOT_FOUND:
@@ -200,6 +205,20 @@ async def _start(client: Client, wid: str, process: str) -> None:
         )
     except WorkflowAlreadyStartedError:
         pass  # started meanwhile by another request (or closed: the update says which)
+
+
+def update_id(name: str, req: ReserveRequest | SettleRequest) -> str:
+    """The update's id: the same for a retry of this very request, unguessable by anyone else.
+
+    Temporal answers a second update with a known id by the first one's
+    outcome, without running the handler. Were the id the key alone (which
+    names a run, step and attempt anyone on the namespace can see), a
+    stranger could send it first with $0 and have the real request granted
+    without being counted. The proof (or the settle's secret's proof) is
+    known only to the reserving attempt.
+    """
+    secret_proof = req.proof if isinstance(req, ReserveRequest) else proof_of(req.secret)
+    return f"{name}/{req.key}/{secret_proof}"
 
 
 def _up(amount: float) -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
+from activities.spend import ENTITY, Reservation, ReserveRequest, entity_id, proof_of, update_id
 from baton_examples.deposition_research.contracts import DepositionSummary
 from client.testkit import CallTool, ModelTurn, process_test_env
 from tests.conftest import ROOT
@@ -108,3 +109,31 @@ async def test_an_ungranted_tool_and_an_out_of_bound_query_are_refused_and_the_s
     assert set(refused) == {"issue_refund", "query_case_law"}, refused
     assert "not granted" in refused["issue_refund"] and "max_cost_usd" in refused["query_case_law"]
     assert charged == [] and not any(e.step.endswith(".approval") for e in agent)
+
+
+async def test_when_the_hourly_cap_across_runs_is_full_the_run_ends_budget_exceeded_and_nothing_is_sent(tmp_path):
+    """Other runs of the process spent the hour's cap (baton.toml `[budgets.deposition-research.across_runs]`)."""
+    asked: list[ModelTurn] = []
+
+    def model(turn: ModelTurn):
+        asked.append(turn)
+        return SUMMARY
+
+    async with process_test_env(CONFIG, model=model, directory=tmp_path) as kit:
+        cap = kit.config.budgets["deposition-research"].across_runs
+        queue = kit.worker.task_queue
+        entity = await kit.env.client.start_workflow(
+            ENTITY, id=entity_id("deposition-research", cap.window, queue), task_queue=queue)
+        spent = ReserveRequest(key="earlier-run/research", amount_usd=cap.max_cost_usd, cap_usd=cap.max_cost_usd,
+                               proof=proof_of("e" * 32))
+        assert (await entity.execute_update("reserve", spent, id=update_id("reserve", spent), result_type=Reservation)).granted
+        run_id = await kit.baton.start("deposition-research", REQUEST)
+        outcome = await kit.baton.result(run_id)
+        agent = await kit.baton.ledger(f"{run_id}/research")
+        charged = charges(kit)
+
+    assert outcome.state is RunState.BUDGET_EXCEEDED and outcome.cap == "across_runs", outcome.reason
+    assert f"${cap.max_cost_usd:g} cap" in outcome.reason
+    assert asked == [] and charged == []  # no model request left, no case law bought
+    (refused,) = [e for e in agent if e.outcome == "refused"]
+    assert refused.step == "turn-1" and refused.calls[-1].outcome == "over_budget"

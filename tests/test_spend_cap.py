@@ -16,7 +16,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 from activities.llm.catalog import ModelSpec, Price
 from activities.llm.conversation import Conversation
 from activities.llm.offline import OfflineProvider
-from activities.llm.provider import Completion, Usage
+from activities.llm.provider import Completion, ProviderUnavailable, Usage
 from activities.policy import Budget
 from activities.spend import (
     AcrossRuns,
@@ -26,6 +26,7 @@ from activities.spend import (
     SpendWindow,
     entity_id,
     proof_of,
+    update_id,
 )
 from client import render
 from client.sdk import Baton
@@ -253,3 +254,49 @@ async def test_continue_as_new_carries_the_window_and_a_repeat_after_it_counts_o
     assert continued is WorkflowExecutionStatus.CONTINUED_AS_NEW
     assert [r.granted for r in after] == [True, True, False]  # 0.4 settled + 1 + 1 held before: no room for 0.2
     assert (seen.settled_usd, seen.reserved_usd, seen.reservations, seen.refused) == (0.4, 2.0, 3, 1)
+
+
+class FailsFirst(FullPrice):
+    """Holds the first request until `release`, then fails it as a provider outage: the step's next attempt retries."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.held = asyncio.Event()
+        self.calls = 0
+
+    async def complete(self, conversation: Conversation, model: ModelSpec) -> Completion:
+        self.calls += 1
+        if self.calls == 1:
+            self.held.set()
+            await self.release.wait()
+            raise ProviderUnavailable("503 from the test model", status=503)
+        return await super().complete(conversation, model)
+
+
+async def test_a_stranger_who_predicts_a_requests_key_cannot_have_it_granted_uncounted(time_env, config):
+    """The attack: the key names run, activity and attempt, which anyone on the namespace can read off a
+    pending activity. Sent first under the id the product would use, a $0 reserve would make the retry's
+    real reserve come back 'granted' from Temporal's update-id dedup, never counted."""
+    for process in CAPPED:
+        REGISTRY.add_process(process)
+    model = FailsFirst()
+    async with running_worker(time_env.client, capped(config, "test-capped-end", 1.5), providers={"offline": model}) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        run_id = await baton.start("test-capped-end", {"text": "squatted"})
+        await asyncio.wait_for(model.held.wait(), 30)
+        run = await time_env.client.get_workflow_handle(run_id).describe()
+        (pending,) = run.raw_description.pending_activities
+        entity = time_env.client.get_workflow_handle(entity_id("test-capped-end", MONTH, w.task_queue))
+        for attempt in (2, 3):
+            for nth in (0, 1):
+                key = f"{run_id}/{run.run_id}/{pending.activity_id}/{attempt}/{nth}"
+                squat = ReserveRequest(key=key, amount_usd=0.0, cap_usd=1e6, proof=proof_of("x" * 32))
+                for update in (f"reserve/{key}", update_id("reserve", squat)):  # the old id, and the stranger's own
+                    await entity.execute_update("reserve", squat, id=update, result_type=Reservation)
+        model.release.set()
+        outcome = await baton.result(run_id)
+        seen = await window(time_env, "test-capped-end", w.task_queue)
+
+    assert seen.settled_usd + seen.reserved_usd >= outcome.cost_usd  # nothing the run paid went uncounted
+    assert outcome.state is RunState.BUDGET_EXCEEDED and "key held by another" in outcome.reason, outcome.reason

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.spend import (
         ENTITY,
         MAX_HELD,
+        ROOM,
         Reservation,
         ReserveRequest,
         SettleRequest,
@@ -94,7 +95,7 @@ class SpendWindowWorkflow:
         if len(self._state.held) >= MAX_HELD:
             return self._refuse(f"the window holds {MAX_HELD} reservations already")
         if not req.force and self._counted() + req.amount_usd > req.cap_usd + 1e-9:
-            return self._refuse("the cap has no room")
+            return self._refuse(ROOM)
         self._state.held[req.key] = Held(amount_usd=req.amount_usd, proof=req.proof, forced=req.force)
         return Reservation(granted=True, window=self.window())
 

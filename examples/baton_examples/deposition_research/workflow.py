@@ -8,7 +8,9 @@ undone: it is irreversible, so it passes its approval policy first. A rule
 approves a query that may cost at most $50; a dearer one parks the agent until
 a supervising attorney decides, and runs only if approved. The run's case-law
 spend is held to $150 by its facts, each query to $100 by its grant, and its
-model spend by `[budgets.deposition-research]`.
+model spend by `[budgets.deposition-research]`: per run, and across all its runs
+per hour (`across_runs`). A request that would pass the hourly cap is not sent;
+the agent stops and the run ends budget_exceeded, naming the cap.
 done → the summary · escalated (a cap was reached) → the run ends escalated, with the trail.
 The agent's tools are granted in baton.toml, never here.
 """
@@ -20,7 +22,8 @@ from datetime import timedelta
 from temporalio import workflow
 
 from workflows.api import (
-    Agent, AgentCaps, AgentReport, AskPolicy, AtDeadline, Facts, PlannedStep, Process, RunOutcome, RunState, Total,
+    Agent, AgentCaps, AgentReport, AskPolicy, AtDeadline, Facts, OnSpendCap, PlannedStep, Process, RunOutcome, RunState,
+    Total,
 )
 
 with workflow.unsafe.imports_passed_through():  # contracts and tools: loaded once per worker, not per run
@@ -29,6 +32,7 @@ with workflow.unsafe.imports_passed_through():  # contracts and tools: loaded on
 
 APPROVE_UP_TO_USD = 50  # seed 000: a person approves any action costing over $50
 RUN_CASE_LAW_LIMIT_USD = 150
+ACROSS_RUNS = "across_runs"  # the cap an agent names when the process's spend cap across runs refused its request
 
 CASE_LAW_APPROVAL = AskPolicy(
     roles=["supervising-attorney"],
@@ -73,6 +77,7 @@ class DepositionResearch(Process):
     name = "deposition-research"
     roles = ("supervising-attorney",)
     agents = (RESEARCHER,)
+    on_spend_cap = OnSpendCap.END  # research can wait for the next hour's budget, but not inside an agent's working time
     plan = (
         PlannedStep("research", "agent", agent="researcher",
                     note=f"case-law queries over ${APPROVE_UP_TO_USD} wait for a supervising attorney"),
@@ -100,4 +105,7 @@ class DepositionResearch(Process):
             )
         result.cap = report.cap
         result.trail = [f"turn {e.turn} · {e.kind} {e.tool or ''} {e.detail}".strip() for e in report.trail]
+        if report.cap == ACROSS_RUNS:
+            return self.end(RunState.BUDGET_EXCEEDED, f"the hourly spend cap across runs is full: {report.reason}",
+                            result, cap=ACROSS_RUNS)
         return self.end(RunState.ESCALATED, f"the research agent stopped: {report.reason}", result)
