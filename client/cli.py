@@ -174,7 +174,8 @@ async def cmd_dev(args: argparse.Namespace) -> int:
             print(steps)
         if hint := address_hint(stack.target):
             print(f"Other shells reach it with {hint}, e.g. `{hint} baton inbox`")
-        print("Worker polling; Ctrl-C stops " + ("the worker." if server.reused else "both."))
+        version = f" as version {stack.version.to_canonical_string()} (made current)" if stack.version else ""
+        print(f"Worker polling{version}; Ctrl-C stops " + ("the worker." if server.reused else "both."))
         await until_interrupted()
     print("stopped.")
     return 0

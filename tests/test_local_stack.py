@@ -218,6 +218,25 @@ async def test_two_stacks_on_different_ports_run_side_by_side(procs, tmp_path):
     assert not port_in_use("127.0.0.1", first_port)
 
 
+async def test_a_versioned_dev_stack_makes_its_own_build_current_so_runs_run_on_it(procs, tmp_path):
+    """With [worker] deployment set, `baton dev`'s worker is the only build: it is made current, or no run would start.
+
+    Restarted as the next build on the same data file, the new build is made current in turn.
+    """
+    env = env_without_temporal(tmp_path)
+    config = Path(env["BATON_CONFIG"])
+    config.write_text(config.read_text().replace("[worker]\n", '[worker]\ndeployment = "baton-dev"\n', 1))
+    port = free_port()
+    for build_id in ("dev-1", "dev-2"):
+        stack, _ = await dev(procs, tmp_path, port, None, {**env, "BATON_BUILD_ID": build_id})
+        assert f"version baton-dev.{build_id} (made current)" in stack.stdout(), str(stack)
+        run_id = await completes_a_run(f"127.0.0.1:{port}", tmp_path)
+        history = await (await connect(f"127.0.0.1:{port}")).get_workflow_handle(run_id).fetch_history()
+        assert {e.workflow_task_completed_event_attributes.deployment_version.build_id
+                for e in history.events if e.HasField("workflow_task_completed_event_attributes")} == {build_id}
+        assert await stack.interrupt() == 0, str(stack)
+
+
 def test_a_client_is_told_the_address_only_when_it_would_not_find_the_server(tmp_path):
     """On Temporal's default address a client needs nothing; elsewhere, or when it is pointed elsewhere, it does."""
     from worker.connection import DEFAULT_TARGET

@@ -26,8 +26,10 @@ async def serve(config_file: Path | None, demo: bool = False) -> None:
     try:
         client = await connect()
         async with baton_worker(client, config):
+            version = config.worker.version()
             logging.info(
-                "worker polling task queue %r on %s", task_queue(), client.service_client.config.target_host
+                "worker polling task queue %r on %s, %s", task_queue(), client.service_client.config.target_host,
+                f"version {version.to_canonical_string()}" if version else "unversioned",
             )
             await until_interrupted()
             logging.info("stopping: finishing in-flight activities")

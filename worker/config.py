@@ -16,7 +16,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from temporalio.common import WorkerDeploymentVersion
 
 from activities.llm.activity import LlmSettings
 from activities.llm.catalog import Catalog, ModelSpec, ProviderSpec
@@ -129,18 +130,44 @@ class AuditSettings(BaseModel):
     )
 
 
+BUILD_ID_ENV = "BATON_BUILD_ID"  # set at deploy time, it wins over [worker] build_id
+
+
 class WorkerSettings(BaseModel):
-    """`[worker]`: how many runs one worker process keeps in memory between their steps.
+    """`[worker]`: the runs one worker process keeps in memory, and which deployed build it is.
 
     A cached run's next step starts from memory; one evicted (the least
     recently used, past this many) is rebuilt by replaying its history when it
     is next woken, by an approval say. Runs parked for people are most of a
     busy worker's cache: fewer cached runs, less memory, a replay per wake-up
     (benchmarks/parked.py measures both). 0 caches none.
+
+    `deployment` and `build_id` turn on Temporal's Worker Versioning: the worker
+    is version `build_id` of the Worker Deployment `deployment`, and a run stays
+    on the build it started on, or moves to the current one, as its process
+    declares (README, "Changing a process"). Neither set: an unversioned worker.
     """
 
     model_config = ConfigDict(extra="forbid")
     max_cached_runs: int = Field(default=1000, ge=0, le=1_000_000)
+    deployment: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$",
+                                   description="the Worker Deployment's name: letters, digits, - and _ (no dot)")
+    build_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$",
+                                 description=f"this build's id (or ${BUILD_ID_ENV}): a commit, a release tag")
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> WorkerSettings:
+        if self.deployment and not self.build_id:
+            raise ValueError(f"deployment {self.deployment!r} needs a build_id (or ${BUILD_ID_ENV})")
+        if self.build_id and not self.deployment:
+            raise ValueError(f"build_id {self.build_id!r} needs a deployment name")
+        return self
+
+    def version(self) -> WorkerDeploymentVersion | None:
+        """The Worker Deployment Version this worker is, or None when versioning is off."""
+        if self.deployment is None or self.build_id is None:
+            return None
+        return WorkerDeploymentVersion(deployment_name=self.deployment, build_id=self.build_id)
 
 
 class BatonConfig(BaseModel):
@@ -350,6 +377,7 @@ def _load(path: Path | None, demo: bool) -> BatonConfig:
         raw = {}
     if demo:
         raw = {"roles": demo_roles(), "grants": shipped_grants(), **raw}  # the file's own tables win
+    raw = _with_build_id(raw)
     try:
         config = BatonConfig.model_validate(raw)
         missing = config.catalog().missing_keys()
@@ -372,6 +400,15 @@ def _load(path: Path | None, demo: bool) -> BatonConfig:
     if missing:
         raise ConfigError(f"{path}: {missing[0]} (export it, or point api_key_env at the variable that holds the key)")
     return config
+
+
+def _with_build_id(raw: dict) -> dict:
+    """`raw` with $BATON_BUILD_ID as its [worker] build_id, when the deploy sets it (a table that is not one stays, to be refused)."""
+    build_id = os.environ.get(BUILD_ID_ENV)
+    worker = raw.get("worker", {})
+    if build_id is None or not isinstance(worker, dict):
+        return raw
+    return {**raw, "worker": {**worker, "build_id": build_id}}
 
 
 def _read(path: Path) -> dict:

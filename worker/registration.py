@@ -11,7 +11,8 @@ from datetime import timedelta
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
+from temporalio.worker import Worker, WorkerDeploymentConfig
 from temporalio.worker.workflow_sandbox import (
     SandboxedWorkflowRunner,
     SandboxRestrictions,
@@ -57,6 +58,23 @@ PASSTHROUGH = (
     "cryptography",
     *(f"workflows.{m}" for m in ENGINE),
 )
+
+
+# What a process that declares nothing gets under Worker Versioning: its runs finish on the build
+# they started on. Baton's runs are bounded (every run has a wall-clock budget, 7 days by default),
+# so the old build drains in a known time; meanwhile any change ships without patching, and no
+# parked run can fail on a command sequence its code no longer makes. A process that must take
+# new code while parked (a run longer than a deploy cycle) declares auto-upgrade, and patches.
+DEFAULT_VERSIONING = VersioningBehavior.PINNED
+
+
+def deployment_config(version: WorkerDeploymentVersion | None) -> WorkerDeploymentConfig | None:
+    """Worker Versioning for `version` ([worker] deployment and build_id), processes pinned unless they say otherwise."""
+    if version is None:
+        return None
+    return WorkerDeploymentConfig(
+        version=version, use_worker_versioning=True, default_versioning_behavior=DEFAULT_VERSIONING
+    )
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
@@ -144,6 +162,7 @@ async def baton_worker(
             activity_executor=ThreadPoolExecutor(max_workers=16),
             workflow_runner=workflow_runner(),
             max_cached_workflows=config.worker.max_cached_runs,
+            deployment_config=deployment_config(config.worker.version()),
             graceful_shutdown_timeout=timedelta(seconds=10),
             # A model step heartbeats the calls it made, each request in flight billed at its worst case,
             # so a timeout or a crash still bills it: the server must have the latest within a second.

@@ -11,14 +11,17 @@ encryption key `.baton/keys` on first use (worker/codec.py), used unless BATON_K
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from temporalio.api.workflowservice.v1 import SetWorkerDeploymentCurrentVersionRequest
 from temporalio.client import Client
+from temporalio.common import WorkerDeploymentVersion
 from temporalio.envconfig import ClientConfig
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.personal import ensure_local_audit_key
 from worker import telemetry
@@ -38,6 +41,7 @@ class Stack:
     server: DevServer | None = None  # None: the server is not ours, the connection settings named it
     issuer: LocalIssuer | None = None  # None: baton.toml's [identity] names the organisation's issuer
     codec: CodecServer | None = None  # None: running in clear (BATON_ENCRYPTION=off), or not our Web UI
+    version: WorkerDeploymentVersion | None = None  # the worker's, made current; None: an unversioned worker
 
     @property
     def ui_url(self) -> str | None:
@@ -93,7 +97,33 @@ async def local_stack(
             async with DevServer(db, port=port, ui_port=ui_port, codec_endpoint=codec and codec.url) as server:
                 client = await connect(server.target)
                 async with baton_worker(client, config):
-                    yield Stack(client, server.target, server, issuer, codec)
+                    version = config.worker.version()
+                    if version is not None:
+                        await make_current(client, version)
+                    yield Stack(client, server.target, server, issuer, codec, version)
+
+
+async def make_current(client: Client, version: WorkerDeploymentVersion, wait_s: float = 30) -> None:
+    """Make `version` its deployment's current version, once the server has seen its worker poll.
+
+    The local stack's worker is its only build: until its version is current the
+    server routes no run to it. On a real cluster, choosing the current version is
+    the rollout, the operator's step (README, "Changing a process").
+    """
+    request = SetWorkerDeploymentCurrentVersionRequest(
+        namespace=client.namespace, deployment_name=version.deployment_name, build_id=version.build_id,
+        identity="baton dev",
+    )
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while True:
+        try:
+            await client.workflow_service.set_worker_deployment_current_version(request)
+            return
+        except RPCError as err:  # the version, or its task queues, not yet known: its first poll is on the way
+            if err.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION) or loop.time() > deadline:
+                raise ConnectionError(f"cannot make {version.to_canonical_string()} current: {err.message}") from err
+        await asyncio.sleep(0.2)
 
 
 async def _codec_server(config: BatonConfig, port: int, ui_port: int) -> CodecServer | None:

@@ -5,9 +5,15 @@ exactly as a team's package would. What is here is the engine's promise;
 anything else in workflows/ or activities/ may change without notice.
 
     from workflows.api import Process, PlannedStep, RunOutcome, RunState, tool, Effect, Contract, Package
+
+A process's runs stay on the build they started on (pinned, the default) unless
+its class says otherwise in Temporal's own decorator, `workflow.defn(name=...,
+versioning_behavior=VersioningBehavior.AUTO_UPGRADE)` (README, "Changing a process").
 """
 
 from __future__ import annotations
+
+from temporalio.common import VersioningBehavior
 
 from activities.personal import PERSONAL, SUBJECT
 from activities.policy import BudgetOverride
@@ -26,5 +32,5 @@ __all__ = (
     "PERSONAL", "SUBJECT", "Agent", "AgentCaps", "AgentReport", "ApprovalStatus", "AskPolicy", "AtDeadline",
     "BudgetOverride", "Contract", "Effect", "Facts", "Lookup", "OnSpendCap", "Package", "PlannedStep", "Process",
     "RecordRefused", "RunOutcome", "RunState", "Stage", "SystemsSettings", "ToolSpec", "Total",
-    "tool",
+    "VersioningBehavior", "tool",
 )
