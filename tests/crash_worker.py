@@ -11,7 +11,8 @@ two seams so a test can land a kill -9 at a chosen point:
   hears of it, the nastiest point;
 - a model call whose output type is named in BATON_CRASH_MODELS (e.g.
   `WelcomeEmail`) gets its offline answer, writes a marker and sleeps inside
-  `complete`.
+  `complete`; with BATON_CRASH_MODELS_AFTER_TOOLS=1 only once its conversation
+  holds a tool result (an agent between two turns).
 
 BATON_CRASH_SLOW_S (for chaos) adds that many seconds after every write and
 irreversible tool call and inside every model call, so random kills often land
@@ -53,6 +54,7 @@ def _names(var: str) -> set[str]:
 
 PAUSE_TOOLS = _names("BATON_CRASH_TOOLS")
 PAUSE_MODELS = _names("BATON_CRASH_MODELS")
+PAUSE_AFTER_TOOLS = os.environ.get("BATON_CRASH_MODELS_AFTER_TOOLS") == "1"
 PAUSE_S = float(os.environ.get("BATON_CRASH_PAUSE_S", "600"))
 SLOW_S = float(os.environ.get("BATON_CRASH_SLOW_S", "0"))
 MARKERS = Path(os.environ.get("BATON_CRASH_MARKERS", "."))
@@ -83,7 +85,9 @@ class PausingTools(ToolActivities):
 class PausingOffline(OfflineProvider):
     async def complete(self, conversation: Conversation, model: ModelSpec) -> Completion:
         completion = await super().complete(conversation, model)
-        if conversation.output_name in PAUSE_MODELS:
+        if conversation.output_name in PAUSE_MODELS and (
+            not PAUSE_AFTER_TOOLS or any(m.role == "tool" for m in conversation.messages)
+        ):
             info = activity.info()
             mark("model", conversation.output_name, attempt=info.attempt, workflow_id=info.workflow_id)
             await asyncio.sleep(PAUSE_S)

@@ -42,7 +42,7 @@ from activities.llm.provider import (
     ProviderUnavailable,
 )
 from activities.llm.telemetry import StepTelemetry
-from activities.payloads import PayloadStore
+from activities.payloads import LegacyPayloads
 
 CALLS = TypeAdapter(list[ModelCall])
 CUT_OFF = "timed out before an answer"
@@ -68,7 +68,7 @@ class ModelActivities:
         catalog: Catalog,
         providers: dict[str, Provider] | None = None,
         settings: LlmSettings | None = None,
-        payloads: PayloadStore | None = None,
+        payloads: LegacyPayloads | None = None,
         telemetry: StepTelemetry | None = None,
     ) -> None:
         self._payloads = payloads
