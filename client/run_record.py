@@ -46,7 +46,8 @@ from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, WorkflowRunne
 from client.sdk import InputError, UnknownRun, never_ran, outcome_of_failure
 from worker.codec import DecryptionError
 from worker.connection import header_behavior
-from worker.converter import DATA_CONVERTER, INVALID_INPUT
+from worker.converter import DATA_CONVERTER, INVALID_INPUT, OpenedPayloads
+from worker.payload_store import StoredPayloadMissing
 from worker.run_input import RunInputCheck
 from workflows.registry import REGISTRY
 from workflows.ledger import LedgerEntry
@@ -141,8 +142,8 @@ async def run_record_from_history(history: WorkflowHistory, converter: DataConve
         raise ReplayFailed(f"{history.workflow_id}: not a workflow history (no start event)")
     answers = await _replay(history, converter)
     try:
-        history = await _opened(history, converter.payload_codec)
-    except DecryptionError as err:
+        history = await _opened(history, OpenedPayloads(converter) if converter.external_storage else converter.payload_codec)
+    except (DecryptionError, StoredPayloadMissing) as err:
         raise ReplayFailed(f"cannot read {history.workflow_id}: {err}") from None
     started = history.events[0]
     attrs = started.workflow_execution_started_event_attributes

@@ -50,7 +50,7 @@ from workflows.outcome import RunState
 from worker.binaries import temporal_test_server
 from worker.codec import KeyRing, new_key_line
 from worker.config import BatonConfig, SystemsConfig, load
-from worker.connection import configured_converter
+from worker.connection import configured_converter, storing_payloads
 from worker.devserver import register_search_attributes
 from worker.issuer import LocalIssuer
 from worker.registration import baton_worker
@@ -111,7 +111,7 @@ def scripted_config(config: BatonConfig, directory: Path, issuer: LocalIssuer | 
         "models": {**config.models, **models},
         "tiers": {tier: [f"{PROVIDER}-{tier}"] for tier in config.tiers},
         "systems": SystemsConfig(db=directory / "systems.db", seed=config.systems.seed),
-        "payloads": config.payloads.model_copy(update={"db": directory / "payloads.db"}),
+        "payloads": config.payloads.model_copy(update={"directory": directory / "payloads", "db": directory / "payloads.db"}),
     }
     if issuer is not None:
         update["identity"] = issuer.settings()
@@ -162,26 +162,29 @@ async def process_test_env(
     with tempfile.TemporaryDirectory(prefix="baton-test-") as scratch, _audit_key():
         root = Path(directory or scratch)
         config = _loaded(config)
-        async with _server(env) as server, _issuer(config, issuer, root) as people:
+        async with _server(env, root / "payloads") as server, _issuer(config, issuer, root) as people:
             config = scripted_config(config, root, people)
             providers = {PROVIDER: ScriptedProvider(model or refused_model)}
             queue = f"baton-test-{uuid.uuid4().hex[:8]}"
             async with baton_worker(server.client, config, queue=queue, providers=providers, **worker_options) as w:
+                reader = storing_payloads(server.client, config.payloads)  # reads the store the worker writes
+
                 async def tokens(by: str | None) -> str:
                     return people.mint(by or REQUESTER, now=await server.get_current_time())
 
-                yield ProcessTestEnv(server, w, people, config, Baton(server.client, queue, tokens=tokens))
+                yield ProcessTestEnv(server, w, people, config, Baton(reader, queue, tokens=tokens))
 
 
 @asynccontextmanager
-async def _server(env: WorkflowEnvironment | None) -> AsyncIterator[WorkflowEnvironment]:
+async def _server(env: WorkflowEnvironment | None, payloads: Path) -> AsyncIterator[WorkflowEnvironment]:
     """The given server, or a fresh time-skipping one with Baton's search attributes and a test key."""
     if env is not None:
         yield env
         return
     keys = KeyRing.parse(new_key_line(f"test-{secrets.token_hex(4)}"), "the test kit's key")
     started = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(temporal_test_server()), data_converter=configured_converter(keys),
+        test_server_existing_path=str(temporal_test_server()),
+        data_converter=configured_converter(keys, PayloadSettings(directory=payloads)),  # scripted_config's store
     )
     async with started:
         await register_search_attributes(started.client, started.client.namespace)

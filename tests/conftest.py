@@ -129,10 +129,16 @@ def speaking_for_people(env: WorkflowEnvironment, issuer: LocalIssuer) -> Workfl
 
 
 @pytest.fixture(scope="session")
-async def time_env(issuer: LocalIssuer) -> AsyncIterator[WorkflowEnvironment]:
+def payload_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The store of large payloads the tests' clients and every test's workers share (worker/payload_store.py)."""
+    return tmp_path_factory.mktemp("payloads")
+
+
+@pytest.fixture(scope="session")
+async def time_env(issuer: LocalIssuer, payload_dir: Path) -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(temporal_test_server()),
-        data_converter=configured_converter(),  # encrypting with TEST_KEYS
+        data_converter=configured_converter(payloads=PayloadSettings(directory=payload_dir)),  # encrypting with TEST_KEYS
     )
     await register_search_attributes(env.client, env.client.namespace)
     async with env:
@@ -140,10 +146,10 @@ async def time_env(issuer: LocalIssuer) -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture(scope="session")
-async def dev_env(issuer: LocalIssuer) -> AsyncIterator[WorkflowEnvironment]:
+async def dev_env(issuer: LocalIssuer, payload_dir: Path) -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_cli()),
-        data_converter=configured_converter(),
+        data_converter=configured_converter(payloads=PayloadSettings(directory=payload_dir)),
         search_attributes=sa.ALL,
         dev_server_extra_args=server_limit_args(),  # the limits `baton dev` sets (worker/devserver.py)
     )
@@ -155,11 +161,11 @@ SCRIPTS = ROOT / "examples" / "offline-scripts.json"
 
 
 @pytest.fixture
-def config(tmp_path: Path, issuer: LocalIssuer) -> BatonConfig:
+def config(tmp_path: Path, issuer: LocalIssuer, payload_dir: Path) -> BatonConfig:
     return BatonConfig(
         identity=issuer.settings(),
         systems=SystemsConfig(db=tmp_path / "systems.db", seed=SEED),
-        payloads=PayloadSettings(db=tmp_path / "payloads.db"),
+        payloads=PayloadSettings(directory=payload_dir, db=tmp_path / "payloads.db"),
         offline=OfflineSettings(scripts=SCRIPTS),
         roles={role: Role(people=people) for role, people in ROLES.items()},
         grants={**shipped_grants(), "test-unguarded-send": Grant(tools=["send_email"]), "test-asked-write": Grant(tools=["create_crm_record"])},

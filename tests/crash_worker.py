@@ -11,7 +11,9 @@ two seams so a test can land a kill -9 at a chosen point:
   hears of it, the nastiest point;
 - a model call whose output type is named in BATON_CRASH_MODELS (e.g.
   `WelcomeEmail`) gets its offline answer, writes a marker and sleeps inside
-  `complete`; with BATON_CRASH_RUNS (workflow ids), only in those runs.
+  `complete`; with BATON_CRASH_RUNS (workflow ids), only in those runs; with
+  BATON_CRASH_MODELS_AFTER_TOOLS=1 only once its conversation holds a tool
+  result (an agent between two turns).
 
 BATON_CRASH_FULL_PRICE=1 bills every offline answer its whole
 `max_output_tokens`, so what a request costs is its worst case, known from the
@@ -59,6 +61,7 @@ PAUSE_TOOLS = _names("BATON_CRASH_TOOLS")
 PAUSE_MODELS = _names("BATON_CRASH_MODELS")
 PAUSE_RUNS = _names("BATON_CRASH_RUNS")  # pause only in these runs (workflow ids); every run when empty
 FULL_PRICE = os.environ.get("BATON_CRASH_FULL_PRICE") == "1"  # bill every answer its whole max_output_tokens
+PAUSE_AFTER_TOOLS = os.environ.get("BATON_CRASH_MODELS_AFTER_TOOLS") == "1"
 PAUSE_S = float(os.environ.get("BATON_CRASH_PAUSE_S", "600"))
 SLOW_S = float(os.environ.get("BATON_CRASH_SLOW_S", "0"))
 MARKERS = Path(os.environ.get("BATON_CRASH_MARKERS", "."))
@@ -92,7 +95,9 @@ class PausingOffline(OfflineProvider):
         if FULL_PRICE:  # what it costs is then its worst case, known from the config's prices alone
             completion = completion.model_copy(update={"usage": Usage(input=0, output=conversation.max_output_tokens)})
         info = activity.info()
-        if conversation.output_name in PAUSE_MODELS and (not PAUSE_RUNS or info.workflow_id in PAUSE_RUNS):
+        if conversation.output_name in PAUSE_MODELS and (not PAUSE_RUNS or info.workflow_id in PAUSE_RUNS) and (
+            not PAUSE_AFTER_TOOLS or any(m.role == "tool" for m in conversation.messages)
+        ):
             mark("model", conversation.output_name, attempt=info.attempt, workflow_id=info.workflow_id)
             await asyncio.sleep(PAUSE_S)
         elif SLOW_S:

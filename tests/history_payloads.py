@@ -9,7 +9,9 @@ that checks what a reader without keys sees walks the payloads as stored.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from google.protobuf.message import Message
@@ -54,3 +56,26 @@ async def decoded(history: WorkflowHistory, codec: PayloadCodec) -> WorkflowHist
         for payload in payloads(event):
             payload.CopyFrom((await codec.decode([payload]))[0])
     return WorkflowHistory(history.workflow_id, events)
+
+
+async def stored_payloads(client, workflow_id: str, directory: Path) -> dict[str, bytes]:
+    """The files of `directory` that `workflow_id`'s history refers to (External Storage references), by digest.
+
+    Every reference must name a file there: a run whose payloads are not in the shared store fails the test.
+    """
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    found: dict[str, bytes] = {}
+    for event in history.events:
+        for payload in payloads(event):
+            if not payload.external_payloads:
+                continue
+            claim = json.loads(payload.data)["claimData"]
+            digest = claim["sha256"]
+            found[digest] = (directory / digest[:2] / digest).read_bytes()
+    return found
+
+
+def parsed(raw: bytes) -> Payload:
+    payload = Payload()
+    payload.ParseFromString(raw)
+    return payload

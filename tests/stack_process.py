@@ -147,8 +147,9 @@ class ServerOnFile:
 class WorkerProcess:
     """`python -m tests.crash_worker --config FILE` in its own process group."""
 
-    def __init__(self, server: ServerOnFile, world: World, queue: str, **pause: Any) -> None:
-        self.server, self.world, self.queue = server, world, queue
+    def __init__(self, server: ServerOnFile, world: World, queue: str, cwd: Path = ROOT, **pause: Any) -> None:
+        """`cwd`: the worker's working directory (its own, for a worker that shares no files with another)."""
+        self.server, self.world, self.queue, self.cwd = server, world, queue, cwd
         self.pause = pause
         self.proc: subprocess.Popen | None = None
         self.log = world.dir / f"worker-{uuid.uuid4().hex[:6]}.log"
@@ -160,6 +161,7 @@ class WorkerProcess:
             TEMPORAL_NAMESPACE="default",
             BATON_TASK_QUEUE=self.queue,
             BATON_CRASH_MARKERS=str(self.world.markers),
+            PYTHONPATH=str(ROOT),  # `tests` is no installed package: found from any working directory
         )
         for name, value in self.pause.items():
             if value is not None:
@@ -171,7 +173,7 @@ class WorkerProcess:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "tests.crash_worker", "--config", str(self.world.config)],
-                cwd=ROOT, env=self.env(), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=self.cwd, env=self.env(), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
         return self
@@ -358,9 +360,11 @@ class World:
         return SystemsOfRecord(self.systems_db)
 
     @classmethod
-    def create(cls, dir: Path, cases: list[Case]) -> World:
+    def create(cls, dir: Path, cases: list[Case], payloads: str = "", issuer: LocalIssuer | None = None) -> World:
+        """`payloads`: the lines of the worker's [payloads] table beside its db (a shared store, a threshold);
+        `issuer`: another world's identity provider, for workers that trust the same one."""
         dir.mkdir(parents=True, exist_ok=True)
-        world = cls(dir, cases, LocalIssuer(ROLES, directory=dir / "issuer").start())
+        world = cls(dir, cases, issuer or LocalIssuer(ROLES, directory=dir / "issuer").start())
         world.markers.mkdir(exist_ok=True)
         seed = json.loads(SEED.read_text())
         scripts = json.loads(SCRIPTS.read_text())
@@ -390,10 +394,11 @@ class World:
                     scripts["scripts"].append(s)
         (dir / "seed.json").write_text(json.dumps(seed))
         (dir / "scripts.json").write_text(json.dumps(scripts))
+        own_store = f"directory = {json.dumps(str(dir / 'payloads'))}"
         roles = "".join(f'[roles.{name}]\npeople = {json.dumps(people)}\n\n' for name, people in ROLES.items())
         world.config.write_text(
             f'[systems]\ndb = "{world.systems_db}"\nseed = "{dir / "seed.json"}"\n\n'
-            f'[payloads]\ndb = "{dir / "payloads.db"}"\n\n'
+            f'[payloads]\ndb = "{dir / "payloads.db"}"\n{payloads or own_store}\n\n'
             f'[offline]\nscripts = "{dir / "scripts.json"}"\n\n'
             # A model call's start-to-close is derived from these (config.llm_timeout_s(): 12 s
             # here, 205 s with the defaults): a worker killed mid-call is noticed when it expires.

@@ -43,7 +43,7 @@ from tests.conftest import (
     SUPPORT_LEADS,
     running_worker,
 )
-from tests.history_payloads import decoded
+from tests.history_payloads import decoded, parsed, stored_payloads
 from tests.test_onboarding_routes import wait_for_state
 from worker.config import BatonConfig, OfflineSettings
 from workflows.agents import AgentReport, SupervisorVerdict, TrailEntry
@@ -204,13 +204,16 @@ async def test_a_looping_agent_stops_at_max_turns_and_a_support_lead_takes_over(
     assert request.context["cap"] == "max_turns" and len(request.context["trail"]) == len(report.trail)
     assert outcome.state is RunState.COMPLETED, outcome.reason
     assert "max_turns" in outcome.reason and SUPPORT_LEADS[0] in outcome.reason
-    # KB-3 is large: its text went to the payload store, and only a reference into history.
+    # KB-3 is large: its text went to the shared payload store, encrypted, and only references into history.
     passage = kb3_passage()
-    ref = report.trail[1].data["payload_ref"]
     assert all(passage.encode() not in h for h in histories)
-    assert ref.encode() in histories[0]
-    bodies = rows(config.payloads.db, "SELECT body FROM payloads WHERE ref = ?", ref)
-    assert len(bodies) == 1 and passage in bodies[0][0]
+    stored = await stored_payloads(time_env.client, child, config.payloads.directory)
+    assert stored, "no payload of the agent went to the store"
+    assert all(passage.encode() not in raw for raw in stored.values())  # ciphertext on disk
+    opened = [await time_env.client.data_converter.payload_codec.decode([p]) for p in map(parsed, stored.values())]
+    assert any(passage.encode() in o[0].data for o in opened)
+    observed = report.trail[1].data
+    assert observed["bytes"] > config.payloads.inline_max_bytes and len(observed["preview"]) <= 400
 
 
 class StuckLookups(ToolActivities):

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import ROOT
 from tests.test_bad_input import fuzz
-from worker.config import BatonConfig, ConfigError, demo_roles, load
+from worker.config import BatonConfig, ConfigError, demo_roles, load, payload_settings
 
 SHIPPED = tomllib.loads((ROOT / "baton.toml").read_text())
 SHIPPED["offline"]["scripts"] = str(ROOT / "examples" / "offline-scripts.json")  # wherever the tests run from
@@ -223,3 +223,20 @@ async def test_a_worker_without_an_audit_key_refuses_to_start_in_one_line(time_e
         async with running_worker(time_env.client, config):
             pass
     assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ('[payloads]\nstore = "s3"\n', 'payloads: store = "s3" needs a [payloads.s3] table with its bucket'),
+    ('[payloads]\nstore = "ftp"\n', "payloads.store: Input should be 'directory' or 's3'"),
+    ('[payloads]\ninline_max_bytes = 10\n', "payloads.inline_max_bytes: Input should be greater than or equal to 256"),
+    ('[payloads.s3]\nbucket = "b"\n', "payloads.s3.bucket: String should have at least 3 characters"),
+])
+def test_a_bad_payload_store_stops_the_worker_and_the_client_alike_in_one_line(tmp_path, text, expected):
+    """Workers (the whole file) and clients (only [payloads], to find stored payloads) refuse the same table."""
+    path = tmp_path / "baton.toml"
+    path.write_text(text + '[roles.compliance]\npeople = ["p"]\n')
+    for read in (load, payload_settings):
+        with pytest.raises(ConfigError) as refused:
+            read(path)
+        assert str(refused.value).startswith(f"{path}: ") and expected in str(refused.value), (read, refused.value)
+        assert "\n" not in str(refused.value)

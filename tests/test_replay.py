@@ -23,6 +23,7 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
+from activities.payloads import PayloadSettings
 from activities.llm.output_type import resolve, type_name
 from activities.spend import ENTITY, entity_id
 from client.sdk import Baton
@@ -43,6 +44,7 @@ from tests.test_spend_cap import worker as spend_worker
 from tests.test_onboarding_routes import CLEAR, PEP, SANCTIONED, wait_for_state
 from worker.config import BatonConfig, load, plugin_packages
 from worker.connection import configured_converter, header_behavior
+from worker.converter import OpenedPayloads
 from worker.registration import workflow_runner
 from worker.run_input import RunInputCheck
 from workflows.registry import REGISTRY
@@ -82,10 +84,11 @@ def replay_id(path: Path) -> str:
     return entity_id(SPEND_PROCESS, MONTH, "recorded") if path.stem.endswith("--entity") else path.stem
 
 
-def replayer() -> Replayer:
-    """A replayer with the session's keys (tests/conftest.py), as Baton's own (client/run_record.py) has the
-    worker's: it opens fresh histories, and the recorded ones, written in clear, as they are."""
-    converter = configured_converter()
+def replayer(payloads: PayloadSettings | None = None) -> Replayer:
+    """A replayer with the session's keys (tests/conftest.py) and the workers' payload store, as Baton's own
+    (client/run_record.py) has the worker's: it opens fresh histories, and the recorded ones, written in clear
+    with their stored payloads put back, as they are."""
+    converter = configured_converter(payloads=payloads or PayloadSettings())
     REGISTRY.load(plugin_packages(SHIPPED))
     return Replayer(
         workflows=known_workflows(),
@@ -232,9 +235,9 @@ async def test_fresh_history_replays(time_env, config, route):
         if RECORD:
             entity = history.workflow_id.startswith(f"{ENTITY}:")
             name = f"{route}--entity" if entity else history.workflow_id.replace(f"{route}/", f"{route}--")
-            opened = await decoded(history, time_env.client.data_converter.payload_codec)  # the session's key dies
+            opened = await decoded(history, OpenedPayloads(time_env.client.data_converter))  # the session's key dies
             (HISTORIES / f"{name}.json").write_text(opened.to_json())  # with it: recorded in clear, replayed as is
-        result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
+        result = await replayer(config.payloads).replay_workflow(history, raise_on_replay_failure=False)
         assert result.replay_failure is None, (history.workflow_id, result.replay_failure)
 
 

@@ -350,6 +350,19 @@ def plugin_packages(path: Path | None = None) -> list[str]:
         raise ConfigError(f"{path}: plugins: {err.errors()[0]['msg']}") from None
 
 
+def payload_settings(path: Path | None = None) -> PayloadSettings:
+    """Only `[payloads]` of baton.toml (defaults without a file): where a client finds the payloads workers stored."""
+    path = path or config_path()
+    if not path.exists():
+        return PayloadSettings()
+    try:
+        return PayloadSettings.model_validate(_read(path).get("payloads", {}))
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{path}: payloads{'.' + where if where else ''}: {first['msg'].removeprefix('Value error, ')}") from None
+
+
 def config_path() -> Path:
     return Path(os.environ.get("BATON_CONFIG", "baton.toml"))
 

@@ -18,6 +18,7 @@ sixth of a worker's CPU per run (benchmarks/throughput.py).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 
@@ -28,10 +29,12 @@ from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.converter import DataConverter
 from temporalio.envconfig import ClientConfig
 
+from activities.payloads import PayloadSettings
 from worker import telemetry
 from worker.codec import KeyRing, KeyRingError, configured_keys
-from worker.config import ConfigError
+from worker.config import ConfigError, payload_settings
 from worker.converter import data_converter
+from worker.payload_store import payload_storage
 
 DEFAULT_TARGET = "localhost:7233"
 
@@ -51,8 +54,9 @@ class EncryptionKeyError(ConfigError):
     """No usable key, and nobody said to run in clear: Baton refuses rather than write personal data in clear."""
 
 
-def configured_converter(keys: KeyRing | None = None) -> DataConverter:
-    """The converter every Baton client and worker uses: encrypting with the configured keys (worker/codec.py).
+def configured_converter(keys: KeyRing | None = None, payloads: PayloadSettings | None = None) -> DataConverter:
+    """The converter every Baton client and worker uses: encrypting with the configured keys (worker/codec.py),
+    large payloads in the store `payloads` names (baton.toml's [payloads] unless given; worker/payload_store.py).
 
     With no key, Baton refuses to connect: a run's input, prompts and answers
     would sit in clear in Temporal's history. `BATON_ENCRYPTION=off` runs in
@@ -62,13 +66,14 @@ def configured_converter(keys: KeyRing | None = None) -> DataConverter:
         keys = keys or configured_keys()
     except KeyRingError as err:
         raise EncryptionKeyError(str(err)) from None
+    storage = payload_storage(payloads or payload_settings())
     if keys is not None:
-        return data_converter(keys)
+        return data_converter(keys, storage)
     if os.environ.get("BATON_ENCRYPTION") != "off":
         raise EncryptionKeyError(
             "no encryption key: set BATON_KEYS (id:base64-key,...) or BATON_KEY_FILE, or run `baton dev` here "
             "(it creates .baton/keys); BATON_ENCRYPTION=off runs with payloads in clear")
-    return data_converter(None)  # a worker on it says so in its log (worker/registration.py)
+    return data_converter(None, storage)  # a worker on it says so in its log (worker/registration.py)
 
 
 def header_behavior(converter: DataConverter) -> HeaderCodecBehavior:
@@ -89,6 +94,13 @@ def sealing_headers(client: Client) -> Client:
     if config["header_codec_behavior"] == wanted:
         return client
     config["header_codec_behavior"] = wanted
+    return Client(**config)
+
+
+def storing_payloads(client: Client, payloads: PayloadSettings) -> Client:
+    """`client`, storing and reading large payloads where the worker's config says: its config is the one trusted."""
+    config = client.config()
+    config["data_converter"] = dataclasses.replace(config["data_converter"], external_storage=payload_storage(payloads))
     return Client(**config)
 
 

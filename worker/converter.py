@@ -27,15 +27,18 @@ the Web UI would see no field.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
-from temporalio.api.common.v1 import Payload
+from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter, PydanticPayloadConverter
 from temporalio.converter import (
     CompositePayloadConverter,
     DataConverter,
     EncodingPayloadConverter,
+    ExternalStorage,
+    PayloadCodec,
     SerializationContext,
     WorkflowSerializationContext,
 )
@@ -135,12 +138,36 @@ class BatonPayloadConverter(PydanticPayloadConverter):
         return self._in_run
 
 
-def data_converter(keys: KeyRing | None) -> DataConverter:
-    """Baton's converter, encrypting every payload with `keys` (worker/codec.py); without keys, in clear."""
+def data_converter(keys: KeyRing | None, storage: ExternalStorage | None = None) -> DataConverter:
+    """Baton's converter, encrypting every payload with `keys` (worker/codec.py); without keys, in clear.
+
+    With `storage` (worker/payload_store.py), payloads above its threshold are
+    stored outside history after they are encrypted: the store holds ciphertext.
+    """
     return DataConverter(
         payload_converter_class=BatonPayloadConverter,
         payload_codec=EncryptionCodec(keys) if keys is not None else None,
+        external_storage=storage,
     )
+
+
+class OpenedPayloads(PayloadCodec):
+    """`converter`'s inbound path as a codec: a stored payload fetched, then decrypted.
+
+    For tools that read a history outside a worker (`baton audit`): the SDK
+    applies this path itself only to what it hands a workflow or an activity.
+    """
+
+    def __init__(self, converter: DataConverter) -> None:
+        self._converter = converter
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        raise NotImplementedError("OpenedPayloads only reads")
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        wrapped = Payloads(payloads=payloads)
+        await self._converter._transform_inbound_payloads(wrapped)  # the SDK's own order: storage, then codec
+        return list(wrapped.payloads)
 
 
 DATA_CONVERTER = data_converter(None)  # in clear: the tests' own servers, and histories already decoded

@@ -23,7 +23,7 @@ from activities.llm.provider import Provider
 from activities.llm.providers import build_providers
 from activities.llm.telemetry import StepTelemetry
 from activities.oidc import IssuerKeys, IssuerUnreachable
-from activities.payloads import PayloadStore
+from activities.payloads import LegacyPayloads
 from activities.personal import NoAuditKey, audit_key
 from activities.policy import PolicyActivities
 from activities.spend import SpendCaps
@@ -31,7 +31,7 @@ from activities.subject import subject_digest
 from activities.tools.activity import Implementations, ToolActivities
 from worker.agent_policy import AgentPolicies
 from worker.config import BatonConfig, ConfigError, install_mcp_tools
-from worker.connection import is_traced, sealing_headers, task_queue, tracing_interceptor, tracing_on
+from worker.connection import is_traced, sealing_headers, storing_payloads, task_queue, tracing_interceptor, tracing_on
 from worker.run_input import RunInputCheck
 from workflows.engine import Process
 from workflows.registry import REGISTRY, name_outputs
@@ -119,6 +119,7 @@ async def baton_worker(
     tracing is on at all (worker/connection.py `tracing_on`).
     """
     client = sealing_headers(client)  # the worker decodes a start's header as its client says (worker/connection.py)
+    client = storing_payloads(client, config.payloads)  # large payloads in the store every worker shares
     own_tracing = tracing_on(tracer_provider) and not is_traced(client)
     try:
         audit_key()  # runs about a person get its keyed digest (activities/subject.py): no key, no start
@@ -133,15 +134,15 @@ async def baton_worker(
             name_outputs(extra)  # a test's own process: its output models get their names too
     mcp = await install_mcp_tools(config)  # every server listed now: one unreachable stops the worker at start
     systems = Implementations(REGISTRY.systems(config.systems), mcp.implementations())
-    payloads = PayloadStore(config.payloads.db)
+    legacy = LegacyPayloads(config.payloads.db)  # refs in runs from before External Storage
     catalog = config.catalog()
     observed = StepTelemetry(tracer_provider, meter_provider)
     async with config.http.client() as http:
         built = build_providers(catalog, http, config.offline_scripts())
         models = ModelActivities(
-            catalog, {**built, **(providers or {})}, config.llm, payloads, observed, SpendCaps(config.spend_caps())
+            catalog, {**built, **(providers or {})}, config.llm, legacy, observed, SpendCaps(config.spend_caps())
         )
-        tools = tools_class(systems, payloads, config.payloads.inline_max_bytes, telemetry=observed, grants=config.grants)
+        tools = tools_class(systems, config.payloads.inline_max_bytes, telemetry=observed, grants=config.grants)
         policy = PolicyActivities(
             catalog,
             {k: v for k, v in config.budgets.items() if k != "default"},

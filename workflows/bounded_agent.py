@@ -55,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.llm.contracts import LlmRequest
     from activities.llm.conversation import PAYLOAD_SLOT, Message, ToolSchema, ToolUse
     from activities.policy import RunPolicy
+    from activities.tools.contracts import ToolResult
     from activities.tools.registry import TOOLS, Effect, ToolSpec
 
 DATA_NOT_INSTRUCTIONS = (
@@ -64,6 +65,7 @@ DATA_NOT_INSTRUCTIONS = (
 )
 TOOL_RESULT = '<tool_result tool="{tool}">\n{body}\n</tool_result>'
 TOOL_TIMEOUT = timedelta(seconds=30)
+PREVIEW_CHARS = 400  # of a large tool output, in the ledger and the trail
 # Runs recorded before it took their declaration and policy from the task itself.
 POLICY_FROM_WORKER_PATCH = "agent-policy-from-worker"
 # Runs recorded before the caps on proposals per turn and refusals per run went on past them.
@@ -270,14 +272,14 @@ class BoundedAgent(Process):
             self._record(**entry, outcome="error", detail=message)
             self._trail(turn, "observed", spec.name, f"error: {message}")
             return _observation(use, f"error: {message}", True)
-        seen = {"payload_ref": res.payload_ref, "bytes": res.payload_bytes, **res.output} if res.payload_ref else res.output
+        seen = _seen(res)
         self._record(**entry, attempts=res.attempt, outcome="ok", decision=seen)
         self._facts.read(spec.name, args, res.output)
         self._learn_result(spec, res.output)
         self._trail(turn, "observed", spec.name, data=seen)
         if entry["idempotency_key"] is not None:
             self._p.done_keys[entry["idempotency_key"]] = json.dumps(seen)
-        if res.payload_ref:
+        if res.payload_ref:  # a run from before External Storage: the model activity fills it in
             return _observation(use, PAYLOAD_SLOT, False, res.payload_ref)
         return _observation(use, json.dumps(res.output), False)
 
@@ -376,6 +378,19 @@ class BoundedAgent(Process):
             tokens_out=sum(e.tokens_out for e in p.ledger), trail=p.trail,
         )
         return self.end(RunState.COMPLETED if status == "done" else RunState.ESCALATED, reason, report)
+
+
+def _seen(res: ToolResult) -> dict:
+    """What the ledger and trail keep of a tool's output: a large one by its size and a preview.
+
+    The whole output reaches the model; kept in every ledger entry, trail line
+    and query answer too, a few large outputs would make them megabytes.
+    """
+    if res.payload_ref:  # a run from before External Storage
+        return {"payload_ref": res.payload_ref, "bytes": res.payload_bytes, **res.output}
+    if res.payload_bytes:
+        return {"bytes": res.payload_bytes, "preview": json.dumps(res.output)[:PREVIEW_CHARS]}
+    return res.output
 
 
 def _observation(use: ToolUse, body: str, is_error: bool, payload_ref: str | None = None) -> Message:

@@ -44,7 +44,7 @@ from activities.llm.provider import (
     ProviderUnavailable,
 )
 from activities.llm.telemetry import StepTelemetry
-from activities.payloads import PayloadStore
+from activities.payloads import LegacyPayloads
 from activities.spend import SpendCapUnavailable, SpendCaps, Ticket
 
 CALLS = TypeAdapter(list[ModelCall])
@@ -71,7 +71,7 @@ class ModelActivities:
         catalog: Catalog,
         providers: dict[str, Provider] | None = None,
         settings: LlmSettings | None = None,
-        payloads: PayloadStore | None = None,
+        payloads: LegacyPayloads | None = None,
         telemetry: StepTelemetry | None = None,
         spend: SpendCaps | None = None,
     ) -> None:

@@ -13,8 +13,10 @@ A tool that runs at most once (registry: `at_most_once`) gets one attempt,
 here as well as in the workflow's retry policy: a second attempt is refused
 as `OutcomeUnknown`, and so is a first that failed after the call may have
 been sent. Only a call known not to have left (`ToolNotSent`) or answered
-with a refusal is a plain error. A large output
-of an agent's tool is kept out of history (activities/payloads.py). Every
+with a refusal is a plain error. An agent's tool output above
+`[payloads] inline_max_bytes` is marked with its size, so the agent records a
+preview of it; the output itself, in this activity's result, goes to the
+shared payload store, not history (worker/payload_store.py). Every
 attempt, refused or not, is timed and counted on Baton's step meters.
 """
 
@@ -29,7 +31,6 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.llm.telemetry import StepTelemetry
-from activities.payloads import PayloadStore
 from activities.tools.contracts import RecordRefused, ToolCall, ToolNotSent, ToolResult
 from activities.tools.grants import Grant
 from activities.tools.registry import TOOLS, tools_of
@@ -56,12 +57,11 @@ class Implementations:
 
 class ToolActivities:
     def __init__(
-        self, systems: object, payloads: PayloadStore | None = None, inline_max_bytes: int = 4096,
+        self, systems: object, inline_max_bytes: int = 16384,
         telemetry: StepTelemetry | None = None, grants: dict[str, Grant] | None = None,
     ) -> None:
         self._grants = grants or {}
         self._systems = systems
-        self._payloads = payloads
         self._inline_max_bytes = inline_max_bytes
         self._telemetry = telemetry or StepTelemetry()
 
@@ -106,15 +106,12 @@ class ToolActivities:
             raise _refused(f"{call.tool} was sent and did not answer ({type(err).__name__}: {said}): "
                            "its outcome is unknown, not repeated", "OutcomeUnknown") from None
         result = ToolResult(output=output, latency_ms=(time.perf_counter() - started) * 1000, attempt=activity.info().attempt)
-        return self._offloaded(result) if call.offload else result
+        return self._sized(result) if call.offload else result
 
-    def _offloaded(self, result: ToolResult) -> ToolResult:
-        body = json.dumps(result.output)
-        if self._payloads is None or len(body.encode()) <= self._inline_max_bytes:
-            return result
-        return result.model_copy(update={
-            "output": {"preview": body[:400]}, "payload_ref": self._payloads.put(body), "payload_bytes": len(body.encode()),
-        })
+    def _sized(self, result: ToolResult) -> ToolResult:
+        """A large output marked with its size: the agent records a preview, the model gets it whole."""
+        size = len(json.dumps(result.output).encode())
+        return result.model_copy(update={"payload_bytes": size}) if size > self._inline_max_bytes else result
 
 
 def _refused(message: str, kind: str) -> ApplicationError:

@@ -41,7 +41,7 @@ class ToolCall(BaseModel):
         default=None, description="the process or agent calling; the activity checks its grant in the worker's config"
     )
     offload: bool = Field(
-        default=False, description="a large output may be kept out of history, returned as a payload reference"
+        default=False, description="an agent's call: a large output is marked with its size (payload_bytes)"
     )
 
 
@@ -49,5 +49,7 @@ class ToolResult(BaseModel):
     output: dict
     latency_ms: float
     attempt: int
-    payload_ref: str | None = Field(default=None, description="set when the output was kept out of history")
-    payload_bytes: int = 0
+    payload_ref: str | None = Field(
+        default=None, description="runs from before External Storage: the output was in the worker's SQLite store"
+    )
+    payload_bytes: int = Field(default=0, description="set when the output is above [payloads] inline_max_bytes")
