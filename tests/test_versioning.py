@@ -26,7 +26,7 @@ from temporalio.client import Client
 from temporalio.common import VersioningBehavior
 
 from client.sdk import Baton
-from tests.versioned_processes import BUILD_A, BUILD_B, MOVING, PINNED, Ticket
+from tests.versioned_processes import BUILD_A, BUILD_B, MOVING, PINNED, MovingOnA, Ticket
 from worker.binaries import temporal_cli
 from tests.conftest import running_worker
 from tests.test_config import write
@@ -155,3 +155,11 @@ async def test_a_worker_without_a_deployment_is_unversioned_and_one_with_one_pin
         deployment = worker.config()["deployment_config"]
     assert deployment.version.to_canonical_string() == "baton.b1" and deployment.use_worker_versioning
     assert deployment.default_versioning_behavior == VersioningBehavior.PINNED
+
+
+async def test_a_process_declaring_a_behavior_on_an_unversioned_worker_is_refused_at_start(time_env, config) -> None:
+    """The server refuses every workflow task that carries a behavior from an unversioned worker: say so once, at start."""
+    with pytest.raises(ConfigError, match=rf"^process {MOVING} declares versioning_behavior=AUTO_UPGRADE, which needs a "
+                                          r"versioned worker: set \[worker\] deployment and build_id"):
+        async with running_worker(time_env.client, config, extra_workflows=(MovingOnA,)):
+            pass

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
+import temporalio.workflow
 from temporalio.client import Client
 from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
 from temporalio.worker import Worker, WorkerDeploymentConfig
@@ -75,6 +76,25 @@ def deployment_config(version: WorkerDeploymentVersion | None) -> WorkerDeployme
     return WorkerDeploymentConfig(
         version=version, use_worker_versioning=True, default_versioning_behavior=DEFAULT_VERSIONING
     )
+
+
+def declared_versioning(workflows: list[type], version: WorkerDeploymentVersion | None) -> None:
+    """A process that declares its versioning behavior needs a versioned worker: ConfigError, at start, if not.
+
+    The SDK sends a declared behavior with every workflow task, and the server
+    refuses the task from an unversioned worker, so each run of that process
+    would retry its first task forever. Said once, at start, instead.
+    """
+    if version is not None:
+        return
+    for cls in workflows:
+        defn = temporalio.workflow._Definition.from_class(cls)
+        behavior = defn.versioning_behavior if defn else None
+        if behavior not in (None, VersioningBehavior.UNSPECIFIED):
+            raise ConfigError(
+                f"process {defn.name} declares versioning_behavior={behavior.name}, which needs a versioned worker: "
+                "set [worker] deployment and build_id (or BATON_BUILD_ID)"
+            )
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
@@ -154,6 +174,7 @@ async def baton_worker(
             await issuer_keys(config, http),
         )
         workflows = [*REGISTRY.workflows(), SpendWindowWorkflow, *extra_workflows]
+        declared_versioning(workflows, config.worker.version())
         agents = AgentPolicies(policy, workflows)
         worker = Worker(
             client,

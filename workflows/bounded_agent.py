@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from temporalio import workflow
-from temporalio.common import RetryPolicy, VersioningBehavior
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.personal import masked
@@ -79,10 +79,11 @@ class CapReached(Exception):
         self.reason = reason
 
 
-# Pinned, whatever its parent declares: an agent's run is bounded by its caps, and a deploy must never
-# change its loop between two turns (a pinned parent's child starts on the parent's build; an
-# auto-upgrade parent's on the current one, and stays there).
-@workflow.defn(name="baton-agent", versioning_behavior=VersioningBehavior.PINNED)
+# Pinned on a versioned worker, by the worker's default (worker/registration.py), whatever its parent
+# declares: an agent's run is bounded by its caps, and a deploy must never change its loop between two
+# turns (a pinned parent's child starts on the parent's build; an auto-upgrade parent's on the current
+# one, and stays there). Not declared here: an unversioned worker may not send a behavior at all.
+@workflow.defn(name="baton-agent")
 class BoundedAgent(Process):
     name = "agent"
     ends_in_temporal = False  # its report, escalated or not, is its parent's to route on: the child completes
