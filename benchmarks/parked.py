@@ -41,7 +41,7 @@ from temporalio.client import Client
 
 from benchmarks.bare import BareParked, BareRequest
 from benchmarks.harness import (
-    APPROVER, applicant, bare_worker, config, dev_server, history, machine, pct, people, queue, rss_kb, seed_with,
+    APPROVER, applicant, bare_worker, config, dev_server, history, machine, pct, people, plain, queue, rss_kb, seed_with,
     table,
 )
 from client.sdk import Baton
@@ -158,7 +158,8 @@ async def _parked_and_approved(
 async def measure_bare(k: int, cache: int, sample: int, concurrency: int) -> dict:
     """K bare workflows parked on one update each, then approved: the floor."""
     request = BareRequest(steps=0, start_to_close_s=60, schedule_to_close_s=3600)
-    async with dev_server() as client:
+    async with dev_server() as server:
+        client = plain(server)  # bare temporalio: payloads in clear
         q = queue("bare-parked")
         async with bare_worker(client, q, max_cached=cache):
             confirmed: set[str] = set()

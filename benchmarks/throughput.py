@@ -23,7 +23,7 @@ from temporalio.client import Client
 
 from benchmarks.harness import (
     ACTIVITY_SCHEDULED, UNCAPPED, applicant, bare_worker, config, count, dev_server, history, hwm_kb, machine,
-    median, queue, reset_peak, seed_with, table,
+    median, plain, queue, reset_peak, seed_with, table,
 )
 from benchmarks.bare import BareRequest, BareSteps
 from client.sdk import Baton
@@ -69,7 +69,7 @@ async def phase(label: str, db_file: Path | None, cfg: BatonConfig, batches: lis
                 schedule_to_close_s=UNCAPPED.max_wall_clock.total_seconds(),
             )
             await baton_batch(baton, batches[0][1:])  # warm-up batch
-            await bare_batch(client, bare_q, runs, request)
+            await bare_batch(plain(client), bare_q, runs, request)
             a, b, rss_a, rss_b, cpu_a, cpu_b = [], [], [], [], [], []
             for i, batch in enumerate(batches[1:]):
                 order = ("bare", "baton") if i % 2 else ("baton", "bare")
@@ -81,7 +81,7 @@ async def phase(label: str, db_file: Path | None, cfg: BatonConfig, batches: lis
                         cpu_a.append((time.process_time() - cpu) / runs * 1000)
                         rss_a.append(hwm_kb())
                     else:
-                        b.append(runs / await bare_batch(client, bare_q, runs, request))
+                        b.append(runs / await bare_batch(plain(client), bare_q, runs, request))
                         cpu_b.append((time.process_time() - cpu) / runs * 1000)
                         rss_b.append(hwm_kb())
     return dict(label=label, activities=activities, baton=a, bare=b, rss_baton=max(rss_a), rss_bare=max(rss_b),
