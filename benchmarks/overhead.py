@@ -22,7 +22,7 @@ from pathlib import Path
 from temporalio.client import Client
 
 from benchmarks.harness import (
-    UNCAPPED, bare_worker, config, dev_server, history, machine, median, pct, queue, run_seconds, table,
+    UNCAPPED, bare_worker, config, dev_server, history, machine, median, pct, plain, queue, run_seconds, table,
 )
 from benchmarks.bare import BareRequest, BareSteps
 from benchmarks.processes import STEPS_PROCESS, BatonSteps, StepsRequest
@@ -60,7 +60,7 @@ class Runner:
         )
         cpu = time.process_time()
         started = time.perf_counter()
-        done = await self.client.execute_workflow(BareSteps.run, request, id=run_id, task_queue=self.bare_queue)
+        done = await plain(self.client).execute_workflow(BareSteps.run, request, id=run_id, task_queue=self.bare_queue)
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu
         if done != steps:
             raise RuntimeError(f"the bare run did {done} of {steps} steps")

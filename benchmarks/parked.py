@@ -41,7 +41,7 @@ from temporalio.client import Client
 
 from benchmarks.bare import BareParked, BareRequest
 from benchmarks.harness import (
-    APPROVER, applicant, bare_worker, config, dev_server, history, machine, pct, people, queue, rss_kb, seed_with,
+    APPROVER, applicant, bare_worker, config, dev_server, history, machine, pct, people, plain, queue, rss_kb, seed_with,
     table,
 )
 from client.sdk import Baton
@@ -53,6 +53,8 @@ from workflows.outcome import RunState
 ACCEPTED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
 STARTED = EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
 REQUEST = "compliance_review"
+APPROVAL_GOAL = 1.3  # issue 20: approval sent -> next step p50, Baton against bare temporalio, in both settings
+MEMORY_GOAL = 1.2  # issue 20: memory per cached parked run, Baton against bare temporalio
 
 
 @dataclass
@@ -158,7 +160,8 @@ async def _parked_and_approved(
 async def measure_bare(k: int, cache: int, sample: int, concurrency: int) -> dict:
     """K bare workflows parked on one update each, then approved: the floor."""
     request = BareRequest(steps=0, start_to_close_s=60, schedule_to_close_s=3600)
-    async with dev_server() as client:
+    async with dev_server() as server:
+        client = plain(server)  # bare temporalio: payloads in clear
         q = queue("bare-parked")
         async with bare_worker(client, q, max_cached=cache):
             confirmed: set[str] = set()
@@ -202,14 +205,14 @@ def report(k: int, cache: int, sample: int, concurrency: int) -> str:
     rows = [
         ("worker RSS before / after parking (MB)", f"{bare['before_kb'] / 1024:.0f} / {bare['after_kb'] / 1024:.0f}",
          f"{baton['before_kb'] / 1024:.0f} / {baton['after_kb'] / 1024:.0f}", "", ""),
-        ("RSS per parked run (KB)", f"{bare['per_run_kb']:.1f}", f"{kb:.1f}", f"{kb / bare['per_run_kb']:.2f}",
-         f"<= 50: {'met' if kb <= 50 else 'NOT met'}"),
-        ("RSS per cached run (KB)", f"{bare['per_run_kb'] / cached:.1f}", f"{kb / cached:.1f}", "",
-         f"{min(k, cache)} of {k} runs cached"),
+        ("RSS per parked run (KB)", f"{bare['per_run_kb']:.1f}", f"{kb:.1f}", f"{kb / bare['per_run_kb']:.2f}", ""),
+        ("RSS per cached run (KB)", f"{bare['per_run_kb'] / cached:.1f}", f"{kb / cached:.1f}",
+         f"{kb / bare['per_run_kb']:.2f}", f"<= {MEMORY_GOAL}: {'met' if kb / bare['per_run_kb'] <= MEMORY_GOAL else 'NOT met'}"
+         f" ({min(k, cache)} of {k} runs cached)"),
         ("time to start and park all (s)", f"{bare['park_s']:.1f}", f"{baton['park_s']:.1f}",
          f"{baton['park_s'] / bare['park_s']:.2f}", ""),
         ("approval sent -> next step started, p50 (ms)", f"{b50:.1f}", f"{p50:.1f}", f"{p50 / b50:.2f}",
-         f"<= 50: {'met' if p50 <= 50 else 'NOT met'}"),
+         f"<= {APPROVAL_GOAL}: {'met' if p50 / b50 <= APPROVAL_GOAL else 'NOT met'}"),
         ("approval sent -> next step started, p99 (ms)", f"{b99:.1f}", f"{p99:.1f}", f"{p99 / b99:.2f}", ""),
         (f"drain: {baton['drained']} approved at once -> all completed (s)", f"{bare['drain_s']:.1f}",
          f"{baton['drain_s']:.1f}", f"{baton['drain_s'] / bare['drain_s']:.2f}",

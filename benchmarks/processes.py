@@ -40,9 +40,9 @@ class BatonSteps(Process):
 
     @workflow.run
     async def run(self, request: StepsRequest) -> RunOutcome[Note]:
-        return await self.execute(lambda: self._steps(request), None)
+        return await self.execute(lambda: self._model_steps(request), None)
 
-    async def _steps(self, request: StepsRequest) -> RunOutcome[Note]:
+    async def _model_steps(self, request: StepsRequest) -> RunOutcome[Note]:
         note = Note(text="none")
         for i in range(request.steps):
             note = await self.llm(f"step_{i + 1}", f"Answer ok to request {i + 1}", Note)

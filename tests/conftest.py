@@ -46,7 +46,7 @@ from worker.config import (
     shipped_grants,
 )
 from worker.connection import configured_converter, sealing_headers, traced
-from worker.devserver import register_search_attributes, server_limit_args
+from worker.devserver import dev_server_args, register_search_attributes
 from worker.issuer import NAME, LocalIssuer
 from worker.registration import baton_worker
 from workflows import search_attributes as sa
@@ -151,7 +151,7 @@ async def dev_env(issuer: LocalIssuer, payload_dir: Path) -> AsyncIterator[Workf
         dev_server_existing_path=str(temporal_cli()),
         data_converter=configured_converter(payloads=PayloadSettings(directory=payload_dir)),
         search_attributes=sa.ALL,
-        dev_server_extra_args=server_limit_args(),  # the limits `baton dev` sets (worker/devserver.py)
+        dev_server_extra_args=dev_server_args(),  # the limits and queue reads `baton dev` sets (worker/devserver.py)
     )
     async with env:
         yield speaking_for_people(env, issuer)

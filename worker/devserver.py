@@ -22,6 +22,10 @@ refuse it. Left at Temporal's defaults (2 MB a payload, 10,000 signals a run),
 run. So the server is started with SERVER_LIMITS, which bound what callers can
 put into one run's history (README "Security model" gives the same settings for
 a production cluster).
+
+It is also started with QUEUE_READS: left at Temporal's default, the one shard
+of a dev server paces every workflow and activity task of the whole server at
+20 a second once a burst of 20 is spent, and a step takes ~50 ms instead of ~12.
 """
 
 from __future__ import annotations
@@ -78,9 +82,23 @@ SERVER_LIMITS: dict[str, int] = {
 }
 
 
-def server_limit_args() -> list[str]:
-    """SERVER_LIMITS as `temporal server start-dev` flags (the tests' dev server takes them too)."""
-    return [arg for key, value in SERVER_LIMITS.items() for arg in ("--dynamic-config-value", f"{key}={value}")]
+# How often the history service may read each shard's queues of tasks, a second. Temporal's default,
+# 20 with a burst of 20, is sized for a cluster that spreads runs over hundreds of shards; the dev
+# server has one shard, so every task of every run waits for the next of 20 reads a second:
+# a sequential step goes from ~12 ms to ~50 ms after the first twenty (benchmarks/steps.py).
+# A read only happens when a task was written (or at the queue's idle interval), so a high cap
+# costs nothing idle; under load each read takes a batch (history.transferTaskBatchSize, 100).
+QUEUE_READS: dict[str, int] = {
+    "history.transferProcessorMaxPollRPS": 1000,  # workflow and activity tasks on their way to matching
+    "history.timerProcessorMaxPollRPS": 1000,  # timers, timeouts, retries' backoff
+    "history.visibilityProcessorMaxPollRPS": 1000,  # search attributes: `baton list` sees a run's state sooner
+}
+
+
+def dev_server_args() -> list[str]:
+    """SERVER_LIMITS and QUEUE_READS as `temporal server start-dev` flags (the tests' and benchmarks' server too)."""
+    settings = {**SERVER_LIMITS, **QUEUE_READS}
+    return [arg for key, value in settings.items() for arg in ("--dynamic-config-value", f"{key}={value}")]
 
 
 class DevServerError(Exception):
@@ -195,7 +213,7 @@ class DevServer:
             "--ui-disable-news-fetch",
             "--log-level", "warn",
             "--namespace", self.namespace,
-            *server_limit_args(),
+            *dev_server_args(),
             *(["--ui-codec-endpoint", self.codec_endpoint] if self.codec_endpoint else []),
         ]
         for key in sa.ALL:
