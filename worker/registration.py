@@ -33,6 +33,7 @@ from activities.tools.activity import Implementations, ToolActivities
 from worker.agent_policy import AgentPolicies
 from worker.config import BatonConfig, ConfigError, install_mcp_tools
 from worker.connection import is_traced, sealing_headers, storing_payloads, task_queue, tracing_interceptor, tracing_on
+from worker.passthrough import process_modules
 from worker.run_input import RunInputCheck
 from workflows.engine import Process
 from workflows.registry import REGISTRY, name_outputs
@@ -97,10 +98,16 @@ def declared_versioning(workflows: list[type], version: WorkerDeploymentVersion 
             )
 
 
-def workflow_runner() -> SandboxedWorkflowRunner:
-    """The sandbox every Baton worker (and the replayer) runs workflows in."""
+def workflow_runner(workflows: tuple[type, ...] | list[type] = ()) -> SandboxedWorkflowRunner:
+    """The sandbox every Baton worker (and the replayer) runs workflows in.
+
+    The modules defining `workflows` are passed through too when the check of
+    worker/passthrough.py finds nothing the sandbox would have caught: loaded
+    once per worker, not once per run.
+    """
+    modules = process_modules(workflows, PASSTHROUGH)
     return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH, *modules)
     )
 
 
@@ -182,7 +189,7 @@ async def baton_worker(
             workflows=workflows,
             activities=[models.call_model, tools.run_tool, policy.run_policy, agents.agent_policy, subject_digest],
             activity_executor=ThreadPoolExecutor(max_workers=16),
-            workflow_runner=workflow_runner(),
+            workflow_runner=workflow_runner(workflows),
             max_cached_workflows=config.worker.max_cached_runs,
             deployment_config=deployment_config(config.worker.version()),
             graceful_shutdown_timeout=timedelta(seconds=10),

@@ -15,6 +15,7 @@ The agents' tools are granted in baton.toml, never here.
 from __future__ import annotations
 
 from datetime import timedelta
+from types import MappingProxyType
 
 from temporalio import workflow
 
@@ -85,7 +86,7 @@ BILLING = Agent(
     output=Resolution,
     caps=AgentCaps(max_turns=6, max_tool_calls=4, max_cost_usd=0.05, ttl=TTL),
 )
-AGENTS = {Category.RETURNS: RETURNS, Category.TECHNICAL: TECHNICAL, Category.BILLING: BILLING}
+AGENTS = MappingProxyType({Category.RETURNS: RETURNS, Category.TECHNICAL: TECHNICAL, Category.BILLING: BILLING})  # read-only: shared by every run
 TAKEOVER = AskPolicy(roles=["support-lead"], timeout=timedelta(hours=8))
 
 
