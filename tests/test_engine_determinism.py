@@ -12,6 +12,7 @@ stays in the sandbox, which still catches what it calls.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import textwrap
 import uuid
@@ -105,7 +106,7 @@ async def run_team(env, cls: type) -> tuple[str | None, list]:
                 return None, events
             if any(e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED for e in events):
                 return await handle.result(), events
-            await env.sleep(0.1)
+            await asyncio.sleep(0.1)
     raise AssertionError("the team's run neither completed nor failed a task")
 
 
@@ -117,11 +118,12 @@ async def test_a_teams_clean_process_module_loads_once_per_worker(time_env, tmp_
 
 
 async def test_a_teams_process_module_importing_random_stays_in_the_sandbox_which_catches_it(
-    time_env, tmp_path, monkeypatch, caplog
+    dev_env, tmp_path, monkeypatch, caplog
 ):
+    """On the dev server: the time-skipping one stops skipping time for later tests after a run terminated mid-task."""
     cls = team_package(tmp_path, monkeypatch, RANDOM_RULES)
     assert process_modules([cls], PASSTHROUGH) == ()
     assert f"{cls.__module__.rpartition('.')[0]}.rules: imports random" in caplog.text
-    result, events = await run_team(time_env, cls)
+    result, events = await run_team(dev_env, cls)
     failed = [e for e in events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
     assert result is None and "random" in failed[0].workflow_task_failed_event_attributes.failure.message
