@@ -28,6 +28,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.payloads import PayloadSettings
 from activities.policy import Budget
@@ -154,7 +155,7 @@ async def bare_worker(client: Client, task_queue: str, max_cached: int = 1000) -
         workflows=[BareSteps, BareParked],
         activities=[noop],
         activity_executor=ThreadPoolExecutor(max_workers=16),
-        workflow_runner=workflow_runner(),
+        workflow_runner=SandboxedWorkflowRunner(restrictions=workflow_runner().restrictions),  # temporalio's own sandbox
         graceful_shutdown_timeout=timedelta(seconds=10),
         max_cached_workflows=max_cached,
     )

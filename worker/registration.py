@@ -14,10 +14,7 @@ import temporalio.workflow
 from temporalio.client import Client
 from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
 from temporalio.worker import Worker, WorkerDeploymentConfig
-from temporalio.worker.workflow_sandbox import (
-    SandboxedWorkflowRunner,
-    SandboxRestrictions,
-)
+from temporalio.worker.workflow_sandbox import SandboxRestrictions
 
 from activities.llm.activity import ModelActivities
 from activities.llm.provider import Provider
@@ -35,6 +32,7 @@ from worker.config import BatonConfig, ConfigError, install_mcp_tools
 from worker.connection import is_traced, sealing_headers, storing_payloads, task_queue, tracing_interceptor, tracing_on
 from worker.passthrough import process_modules
 from worker.run_input import RunInputCheck
+from worker.sandbox import BatonSandbox
 from workflows.engine import Process
 from workflows.registry import REGISTRY, name_outputs
 from workflows.spend_window import SpendWindowWorkflow
@@ -98,7 +96,7 @@ def declared_versioning(workflows: list[type], version: WorkerDeploymentVersion 
             )
 
 
-def workflow_runner(workflows: tuple[type, ...] | list[type] = ()) -> SandboxedWorkflowRunner:
+def workflow_runner(workflows: tuple[type, ...] | list[type] = ()) -> BatonSandbox:
     """The sandbox every Baton worker (and the replayer) runs workflows in.
 
     The modules defining `workflows` are passed through too when the check of
@@ -106,7 +104,7 @@ def workflow_runner(workflows: tuple[type, ...] | list[type] = ()) -> SandboxedW
     once per worker, not once per run.
     """
     modules = process_modules(workflows, PASSTHROUGH)
-    return SandboxedWorkflowRunner(
+    return BatonSandbox(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH, *modules)
     )
 
