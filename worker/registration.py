@@ -43,8 +43,8 @@ from workflows.spend_window import SpendWindowWorkflow
 # share that one copy instead of each run getting an empty one of its own.
 # The engine too (workflows/*, with the registry the worker fills before it
 # starts; a package's processes import their contracts and tools passed through,
-# while the modules that define workflows, where processes are written, still
-# load in the sandbox per run): re-imported per run
+# and the modules that define workflows are passed through by `workflow_runner`
+# when worker/passthrough.py's check clears them): re-imported per run
 # they cost ~1 MB of worker memory per cached run and most of a run's CPU
 # (benchmarks/parked.py, benchmarks/throughput.py). They hold no mutable module
 # state; tests/test_engine_determinism.py checks them for what the sandbox would catch.
