@@ -14,6 +14,7 @@ a run parked for a compliance review, and check it is still parked, and that the
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 
@@ -71,9 +72,16 @@ async def parked_review(baton: Baton) -> str:
     raise AssertionError(f"{run_id} never parked")
 
 
+def without_store(client: Client) -> Client:
+    """A caller without the worker's payload store: every payload inline, as the server's limits see it."""
+    config = client.config()
+    config["data_converter"] = dataclasses.replace(client.data_converter, external_storage=None)
+    return Client(**config)
+
+
 async def flood(client: Client, run_id: str, size: int, count: int) -> int:
-    """`count` refused `approve` signals of about `size` bytes each; how many the server took."""
-    handle = client.get_workflow_handle(run_id)
+    """`count` refused `approve` signals of about `size` bytes each, sent inline; how many the server took."""
+    handle = without_store(client).get_workflow_handle(run_id)
     taken = 0
     for _ in range(count):
         try:
@@ -134,3 +142,4 @@ async def test_a_run_temporal_terminated_is_never_said_to_await_approval(local_s
     assert status.state.is_final and status.open_requests == [], status
     assert status.reason == f"terminated by Temporal, not by Baton: {why}", status.reason
     assert (listed.status, listed.temporal_status) == ("terminated", "TERMINATED")
+
