@@ -45,6 +45,7 @@ from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, WorkflowRunne
 
 from client.sdk import InputError, UnknownRun, never_ran, outcome_of_failure
 from worker.codec import DecryptionError
+from worker.undecodable import forgiving
 from worker.connection import header_behavior
 from worker.converter import DATA_CONVERTER, INVALID_INPUT, OpenedPayloads
 from worker.payload_store import StoredPayloadMissing
@@ -140,11 +141,12 @@ async def run_record_from_history(history: WorkflowHistory, converter: DataConve
     """
     if not history.events or not history.events[0].HasField("workflow_execution_started_event_attributes"):
         raise ReplayFailed(f"{history.workflow_id}: not a workflow history (no start event)")
-    answers = await _replay(history, converter)
     try:
-        history = await _opened(history, OpenedPayloads(converter) if converter.external_storage else converter.payload_codec)
-    except (DecryptionError, StoredPayloadMissing) as err:
-        raise ReplayFailed(f"cannot read {history.workflow_id}: {err}") from None
+        answers = await _replay(history, converter)
+    except ReplayFailed:
+        await _readable(history, converter)  # a payload no key opens is named, rather than a failed replay
+        raise
+    history = await _readable(history, converter)
     started = history.events[0]
     attrs = started.workflow_execution_started_event_attributes
     last = history.events[-1]
@@ -204,6 +206,14 @@ def _quiet() -> tuple[Runtime, ThreadPoolExecutor]:
         return _shared["runtime"], _shared["executor"]
 
 
+async def _readable(history: WorkflowHistory, converter: DataConverter) -> WorkflowHistory:
+    """`_opened` with `converter`; ReplayFailed naming what cannot be read (a missing key, a missing stored payload)."""
+    try:
+        return await _opened(history, OpenedPayloads(converter) if converter.external_storage else converter.payload_codec)
+    except (DecryptionError, StoredPayloadMissing) as err:
+        raise ReplayFailed(f"cannot read {history.workflow_id}: {err}") from None
+
+
 async def _opened(history: WorkflowHistory, codec: PayloadCodec | None) -> WorkflowHistory:
     """A copy of `history` whose payloads read outside the replay (input, summary, end, policy) are decoded."""
     if codec is None:
@@ -231,7 +241,7 @@ async def _replay(history: WorkflowHistory, converter: DataConverter) -> dict[st
     runtime, executor = _quiet()
     replayer = Replayer(
         workflows=REGISTRY.workflows(),
-        data_converter=converter,
+        data_converter=forgiving(converter),  # as the worker decodes: a forged signal is dropped, not a failed replay
         header_codec_behavior=header_behavior(converter),  # the starter's token, sealed as the client sealed it
         interceptors=[RunInputCheck()],  # replays as the worker ran it (worker/run_input.py)
         workflow_runner=runner,

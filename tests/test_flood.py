@@ -19,10 +19,15 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
+from temporalio.api.common.v1 import Payload, Payloads, WorkflowExecution
+from temporalio.api.sdk.v1.external_storage_pb2 import ExternalStorageReference
+from temporalio.api.workflowservice.v1 import SignalWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.converter import JSONProtoPayloadConverter
 from temporalio.service import RPCError, RPCStatusCode
 
 from client.credentials import with_credentials
+from client.run_record import run_record
 from client.sdk import Baton
 from tests.conftest import REQUESTER, REVIEWERS, ROOT, running_worker
 from tests.test_integration import free_port
@@ -143,3 +148,28 @@ async def test_a_run_temporal_terminated_is_never_said_to_await_approval(local_s
     assert status.reason == f"terminated by Temporal, not by Baton: {why}", status.reason
     assert (listed.status, listed.temporal_status) == ("terminated", "TERMINATED")
 
+
+@pytest.mark.parametrize("forged", ["ciphertext", "a stored payload's reference"])
+async def test_a_signal_no_worker_can_decode_leaves_a_parked_run_approvable(
+    local_server: Client, config: BatonConfig, forged: str
+) -> None:
+    """Anyone can signal a run with a payload that claims Baton's encryption, or points into the payload store,
+    and opens to nothing. The worker must drop it, not fail every workflow task of the run from then on."""
+    if forged == "ciphertext":
+        payload = Payload(metadata={"encoding": b"binary/encrypted", "encryption-key-id": b"k1"}, data=b"\0" * 64)
+    else:
+        reference = ExternalStorageReference(driver_name="baton.directory", claim_data={"sha256": "0" * 64})
+        payload = JSONProtoPayloadConverter().to_payload(reference)
+        payload.external_payloads.add().size_bytes = 10
+    async with running_worker(local_server, config) as worker:
+        baton = Baton(local_server, worker.task_queue)
+        run_id = await parked_review(baton)
+        await local_server.workflow_service.signal_workflow_execution(SignalWorkflowExecutionRequest(
+            namespace=local_server.namespace, workflow_execution=WorkflowExecution(workflow_id=run_id),
+            signal_name="approve", input=Payloads(payloads=[payload]), identity="mallory",
+        ))
+        verdict = await baton.approve(run_id, by=REVIEWERS[0], comment="approved after a forged signal")
+        outcome = await baton.result(run_id)
+    assert verdict.approved and outcome.state is RunState.COMPLETED, outcome.reason
+    audited = await run_record(local_server, run_id)  # `baton audit` replays it as the worker ran it
+    assert audited.status.state is RunState.COMPLETED

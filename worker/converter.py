@@ -45,6 +45,8 @@ from temporalio.converter import (
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.exceptions import ApplicationError
 
+from worker.undecodable import ENCODING as UNDECODABLE
+from worker.undecodable import UndecodableConverter
 from worker.codec import SHOWN, EncryptionCodec, KeyRing
 from workflows.visibility import Shown
 
@@ -124,7 +126,11 @@ class BatonPayloadConverter(PydanticPayloadConverter):
 
     def __init__(self) -> None:
         super().__init__()
-        self.converters = {b"baton/shown": _ShownInClear(dict(self.converters)), **self.converters}
+        self.converters = {
+            b"baton/shown": _ShownInClear(dict(self.converters)),
+            UNDECODABLE: UndecodableConverter(),  # a payload the worker could not open (worker/undecodable.py)
+            **self.converters,
+        }
         self._in_run: CompositePayloadConverter | None = None
 
     def with_context(self, context: SerializationContext) -> CompositePayloadConverter:

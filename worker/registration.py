@@ -29,6 +29,7 @@ from activities.subject import subject_digest
 from activities.tools.activity import Implementations, ToolActivities
 from worker.agent_policy import AgentPolicies
 from worker.config import BatonConfig, ConfigError, install_mcp_tools
+from worker.undecodable import forgiving_client
 from worker.connection import is_traced, sealing_headers, storing_payloads, task_queue, tracing_interceptor, tracing_on
 from worker.passthrough import process_modules
 from worker.run_input import RunInputCheck
@@ -145,6 +146,7 @@ async def baton_worker(
     """
     client = sealing_headers(client)  # the worker decodes a start's header as its client says (worker/connection.py)
     client = storing_payloads(client, config.payloads)  # large payloads in the store every worker shares
+    client = forgiving_client(client)  # a payload it cannot open is a marker, not a run stuck (worker/undecodable.py)
     own_tracing = tracing_on(tracer_provider) and not is_traced(client)
     try:
         audit_key()  # runs about a person get its keyed digest (activities/subject.py): no key, no start
