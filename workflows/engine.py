@@ -58,8 +58,6 @@ FAILED_ENDS_PATCH = "failed-ends-fail-in-temporal"
 PROOF_PATCH = "decisions-carry-proof"
 # Runs started before it carry no BatonSubject search attribute.
 SUBJECT_PATCH = "subject-search-attribute"
-# Runs started before it upserted BatonCostUsd at every change of cost (each model step); since, in batches.
-COST_BATCH_PATCH = "cost-attribute-in-batches"
 START_REFUSED = "StartRefused"
 
 
@@ -116,7 +114,6 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps, Unknow
         # Asked before the policy's local activity, as the first command: asked after it, in the
         # task its result completes, Core's replay met the marker before the call (nondeterminism).
         proof = workflow.patched(PROOF_PATCH)
-        self._mirror.batch_cost = workflow.patched(COST_BATCH_PATCH)
         # Asked before the local activity too, and only by runs about someone (agents are not).
         subject = self._personal.subject if self._personal.subject and workflow.patched(SUBJECT_PATCH) else None
         self._policy = policy or await workflow.execute_local_activity_method(
@@ -405,14 +402,10 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps, Unknow
         self._record(**entry, attempts=attempts or 1, outcome="error", detail=message)
         raise StopRun(RunState.FAILED, f"step {entry['step']} failed: {message}")
 
-    def _publish(self, *, settle: bool = False) -> None:
-        """Keep search attributes and the Web UI's current details truthful (`settle`: the run is about to wait).
-
-        A change of cost alone may wait a few seconds (workflows/visibility.py SearchAttributeMirror).
-        """
+    def _publish(self) -> None:
+        """Keep search attributes and the Web UI's current details truthful."""
         self._mirror.publish(
-            run_attributes(self.name, self._state, self._cost, self._desk.open.values(), subject=self._subject_digest),
-            settle=settle,
+            run_attributes(self.name, self._state, self._cost, self._desk.open.values(), subject=self._subject_digest)
         )
         workflow.set_current_details(self._details())
 

@@ -12,7 +12,6 @@ import re
 import shlex
 import unicodedata
 from collections.abc import Iterable
-from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
@@ -67,22 +66,12 @@ def at_start(process: str) -> TypedSearchAttributes:
     )
 
 
-COST_EVERY = timedelta(seconds=5)  # the most run time a change of cost alone waits before it is upserted
-
-
 class SearchAttributeMirror:
     """Upserts search attributes only when their value changed: each upsert is a history event.
 
     Seeded with the attributes the run was started with, so values the starter
     already set are not upserted again. An unset keyword list reads as empty:
     Temporal keeps no empty list (at a start it is dropped, in an upsert it unsets).
-
-    With `batch_cost` (runs since workflows/engine.py COST_BATCH_PATCH), a change
-    of cost alone waits until COST_EVERY of run time has passed since the last
-    upsert: back-to-back model steps each changed it, an upsert (a command, a
-    history event, a visibility write) per step. Any other change carries the
-    cost with it, and so does `settle` (a run about to wait): a run waiting for
-    a person, a timer or the next window, or ended, shows its exact cost.
     """
 
     def __init__(self, given: TypedSearchAttributes) -> None:
@@ -90,22 +79,12 @@ class SearchAttributeMirror:
             **{key.name: [] for key in sa.ALL if key.indexed_value_type is SearchAttributeIndexedValueType.KEYWORD_LIST},
             **{pair.key.name: pair.value for pair in given},
         }
-        self.batch_cost = False
-        self._last: datetime | None = None  # when attributes were last upserted (or first published)
 
-    def publish(self, values: Iterable[tuple[SearchAttributeKey, Any]], *, settle: bool = False) -> None:
+    def publish(self, values: Iterable[tuple[SearchAttributeKey, Any]]) -> None:
         changed = [(key, v) for key, v in values if self._published.get(key.name, object()) != v]
-        now = workflow.now()
-        self._last = self._last or now
-        if not changed or (not settle and self._cost_can_wait(changed, now)):
-            return
-        workflow.upsert_search_attributes([key.value_set(v) for key, v in changed])
-        self._published.update({key.name: v for key, v in changed})
-        self._last = now
-
-    def _cost_can_wait(self, changed: list[tuple[SearchAttributeKey, Any]], now: datetime) -> bool:
-        only_cost = all(key.name == sa.COST_USD.name for key, _ in changed)
-        return self.batch_cost and only_cost and now - self._last < COST_EVERY
+        if changed:
+            workflow.upsert_search_attributes([key.value_set(v) for key, v in changed])
+            self._published.update({key.name: v for key, v in changed})
 
 
 def current_details(
