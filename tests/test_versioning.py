@@ -24,6 +24,7 @@ from temporalio.api.enums.v1 import EventType, RoutingConfigUpdateState
 from temporalio.api.workflowservice.v1 import DescribeWorkerDeploymentRequest
 from temporalio.client import Client
 from temporalio.common import VersioningBehavior
+from temporalio.service import RPCError, RPCStatusCode
 
 from client.sdk import Baton
 from tests.versioned_processes import BUILD_A, BUILD_B, MOVING, PINNED, MovingOnA, Ticket
@@ -59,14 +60,31 @@ async def set_current(client: Client, deployment: str, build_id: str) -> None:
     raise AssertionError(f"set-current-version {build_id} kept failing: {err.decode()}{out.decode()}")
 
 
+# What the dev server (Temporal 1.32) may answer a describe while its deployment workflow is busy routing.
+BUSY = (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE)
+
+
 async def routed(client: Client, deployment: str, build_id: str) -> None:
-    """Wait until every task queue of `deployment` routes to `build_id` (the server may propagate it after answering)."""
+    """Wait until every task queue of `deployment` routes to `build_id` (the server may propagate it after answering).
+
+    The server answers a describe by querying the deployment's system workflow,
+    once: while that workflow propagates the new routing to the task queue's
+    partitions, the query can come back CANCELLED (Go's "operation was
+    canceled", from inside the server), as one CI run in four saw. That is the
+    routing not settled yet, so it is read again; later servers retry the query
+    themselves (workerdeployment client `queryWorkflowWithRetry`).
+    """
     ask = DescribeWorkerDeploymentRequest(namespace=client.namespace, deployment_name=deployment)
     for _ in range(WAIT_S * 10):
-        info = (await client.workflow_service.describe_worker_deployment(ask)).worker_deployment_info
-        current = info.routing_config.current_deployment_version.build_id
-        if current == build_id and info.routing_config_update_state != RoutingConfigUpdateState.ROUTING_CONFIG_UPDATE_STATE_IN_PROGRESS:
-            return
+        try:
+            info = (await client.workflow_service.describe_worker_deployment(ask)).worker_deployment_info
+        except RPCError as err:
+            if err.status not in BUSY:
+                raise
+        else:
+            current = info.routing_config.current_deployment_version.build_id
+            if current == build_id and info.routing_config_update_state != RoutingConfigUpdateState.ROUTING_CONFIG_UPDATE_STATE_IN_PROGRESS:
+                return
         await asyncio.sleep(0.1)
     raise AssertionError(f"{deployment} never routed to {build_id}")
 
