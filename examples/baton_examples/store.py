@@ -10,24 +10,34 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 
 class Store:
+    """One SQLite connection per worker thread, kept: a tool call costs its statements, not a connection.
+
+    WAL with synchronous=NORMAL: a commit survives the worker being killed
+    (kill -9 loses nothing committed); only the machine losing power can take
+    the last commits back, the trade a system of record's own database makes.
+    """
+
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._local = threading.local()
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        try:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
             conn.row_factory = sqlite3.Row
-            yield conn
-        finally:
-            conn.close()
+            self._local.conn = conn
+        yield conn
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
