@@ -28,7 +28,7 @@ the Web UI would see no field.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import ValidationError
 from temporalio.api.common.v1 import Payload, Payloads
@@ -122,26 +122,33 @@ class _ShownInClear(EncodingPayloadConverter):
 
 
 class BatonPayloadConverter(PydanticPayloadConverter):
-    """temporalio's pydantic payload converter; inside a workflow, bad input fails the run (see the module)."""
+    """temporalio's pydantic payload converter; inside a workflow, bad input fails the run (see the module).
+
+    The SDK makes a payload converter per run (per data converter it builds for
+    one), and temporalio's pydantic converter caches a TypeAdapter per type in
+    its instance: each run built its own for every type it decoded, ~8 KB of
+    every cached run's memory and the CPU to build them. The converters are
+    stateless but for that cache, so they are built once per process and shared.
+    """
+
+    _parts: ClassVar[tuple[dict[bytes, EncodingPayloadConverter], CompositePayloadConverter] | None] = None
 
     def __init__(self) -> None:
-        super().__init__()
-        self.converters = {
-            b"baton/shown": _ShownInClear(dict(self.converters)),
-            UNDECODABLE: UndecodableConverter(),  # a payload the worker could not open (worker/undecodable.py)
-            **self.converters,
-        }
-        self._in_run: CompositePayloadConverter | None = None
+        if BatonPayloadConverter._parts is None:
+            super().__init__()
+            converters = {
+                b"baton/shown": _ShownInClear(dict(self.converters)),
+                UNDECODABLE: UndecodableConverter(),  # a payload the worker could not open (worker/undecodable.py)
+                **self.converters,
+            }
+            in_run = CompositePayloadConverter(*(
+                _RunInputJSON(c) if isinstance(c, PydanticJSONPlainPayloadConverter) else c for c in converters.values()
+            ))
+            BatonPayloadConverter._parts = (converters, in_run)
+        self.converters, self._in_run = BatonPayloadConverter._parts
 
     def with_context(self, context: SerializationContext) -> CompositePayloadConverter:
-        if not isinstance(context, WorkflowSerializationContext):
-            return self
-        if self._in_run is None:  # one per converter: the SDK asks for it per run and per child
-            self._in_run = CompositePayloadConverter(*(
-                _RunInputJSON(c) if isinstance(c, PydanticJSONPlainPayloadConverter) else c
-                for c in self.converters.values()
-            ))
-        return self._in_run
+        return self._in_run if isinstance(context, WorkflowSerializationContext) else self
 
 
 def data_converter(keys: KeyRing | None, storage: ExternalStorage | None = None) -> DataConverter:
