@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from temporalio.api.sdk.v1 import WorkflowMetadata
 
 from client.sdk import Baton
 from tests.conftest import running_worker
 from tests.test_onboarding_routes import CLEAR, PEP, wait_for_state
 from workflows.outcome import RunState
+from workflows.visibility import utc_text
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -128,3 +132,10 @@ async def _upserts(client, run_id: str) -> list[list[str]]:
         for e in history.events if e.HasField("upsert_workflow_search_attributes_event_attributes")
     ]
     return [names for names in sets if names]
+
+
+@settings(derandomize=True, database=None)
+@given(st.datetimes(min_value=datetime(1000, 1, 1), max_value=datetime(9999, 12, 31)))
+def test_times_in_the_details_read_as_strftime_writes_them(moment: datetime) -> None:
+    assert utc_text(moment) == f"{moment:%Y-%m-%d %H:%M:%S}"
+    assert utc_text(moment, seconds=False) == f"{moment:%Y-%m-%d %H:%M}"

@@ -38,7 +38,7 @@ from workflows.plan import PlannedStep
 from workflows.retry_policies import TOOL_RETRY, bounded
 from workflows.status import RunStatus
 from workflows.unknown_outcomes import UnknownOutcomes, attempts_for, unknown_because, who_settles
-from workflows.visibility import Shown, SearchAttributeMirror, current_details, run_attributes
+from workflows.visibility import Shown, SearchAttributeMirror, current_details, run_attributes, utc_text
 
 with workflow.unsafe.imports_passed_through():
     from activities.identity import IdentityRefused, Verified, verify
@@ -417,7 +417,7 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps, Unknow
         parts = [f"${self._cost:.6f} of ${b.max_cost_usd}", f"step {self._steps_taken()} of {b.max_steps}"]
         line = " · ".join([*parts, *calls_and_clock(b, self.usage())])
         # The details change only when the run does: while it waits, say when its clock was read.
-        return line if self._state.is_final else f"{line} as of {workflow.now():%Y-%m-%d %H:%M:%S} UTC"
+        return line if self._state.is_final else f"{line} as of {utc_text(workflow.now())} UTC"
 
     def _details(self) -> str:
         return self._personal.text(current_details(
