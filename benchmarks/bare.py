@@ -52,23 +52,37 @@ class BareSteps:
         return done
 
 
+class ParkedShape(BaseModel):
+    """A parked run's route: the activities before its decision and after it (a Baton route's, counted)."""
+
+    before: int = 2
+    after: int = 1
+
+
 @workflow.defn(name="bench-bare-parked")
 class BareParked:
-    """The floor of a parked run: two no-op activities, a wait for one update, one more activity."""
+    """The floor of a parked run: no-op activities, a wait for one update, more no-op activities.
+
+    As many before and after the decision as the Baton route it is the floor of
+    (benchmarks/parked.py counts them from a Baton run's history), so an
+    approval sets off as much work on either side.
+    """
 
     def __init__(self) -> None:
         self._approved = False
 
     @workflow.run
-    async def run(self, request: BareRequest) -> int:
+    async def run(self, request: BareRequest, shape: ParkedShape) -> int:
         options = dict(
             start_to_close_timeout=timedelta(seconds=request.start_to_close_s),
             schedule_to_close_timeout=timedelta(seconds=request.schedule_to_close_s), retry_policy=RETRY,
         )
-        for i in range(2):
+        for i in range(shape.before):
             await workflow.execute_activity(noop, i, **options)
         await workflow.wait_condition(lambda: self._approved)
-        return await workflow.execute_activity(noop, 2, **options)
+        for i in range(shape.after):
+            await workflow.execute_activity(noop, shape.before + i, **options)
+        return shape.before + shape.after
 
     @workflow.update
     def approve(self, by: str) -> str:

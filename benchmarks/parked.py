@@ -14,10 +14,13 @@ counts the update's delivery, the workflow task and, for an evicted run, its
 replay. The other K - S are approved at once (at most --concurrency in flight):
 drain time is from the first of those to the last run completed.
 
-The floor is measured the same way: K bare temporalio workflows (two no-op
-activities, a wait for one update, one more activity) parked on the same
-server with the same worker settings and cache. Each side runs in a process of
-its own, so neither inherits the other's freed memory.
+The floor is measured the same way: K bare temporalio workflows parked on the
+same server with the same worker settings and cache, each with as many no-op
+activities before its update and after it as the Baton route schedules (counted
+from the Baton side's warm-up run, which therefore runs first): an approval then
+sets off as much work on either side, and what the latency compares is Baton's
+cost per step, not the length of the route. Each side runs in a process of its
+own, so neither inherits the other's freed memory.
 
     python -m benchmarks.parked [--parked 500] [--cache 1000] [--sample 100] [--concurrency 50]
 """
@@ -39,7 +42,7 @@ from pathlib import Path
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from benchmarks.bare import BareParked, BareRequest
+from benchmarks.bare import BareParked, BareRequest, ParkedShape
 from benchmarks.harness import (
     APPROVER, applicant, bare_worker, config, dev_server, history, machine, pct, people, plain, queue, rss_kb, seed_with,
     table,
@@ -78,10 +81,18 @@ async def bounded(limit: int, jobs):
     return await asyncio.gather(*(one(j) for j in jobs))
 
 
-def bare_parked(events: list) -> bool:
-    """A bare run is parked once its two activities are done and the task after them completed."""
+def bare_parked(events: list, shape: ParkedShape) -> bool:
+    """A bare run is parked once its activities before the update are done and the task after them completed."""
     done = sum(1 for e in events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED)
-    return done == 2 and events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+    return done == shape.before and events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+
+
+def route_shape(events: list) -> ParkedShape:
+    """The activities a run scheduled before its accepted decision and after it."""
+    accepted = next(e.event_id for e in events if e.event_type == ACCEPTED)
+    scheduled = [e.event_id for e in events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED]
+    before = sum(1 for i in scheduled if i < accepted)
+    return ParkedShape(before=before, after=len(scheduled) - before)
 
 
 def next_step_started_s(events: list) -> float:
@@ -118,7 +129,8 @@ async def measure(side: Side, k: int, sample: int, concurrency: int) -> dict:
         (next_step_started_s(await history(side.client, run)) - at) * 1000 for run, at in sent.items()
     ]
     return {"per_run_kb": (after - before) / k, "before_kb": before, "after_kb": after, "park_s": park_s,
-            "drain_s": drain_s, "drained": k - sample, "latencies": latencies}
+            "drain_s": drain_s, "drained": k - sample, "latencies": latencies,
+            "shape": route_shape(await history(side.client, warm)).model_dump()}
 
 
 async def measure_baton(k: int, cache: int, sample: int, concurrency: int) -> dict:
@@ -157,8 +169,8 @@ async def _parked_and_approved(
         return await measure(side, k, sample, concurrency)
 
 
-async def measure_bare(k: int, cache: int, sample: int, concurrency: int) -> dict:
-    """K bare workflows parked on one update each, then approved: the floor."""
+async def measure_bare(k: int, cache: int, sample: int, concurrency: int, shape: ParkedShape) -> dict:
+    """K bare workflows of the Baton route's `shape` parked on one update each, then approved: the floor."""
     request = BareRequest(steps=0, start_to_close_s=60, schedule_to_close_s=3600)
     async with dev_server() as server:
         client = plain(server)  # bare temporalio: payloads in clear
@@ -167,11 +179,12 @@ async def measure_bare(k: int, cache: int, sample: int, concurrency: int) -> dic
             confirmed: set[str] = set()
 
             async def start(i: int) -> str:
-                return (await client.start_workflow(BareParked.run, request, id=f"{q}-{i}", task_queue=q)).id
+                return (await client.start_workflow(
+                    BareParked.run, args=[request, shape], id=f"{q}-{i}", task_queue=q)).id
 
             async def parked(ids: list[str]) -> bool:  # from history: a query would replay every evicted run
                 waiting = [run for run in ids if run not in confirmed]
-                says = [bare_parked(events) for events in await bounded(50, [history(client, run) for run in waiting])]
+                says = [bare_parked(events, shape) for events in await bounded(50, [history(client, run) for run in waiting])]
                 confirmed.update(run for run, yes in zip(waiting, says) if yes)
                 return all(says)
 
@@ -185,11 +198,12 @@ async def measure_bare(k: int, cache: int, sample: int, concurrency: int) -> dic
             return await measure(side, k, sample, concurrency)
 
 
-def run_phase(phase: str, k: int, cache: int, sample: int, concurrency: int) -> dict:
+def run_phase(phase: str, k: int, cache: int, sample: int, concurrency: int, shape: ParkedShape | None = None) -> dict:
     """One side in a fresh process, so its memory figure owes nothing to the other's."""
+    route = ["--before", str(shape.before), "--after", str(shape.after)] if shape else []
     out = subprocess.run(
         [sys.executable, "-m", "benchmarks.parked", "--phase", phase, "--parked", str(k), "--cache", str(cache),
-         "--sample", str(sample), "--concurrency", str(concurrency)],
+         "--sample", str(sample), "--concurrency", str(concurrency), *route],
         capture_output=True, text=True,
     )
     if out.returncode:
@@ -198,7 +212,9 @@ def run_phase(phase: str, k: int, cache: int, sample: int, concurrency: int) -> 
 
 
 def report(k: int, cache: int, sample: int, concurrency: int) -> str:
-    bare, baton = (run_phase(side, k, cache, sample, concurrency) for side in ("bare", "baton"))
+    baton = run_phase("baton", k, cache, sample, concurrency)
+    shape = ParkedShape(**baton["shape"])
+    bare = run_phase("bare", k, cache, sample, concurrency, shape)
     b50, b99, p50, p99 = (pct(bare["latencies"], 50), pct(bare["latencies"], 99),
                           pct(baton["latencies"], 50), pct(baton["latencies"], 99))
     kb, cached = baton["per_run_kb"], min(k, cache) / k
@@ -220,7 +236,7 @@ def report(k: int, cache: int, sample: int, concurrency: int) -> str:
     ]
     return "\n".join([
         f"parked: {k} runs parked for one decision (Baton: onboarding on {REQUEST}; bare: a workflow waiting on an "
-        f"update), in-memory dev server, worker cache {cache} runs; {sample} approved one at a time, the rest "
+        f"update, with the route's {shape.before} activities before it and {shape.after} after), in-memory dev server, worker cache {cache} runs; {sample} approved one at a time, the rest "
         f"at once (at most {concurrency} starts / approvals in flight)",
         table("", ["figure", "bare temporalio", "Baton", "Baton / bare", "goal / note"], rows).lstrip("\n"),
         "RSS: the worker-and-client process of each side, after gc; an evicted run is replayed when approved",
@@ -235,12 +251,16 @@ def main() -> None:
     p.add_argument("--sample", type=int, default=100, help="runs approved one at a time, for latency")
     p.add_argument("--concurrency", type=int, default=50, help="starts / approvals in flight at once")
     p.add_argument("--phase", choices=["bare", "baton"], help=argparse.SUPPRESS)  # one side, in its own process
+    p.add_argument("--before", type=int, default=2, help=argparse.SUPPRESS)  # the bare side's route (its shape)
+    p.add_argument("--after", type=int, default=1, help=argparse.SUPPRESS)
     args = p.parse_args()
     if not 0 < args.sample < args.parked:
         p.error("--sample must be at least 1 and fewer than --parked")
     if args.phase:
-        measure_side = measure_bare if args.phase == "bare" else measure_baton
-        print(json.dumps(asyncio.run(measure_side(args.parked, args.cache, args.sample, args.concurrency))))
+        sides = {"bare": lambda: measure_bare(args.parked, args.cache, args.sample, args.concurrency,
+                                              ParkedShape(before=args.before, after=args.after)),
+                 "baton": lambda: measure_baton(args.parked, args.cache, args.sample, args.concurrency)}
+        print(json.dumps(asyncio.run(sides[args.phase]())))
         return
     print(report(args.parked, args.cache, args.sample, args.concurrency))
 
