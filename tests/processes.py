@@ -204,3 +204,25 @@ class Greeting(Process):
             "greet", f"A one-line welcome for {who} of the {member.club} club", Headline, personal=member.declare
         )
         return self.end(RunState.COMPLETED, "greeted", headline)
+
+
+class StepsRequest(BaseModel):
+    steps: int = Field(ge=1, le=50)
+
+
+@workflow.defn(name="test-model-steps")
+class ModelStepsInARow(Process):
+    """N priced model steps in a row: each changes the run's cost, nothing else a search attribute shows."""
+
+    name = "test-model-steps"
+    outputs = (Headline,)
+
+    @workflow.run
+    async def run(self, request: StepsRequest) -> RunOutcome[Headline]:
+        return await self.execute(lambda: self._in_a_row(request), None)
+
+    async def _in_a_row(self, request: StepsRequest) -> RunOutcome[Headline]:
+        headline = Headline(text="none")
+        for i in range(request.steps):
+            headline = await self.llm(f"step_{i + 1}", f"A headline for item {i + 1}", Headline)
+        return self.end(RunState.COMPLETED, "done", headline)

@@ -7,18 +7,25 @@ chance to report. A write step is killed after its write committed and before
 Temporal heard of it (the retry must find the first write, not make a second);
 a model call is killed mid-call; parked runs lose the worker they parked on.
 Effects are counted by business content (tests/stack_process.py), so a second
-CRM record, e-mail or refund under any key would be seen.
+CRM record, e-mail or refund under any key would be seen. A run that lost its
+call replays, also as a first execution can have seen it (`with_stale_clock`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 
 import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import WorkflowHistory
 
+from activities.payloads import PayloadSettings
 from client.sdk import Baton
 from tests.stack_process import Case, ServerOnFile, WorkerProcess, World, decide, open_request, outcome_of
+from tests.test_replay import replayer
 from workflows.ledger import LedgerEntry
 
 pytestmark = pytest.mark.integration
@@ -150,3 +157,52 @@ async def test_kill_while_runs_are_parked_loses_no_request(server, tmp_path, wor
     await finish(client, world, cases)
     assert cases[1].effects_found(world.systems) == {"refund": 1}
     assert cases[3].effects_found(world.systems) == {"email": 0, "crm_update": 0}
+
+
+def with_stale_clock(history: WorkflowHistory) -> tuple[WorkflowHistory, timedelta]:
+    """`history` with the clock its first execution may have seen: the task that took in a retried call's result
+    reading the time of the task before it. Also returns how far back that moved the task's clock.
+
+    A first execution can run that task's code on that clock: a query the server sends straight
+    to the task queue (no workflow task pending as it arrives) carries the history as it is when a
+    worker polls it, which may by then end in the call's result and the workflow task scheduled
+    for it, not started. sdk-core applies those events there and then, and runs the workflow code
+    for them with `workflow.now()` still the time of the last task started; the commands that code
+    gives are sent when the task starts. Replay gives the code that task's own start time.
+    (Seen in this file's runs: README Performance, "Cost upserts in batches".)
+    """
+    events = [HistoryEvent() for _ in history.events]
+    for copied, event in zip(events, history.events, strict=True):
+        copied.CopyFrom(event)
+    retried = [e.event_id for e in events if e.activity_task_started_event_attributes.attempt > 1]
+    assert retried, "no activity in this history was retried"
+    started = [e for e in events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED]
+    before = [e for e in started if e.event_id < retried[0]][-1]
+    after = next(e for e in started if e.event_id > retried[0])
+    moved = after.event_time.ToDatetime() - before.event_time.ToDatetime()
+    after.event_time.CopyFrom(before.event_time)
+    return WorkflowHistory(history.workflow_id, events), moved
+
+
+async def test_a_run_killed_mid_call_replays_whatever_clock_its_tasks_saw(server, tmp_path, workers):
+    """(d) the welcome e-mail's call dies; the run finishes on another worker, then replays as recorded, and as a
+    first execution on a stale clock recorded it: nothing the run decides may depend on which clock a task read."""
+    case = Case(1, "onboarding-clear")
+    world = World.create(tmp_path, [case])
+    queue = f"crash-{uuid.uuid4().hex[:8]}"
+    client = await server.client()
+    baton = Baton(client, queue, tokens=world.tokens)
+    first = await start_worker(server, world, queue, workers, models=["WelcomeEmail"])
+    await case.start(baton)
+    await world.marker("model-WelcomeEmail", worker=first)
+    first.kill()
+    await start_worker(server, world, queue, workers)
+    await finish(client, world, [case])
+
+    history = await client.get_workflow_handle(case.run_id).fetch_history()
+    stale, moved = with_stale_clock(history)
+    assert moved > timedelta(seconds=5), moved  # the retry waited out the killed attempt's start-to-close
+    replay = replayer(PayloadSettings(directory=tmp_path / "payloads", db=tmp_path / "payloads.db"))
+    for clock, seen in (("as recorded", history), ("on a stale clock", stale)):
+        result = await replay.replay_workflow(seen, raise_on_replay_failure=False)
+        assert result.replay_failure is None, (clock, result.replay_failure)

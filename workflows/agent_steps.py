@@ -33,6 +33,7 @@ class AgentSteps:
         )
         entry = dict(step=step, kind=StepKind.AGENT, name=agent.name, tier=agent.tier, started_at=started,
                      input={"goal": goal, "context": task.context})
+        self._publish(settle=True)  # the run waits for its agent: its cost as of now, not a batch behind
         try:
             outcome = await workflow.execute_child_workflow(
                 "baton-agent", task, id=f"{workflow.info().workflow_id}/{step}",

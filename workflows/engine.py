@@ -58,6 +58,10 @@ FAILED_ENDS_PATCH = "failed-ends-fail-in-temporal"
 PROOF_PATCH = "decisions-carry-proof"
 # Runs started before it carry no BatonSubject search attribute.
 SUBJECT_PATCH = "subject-search-attribute"
+# Runs started before it upserted BatonCostUsd at every change of cost (each model step); since, every
+# few changes (workflows/visibility.py COST_EVERY). A new name: "cost-attribute-in-batches" was a rule
+# on the clock, reverted (README Performance); runs it started replay neither on main since nor here.
+COST_BATCH_PATCH = "cost-attribute-every-few-changes"
 START_REFUSED = "StartRefused"
 
 
@@ -114,6 +118,7 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps, Unknow
         # Asked before the policy's local activity, as the first command: asked after it, in the
         # task its result completes, Core's replay met the marker before the call (nondeterminism).
         proof = workflow.patched(PROOF_PATCH)
+        self._mirror.batch_cost = workflow.patched(COST_BATCH_PATCH)
         # Asked before the local activity too, and only by runs about someone (agents are not).
         subject = self._personal.subject if self._personal.subject and workflow.patched(SUBJECT_PATCH) else None
         self._policy = policy or await workflow.execute_local_activity_method(
@@ -134,7 +139,7 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps, Unknow
             outcome = self.end(stop.state, stop.reason, self._kept, cap=stop.cap)
         self._state, self._reason, self._current_step = outcome.state, outcome.reason, None
         self._desk.open.clear()  # a run that ended asks nobody anything
-        self._publish()
+        self._publish(settle=True)
         if outcome.state.fails_in_temporal and self.ends_in_temporal and workflow.patched(FAILED_ENDS_PATCH):
             self._fail_in_temporal(outcome)
         return outcome
@@ -402,10 +407,14 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps, Unknow
         self._record(**entry, attempts=attempts or 1, outcome="error", detail=message)
         raise StopRun(RunState.FAILED, f"step {entry['step']} failed: {message}")
 
-    def _publish(self) -> None:
-        """Keep search attributes and the Web UI's current details truthful."""
+    def _publish(self, *, settle: bool = False) -> None:
+        """Keep search attributes and the Web UI's current details truthful (`settle`: the run is about to wait or end).
+
+        A change of cost alone may wait for a few more (workflows/visibility.py SearchAttributeMirror).
+        """
         self._mirror.publish(
-            run_attributes(self.name, self._state, self._cost, self._desk.open.values(), subject=self._subject_digest)
+            run_attributes(self.name, self._state, self._cost, self._desk.open.values(), subject=self._subject_digest),
+            settle=settle,
         )
         workflow.set_current_details(self._details())
 

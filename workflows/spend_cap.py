@@ -72,7 +72,7 @@ class SpendCapSteps:
         if left is not None and left < wait:
             wait = left  # the wall clock then ends the run at the next check
         self._current_step = f"{step} (waiting for the spend cap's next window)"
-        self._publish()
+        self._publish(settle=True)
         await workflow.sleep(wait, summary=Shown(
             f"{step}: {refusal.process}'s spend cap across runs (${refusal.cap_usd:g} per "
             f"{span(refusal.window_length)}) is full until {refusal.window.end:%Y-%m-%d %H:%M:%S} UTC; waiting"

@@ -67,12 +67,25 @@ def at_start(process: str) -> TypedSearchAttributes:
     )
 
 
+COST_EVERY = 10  # changes of cost alone per upsert of BatonCostUsd: the last of them is upserted
+
+
 class SearchAttributeMirror:
     """Upserts search attributes only when their value changed: each upsert is a history event.
 
     Seeded with the attributes the run was started with, so values the starter
     already set are not upserted again. An unset keyword list reads as empty:
     Temporal keeps no empty list (at a start it is dropped, in an upsert it unsets).
+
+    With `batch_cost` (runs since workflows/engine.py COST_BATCH_PATCH), a change
+    of cost alone waits until COST_EVERY of them have, and the last is upserted:
+    back-to-back model steps each changed it, an upsert (a command, a history
+    event, a visibility write) per step. Any other change carries the cost with
+    it, and so does `settle` (a run about to wait, continue as new or end): a run
+    waiting for a person, an agent or the next window, or ended, shows its exact
+    cost. Changes are counted, never timed: a rule on `workflow.now()` diverged
+    on replay, since a first execution can run a task's code on the clock of the
+    task before it (README Performance).
     """
 
     def __init__(self, given: TypedSearchAttributes) -> None:
@@ -80,12 +93,25 @@ class SearchAttributeMirror:
             **{key.name: [] for key in sa.ALL if key.indexed_value_type is SearchAttributeIndexedValueType.KEYWORD_LIST},
             **{pair.key.name: pair.value for pair in given},
         }
+        self.batch_cost = False
+        self._held: list[float] = []  # the costs that changed alone since the last upsert, not upserted yet
 
-    def publish(self, values: Iterable[tuple[SearchAttributeKey, Any]]) -> None:
+    def publish(self, values: Iterable[tuple[SearchAttributeKey, Any]], *, settle: bool = False) -> None:
         changed = [(key, v) for key, v in values if self._published.get(key.name, object()) != v]
-        if changed:
-            workflow.upsert_search_attributes([key.value_set(v) for key, v in changed])
-            self._published.update({key.name: v for key, v in changed})
+        if not changed or (self.batch_cost and not settle and self._cost_waits(changed)):
+            return
+        workflow.upsert_search_attributes([key.value_set(v) for key, v in changed])
+        self._published.update({key.name: v for key, v in changed})
+        self._held.clear()
+
+    def _cost_waits(self, changed: list[tuple[SearchAttributeKey, Any]]) -> bool:
+        """Whether this change of cost alone waits: each new cost counts once, however often it is published."""
+        (key, cost), *others = changed
+        if others or key.name != sa.COST_USD.name:
+            return False
+        if not self._held or self._held[-1] != cost:
+            self._held.append(cost)
+        return len(self._held) < COST_EVERY
 
 
 def current_details(
