@@ -49,6 +49,7 @@ from benchmarks.harness import (
 )
 from client.sdk import Baton
 from worker.config import BatonConfig, WorkerSettings
+from worker.exit import exit_now
 from worker.registration import baton_worker
 from workflows import search_attributes as sa
 from workflows.outcome import RunState
@@ -261,7 +262,7 @@ def main() -> None:
                                               ParkedShape(before=args.before, after=args.after)),
                  "baton": lambda: measure_baton(args.parked, args.cache, args.sample, args.concurrency)}
         print(json.dumps(asyncio.run(sides[args.phase]())))
-        return
+        exit_now(0)  # not the interpreter's shutdown, which the SDK's native threads can abort (worker/exit.py)
     print(report(args.parked, args.cache, args.sample, args.concurrency))
 
 
