@@ -20,9 +20,12 @@ import secrets
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 from temporalio.common import HeaderCodecBehavior
+from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter
 
 from client.audit import audit, export_json
 from client.credentials import with_credentials
@@ -35,10 +38,11 @@ from tests.test_integration import BATON, cli_env, expect_exit, run_cli
 from tests.test_report import wait_until_reported
 from tests.test_onboarding_routes import CLEAR, PEP, wait_for_state
 from worker.binaries import temporal_cli
-from worker.codec import KEY_ID, DecryptionError, EncryptionCodec, KeyRing, KeyRingError, configured_keys, ensure_local_key
+from worker.codec import KEY_ID, SHOWN, DecryptionError, EncryptionCodec, KeyRing, KeyRingError, configured_keys, ensure_local_key
 from worker.codec_server import CodecServer, trusted_issuer
 from worker.connection import EncryptionKeyError, configured_converter, sealing_headers
-from worker.converter import data_converter
+from worker.converter import BatonPayloadConverter, data_converter
+from workflows.visibility import Shown
 from worker.registration import baton_worker
 from workflows.outcome import RunState
 
@@ -144,6 +148,16 @@ async def temporal_text(client: Client, *args: str) -> str:
     out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
     return out.decode()
+
+
+@settings(derandomize=True, database=None)
+@given(st.text())
+def test_a_summary_shown_in_clear_is_the_json_converter_s_payload_marked_shown(text: str) -> None:
+    """Summaries are built by hand for speed (worker/converter.py _json_text): the same bytes as the JSON converter's."""
+    shown = BatonPayloadConverter().to_payloads([Shown(text)])[0]
+    plain = PydanticJSONPlainPayloadConverter().to_payload(text)
+    assert shown.data == plain.data
+    assert dict(shown.metadata) == {**plain.metadata, SHOWN: b"1"}
 
 
 async def test_a_run_parked_under_key_a_finishes_replays_and_audits_after_rotation_to_b_a(dev_env, config):
