@@ -12,9 +12,11 @@ from temporalio.common import RetryPolicy
 from workflows.approvals import ApprovalStatus, AskPolicy, AtDeadline
 from workflows.engine import Process
 from workflows.outcome import ModelOutputInvalid, RunOutcome, RunState
+from workflows.visibility import Shown
 
 with workflow.unsafe.imports_passed_through():
     from baton_examples.onboarding.tools import NewCustomer, OnboardingSystems
+    from activities.policy import BudgetOverride
     from baton_examples.outbox import Email
 
 
@@ -225,4 +227,29 @@ class ModelStepsInARow(Process):
         headline = Headline(text="none")
         for i in range(request.steps):
             headline = await self.llm(f"step_{i + 1}", f"A headline for item {i + 1}", Headline)
+        return self.end(RunState.COMPLETED, "done", headline)
+
+
+class Pause(BaseModel):
+    """How long the run pauses between its two model steps, under what budget."""
+
+    pause: timedelta
+    budget: BudgetOverride | None = None
+
+
+@workflow.defn(name="test-pause")
+class PauseBetweenSteps(Process):
+    """A model step, a pause (anything that outlasts the run's wall clock between two checks), another model step."""
+
+    name = "test-pause"
+    outputs = (Headline,)
+
+    @workflow.run
+    async def run(self, request: Pause) -> RunOutcome[Headline]:
+        return await self.execute(lambda: self._pause_between(request), request.budget)
+
+    async def _pause_between(self, request: Pause) -> RunOutcome[Headline]:
+        await self.llm("before", "A headline before the pause", Headline)
+        await workflow.sleep(request.pause, summary=Shown("the pause between the steps"))
+        headline = await self.llm("after", "A headline after the pause", Headline)
         return self.end(RunState.COMPLETED, "done", headline)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from temporalio import activity
+from temporalio.api.enums.v1 import EventType
 from temporalio.exceptions import ApplicationError
 
 from activities.policy import Budget, BudgetOverride
@@ -21,10 +23,13 @@ from activities.tools.activity import ToolActivities
 from activities.tools.contracts import ToolCall, ToolResult
 from client.sdk import Baton
 from tests.conftest import SUPPORT_LEADS, running_worker
+from tests.processes import Pause, PauseBetweenSteps
 from tests.test_onboarding_routes import CLEAR, PEP, wait_for_state
+from tests.test_replay import replayer, with_stale_clock
 from workflows.ledger import LedgerEntry, StepKind
 from workflows.outcome import RunState
 from workflows.search_attributes import AWAITING_APPROVAL
+from workflows.visibility import at_start
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -214,3 +219,28 @@ async def test_the_wall_clock_bounds_a_step_still_retrying(time_env, config, sys
     assert outcome.reason.endswith("limit 00:00:10; create_crm_record could not finish in the time left")
     assert (ledger[-1].step, ledger[-1].outcome) == ("create_crm_record", "over_budget")
     assert "CRM unavailable" not in outcome.reason and systems.count("outbox") == 0
+
+
+async def test_a_pause_past_the_wall_clock_ends_the_run_on_any_clock_a_task_read(time_env, config):
+    """The pause outlasts the hour the run was given: the check before the next step ends it. Replayed as
+    recorded, and with the task after the pause reading the clock of the task before it (as a first execution
+    may have, tests/test_replay.py `with_stale_clock`): the same commands, so the cap is decided by no clock."""
+    async with running_worker(time_env.client, config, extra_workflows=(PauseBetweenSteps,)) as w:
+        handle = await time_env.client.start_workflow(
+            PauseBetweenSteps.run, Pause(pause=timedelta(hours=2), budget=BudgetOverride(max_wall_clock=timedelta(hours=1))),
+            id=f"pause-{uuid.uuid4().hex[:8]}", task_queue=w.task_queue, search_attributes=at_start("test-pause"),
+        )
+        await time_env.sleep(timedelta(hours=2, minutes=1))  # a handle fetched by id skips no time waiting
+        outcome = await Baton(time_env.client).result(handle.id)
+        ledger = await Baton(time_env.client).ledger(handle.id)
+    history = await handle.fetch_history()
+
+    assert (outcome.state, outcome.cap) == (RunState.BUDGET_EXCEEDED, "max_wall_clock"), outcome.reason
+    assert "stopped before after" in outcome.reason and [e.step for e in ledger] == ["before"]
+    pause_ended = [e.event_id for e in history.events if e.event_type == EventType.EVENT_TYPE_TIMER_FIRED][-1]
+    stale, moved = with_stale_clock(history, pause_ended)
+    assert moved >= timedelta(hours=1), moved  # the stale task reads a time inside the cap
+    replay = replayer(config.payloads, extra_workflows=(PauseBetweenSteps,))
+    for clock, seen in (("as recorded", history), ("on a stale clock", stale)):
+        result = await replay.replay_workflow(seen, raise_on_replay_failure=False)
+        assert result.replay_failure is None, (clock, result.replay_failure)

@@ -5,7 +5,7 @@ have: the last of them is upserted. Any other change of attributes (a wait for
 a person, the end) carries the cost with it, and so does a wait for an agent,
 so a run that waits or has ended shows its exact cost. The rule counts changes
 and reads no clock: replay must decide exactly as the first execution did,
-whichever clock a task read then (tests/test_crash.py `with_stale_clock`).
+whichever clock a task read then (tests/test_replay.py `with_stale_clock`).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ Temporal heard of it (the retry must find the first write, not make a second);
 a model call is killed mid-call; parked runs lose the worker they parked on.
 Effects are counted by business content (tests/stack_process.py), so a second
 CRM record, e-mail or refund under any key would be seen. A run that lost its
-call replays, also as a first execution can have seen it (`with_stale_clock`).
+call replays, also as a first execution can have seen it (tests/test_replay.py `with_stale_clock`).
 """
 
 from __future__ import annotations
@@ -18,14 +18,12 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from temporalio.api.enums.v1 import EventType
-from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHistory
 
 from activities.payloads import PayloadSettings
 from client.sdk import Baton
 from tests.stack_process import Case, ServerOnFile, WorkerProcess, World, decide, open_request, outcome_of
-from tests.test_replay import replayer
+from tests.test_replay import replayer, with_stale_clock
 from workflows.ledger import LedgerEntry
 
 pytestmark = pytest.mark.integration
@@ -159,29 +157,11 @@ async def test_kill_while_runs_are_parked_loses_no_request(server, tmp_path, wor
     assert cases[3].effects_found(world.systems) == {"email": 0, "crm_update": 0}
 
 
-def with_stale_clock(history: WorkflowHistory) -> tuple[WorkflowHistory, timedelta]:
-    """`history` with the clock its first execution may have seen: the task that took in a retried call's result
-    reading the time of the task before it. Also returns how far back that moved the task's clock.
-
-    A first execution can run that task's code on that clock: a query the server sends straight
-    to the task queue (no workflow task pending as it arrives) carries the history as it is when a
-    worker polls it, which may by then end in the call's result and the workflow task scheduled
-    for it, not started. sdk-core applies those events there and then, and runs the workflow code
-    for them with `workflow.now()` still the time of the last task started; the commands that code
-    gives are sent when the task starts. Replay gives the code that task's own start time.
-    (Seen in this file's runs: README Performance, "Cost upserts in batches".)
-    """
-    events = [HistoryEvent() for _ in history.events]
-    for copied, event in zip(events, history.events, strict=True):
-        copied.CopyFrom(event)
-    retried = [e.event_id for e in events if e.activity_task_started_event_attributes.attempt > 1]
+def retried_call(history: WorkflowHistory) -> int:
+    """The event that started the first retried activity attempt: its result came in a task of its own."""
+    retried = [e.event_id for e in history.events if e.activity_task_started_event_attributes.attempt > 1]
     assert retried, "no activity in this history was retried"
-    started = [e for e in events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED]
-    before = [e for e in started if e.event_id < retried[0]][-1]
-    after = next(e for e in started if e.event_id > retried[0])
-    moved = after.event_time.ToDatetime() - before.event_time.ToDatetime()
-    after.event_time.CopyFrom(before.event_time)
-    return WorkflowHistory(history.workflow_id, events), moved
+    return retried[0]
 
 
 async def test_a_run_killed_mid_call_replays_whatever_clock_its_tasks_saw(server, tmp_path, workers):
@@ -200,7 +180,7 @@ async def test_a_run_killed_mid_call_replays_whatever_clock_its_tasks_saw(server
     await finish(client, world, [case])
 
     history = await client.get_workflow_handle(case.run_id).fetch_history()
-    stale, moved = with_stale_clock(history)
+    stale, moved = with_stale_clock(history, retried_call(history))
     assert moved > timedelta(seconds=5), moved  # the retry waited out the killed attempt's start-to-close
     replay = replayer(PayloadSettings(directory=tmp_path / "payloads", db=tmp_path / "payloads.db"))
     for clock, seen in (("as recorded", history), ("on a stale clock", stale)):

@@ -20,6 +20,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
@@ -84,19 +86,43 @@ def replay_id(path: Path) -> str:
     return entity_id(SPEND_PROCESS, MONTH, "recorded") if path.stem.endswith("--entity") else path.stem
 
 
-def replayer(payloads: PayloadSettings | None = None) -> Replayer:
+def replayer(payloads: PayloadSettings | None = None, extra_workflows: tuple[type, ...] = ()) -> Replayer:
     """A replayer with the session's keys (tests/conftest.py) and the workers' payload store, as Baton's own
     (client/run_record.py) has the worker's: it opens fresh histories, and the recorded ones, written in clear
     with their stored payloads put back, as they are."""
     converter = configured_converter(payloads=payloads or PayloadSettings())
     REGISTRY.load(plugin_packages(SHIPPED))
     return Replayer(
-        workflows=known_workflows(),
+        workflows=[*known_workflows(), *extra_workflows],
         data_converter=converter,
         header_codec_behavior=header_behavior(converter),
         interceptors=[RunInputCheck()],
         workflow_runner=workflow_runner(),
     )
+
+
+def with_stale_clock(history: WorkflowHistory, after: int) -> tuple[WorkflowHistory, timedelta]:
+    """`history` with the clock its first execution may have seen: the first task started after event `after`
+    (a call's result, a timer fired) reading the time of the task before it. Also returns how far back that
+    moved the task's clock.
+
+    A first execution can run that task's code on that clock: a query the server sends straight
+    to the task queue (no workflow task pending as it arrives) carries the history as it is when a
+    worker polls it, which may by then end in the event and the workflow task scheduled for it,
+    not started. sdk-core applies those events there and then, and runs the workflow code for
+    them with `workflow.now()` still the time of the last task started; the commands that code
+    gives are sent when the task starts. Replay gives the code that task's own start time.
+    (Seen in tests/test_crash.py's runs: README Performance, "Cost upserts in batches".)
+    """
+    events = [HistoryEvent() for _ in history.events]
+    for copied, event in zip(events, history.events, strict=True):
+        copied.CopyFrom(event)
+    started = [e for e in events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED]
+    before = [e for e in started if e.event_id < after][-1]
+    then = next(e for e in started if e.event_id > after)
+    moved = then.event_time.ToDatetime() - before.event_time.ToDatetime()
+    then.event_time.CopyFrom(before.event_time)
+    return WorkflowHistory(history.workflow_id, events), moved
 
 
 def example(path: str) -> dict:
