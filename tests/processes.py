@@ -253,3 +253,16 @@ class PauseBetweenSteps(Process):
         await workflow.sleep(request.pause, summary=Shown("the pause between the steps"))
         headline = await self.llm("after", "A headline after the pause", Headline)
         return self.end(RunState.COMPLETED, "done", headline)
+
+
+@workflow.defn(name="test-pause-extend")
+class PauseThenExtend(PauseBetweenSteps):
+    """The pause, and compliance may extend the run's wall clock when it runs out."""
+
+    name = "test-pause-extend"
+    roles = ("compliance",)
+    budget_extension = AskPolicy(roles=["compliance"], timeout=timedelta(hours=1))
+
+    @workflow.run
+    async def run(self, request: Pause) -> RunOutcome[Headline]:
+        return await self.execute(lambda: self._pause_between(request), request.budget)

@@ -22,8 +22,8 @@ from activities.policy import Budget, BudgetOverride
 from activities.tools.activity import ToolActivities
 from activities.tools.contracts import ToolCall, ToolResult
 from client.sdk import Baton
-from tests.conftest import SUPPORT_LEADS, running_worker
-from tests.processes import Pause, PauseBetweenSteps
+from tests.conftest import REVIEWERS, SUPPORT_LEADS, running_worker
+from tests.processes import Pause, PauseBetweenSteps, PauseThenExtend
 from tests.test_onboarding_routes import CLEAR, PEP, wait_for_state
 from tests.test_replay import replayer, with_stale_clock
 from workflows.ledger import LedgerEntry, StepKind
@@ -241,6 +241,37 @@ async def test_a_pause_past_the_wall_clock_ends_the_run_on_any_clock_a_task_read
     stale, moved = with_stale_clock(history, pause_ended)
     assert moved >= timedelta(hours=1), moved  # the stale task reads a time inside the cap
     replay = replayer(config.payloads, extra_workflows=(PauseBetweenSteps,))
+    for clock, seen in (("as recorded", history), ("on a stale clock", stale)):
+        result = await replay.replay_workflow(seen, raise_on_replay_failure=False)
+        assert result.replay_failure is None, (clock, result.replay_failure)
+
+
+async def test_an_extended_wall_clock_runs_out_again_on_a_timer_of_its_own(time_env, config):
+    """Out after an hour (paused 90 min), extended to two: the 'after' step runs, and a new timer keeps the
+    extended cap, which replay finds whichever clock the task after the extension read."""
+    async with running_worker(time_env.client, config, extra_workflows=(PauseThenExtend,)) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        handle = await time_env.client.start_workflow(
+            PauseThenExtend.run, Pause(pause=timedelta(minutes=90), budget=BudgetOverride(max_wall_clock=timedelta(hours=1))),
+            id=f"pause-{uuid.uuid4().hex[:8]}", task_queue=w.task_queue, search_attributes=at_start("test-pause-extend"),
+        )
+        await time_env.sleep(timedelta(minutes=91))
+        await wait_for_state(baton, handle.id, RunState.AWAITING_APPROVAL)
+        await baton.approve(handle.id, by=REVIEWERS[0], request_id="budget.max_wall_clock")
+        outcome = await baton.result(handle.id)
+        status, ledger = await baton.status(handle.id), await baton.ledger(handle.id)
+    history = await handle.fetch_history()
+
+    assert outcome.state is RunState.COMPLETED, outcome.reason
+    assert [(e.step, e.outcome) for e in ledger] == [("before", "ok"), ("budget.max_wall_clock", "extended"), ("after", "ok")]
+    assert status.budget.max_wall_clock == timedelta(hours=2)
+    timers = [e.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta() for e in history.events
+              if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED]
+    assert timedelta(minutes=28) < timers[-1] <= timedelta(minutes=30), timers  # what the extension left: 2 h - 91 min
+    extended = [e.event_id for e in history.events if e.HasField("workflow_execution_update_accepted_event_attributes")
+                or e.HasField("workflow_execution_signaled_event_attributes")][-1]
+    stale, _ = with_stale_clock(history, extended)
+    replay = replayer(config.payloads, extra_workflows=(PauseThenExtend,))
     for clock, seen in (("as recorded", history), ("on a stale clock", stale)):
         result = await replay.replay_workflow(seen, raise_on_replay_failure=False)
         assert result.replay_failure is None, (clock, result.replay_failure)

@@ -67,6 +67,6 @@ class AgentSteps:
             max_cost_usd=run.max_cost_usd - self._cost,
             max_llm_calls=left("max_llm_calls", self._llm_calls),
             max_tool_calls=left("max_tool_calls", self._tool_calls),
-            max_wall_clock=None if run.max_wall_clock is None else run.max_wall_clock - self._elapsed(),
+            max_wall_clock=None if run.max_wall_clock is None else self._wall_clock_left(run.max_wall_clock),
             max_approval_idle=run.max_approval_idle,
         )

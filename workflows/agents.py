@@ -88,6 +88,7 @@ class AgentProgress(BaseModel):
     ledger: list[LedgerEntry] = []
     done_keys: dict[str, str] = Field(default={}, description="irreversible calls already made: key -> observation")
     facts: FactBook = FactBook()
+    wall_clock_out: bool = Field(default=False, description="its max_wall_clock's timer has fired (runs that keep it by timer)")
 
 
 class AgentDeclaration(BaseModel):

@@ -42,6 +42,7 @@ from workflows.agents import (
     TrailEntry,
 )
 from workflows.approvals import ApprovalStatus
+from workflows.budget import WALL_CLOCK_PATCH
 from workflows.engine import COST_BATCH_PATCH, PROOF_PATCH, Process
 from workflows.facts import RunFacts
 from workflows.ledger import StepKind
@@ -103,6 +104,8 @@ class BoundedAgent(Process):
         self._starter = task.started_by
         workflow.patched(PROOF_PATCH)  # asked as the first command, as the engine does (workflows/engine.py)
         workflow.patched(COST_BATCH_PATCH)  # so too this one, which the engine asks again (the SDK keeps the answer)
+        workflow.patched(WALL_CLOCK_PATCH)  # and this one
+        self._wall_clock_out = self._p.wall_clock_out  # a timer the run it continues saw fire is not started again
         if workflow.patched(POLICY_FROM_WORKER_PATCH):
             self._declared, policy = await self._from_worker(task)
         else:
@@ -342,6 +345,7 @@ class BoundedAgent(Process):
 
     def _continue(self) -> None:
         self._p.cost_usd, self._p.llm_calls, self._p.tool_calls = self._cost, self._llm_calls, self._tool_calls
+        self._p.wall_clock_out = self._wall_clock_out
         self._publish(settle=True)  # the next run starts from the attributes this one leaves
         workflow.continue_as_new(self._task.model_copy(update={"progress": self._p}))
 

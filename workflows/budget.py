@@ -11,6 +11,7 @@ they agree.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel
@@ -19,10 +20,15 @@ from temporalio import workflow
 from workflows.approvals import ApprovalRequest, ApprovalStatus, AskPolicy
 from workflows.ledger import StepKind
 from workflows.outcome import BudgetExceeded
+from workflows.visibility import Shown
 
 with workflow.unsafe.imports_passed_through():
     from activities.policy import Budget, BudgetOverride
 
+# Runs started before it decided max_wall_clock by comparing workflow.now() with the run's start: a task
+# whose code ran on the previous task's clock (tests/test_replay.py `with_stale_clock`) could decide
+# otherwise on replay. Since, a timer for the cap's remainder ends the wall clock when it fires.
+WALL_CLOCK_PATCH = "wall-clock-cap-by-timer"
 EXTENDABLE = ("max_cost_usd", "max_steps", "max_llm_calls", "max_tool_calls", "max_wall_clock")
 
 
@@ -52,10 +58,18 @@ class BudgetSteps:
 
     budget_extension: AskPolicy | None = None  # who may extend a reached cap; None: a breach ends the run
 
-    def _start_budget(self, budget: Budget, override: BudgetOverride | None) -> None:
+    _by_timer = False  # the wall clock ends when its timer fires (WALL_CLOCK_PATCH), not when the clock says
+    _wall_clock_out = False  # that timer fired (or, for an agent, had fired in the run it continues)
+    _clock_timer: asyncio.Task[None] | None = None
+
+    def _start_budget(self, budget: Budget, override: BudgetOverride | None, *, by_timer: bool) -> None:
+        """`by_timer`: the run asked WALL_CLOCK_PATCH (before any local activity) and it holds."""
         self._budget, clamped = budget.tightened(override)
         self._allowance = self._budget  # what each extension adds: the run's own first allowance
         self._started = self._started or workflow.now()
+        self._by_timer = by_timer
+        if not self._wall_clock_out:
+            self._arm_wall_clock()
         for note in clamped:
             self._record(step="budget", kind=StepKind.BUDGET, name="override", started_at=workflow.now(),
                          outcome="clamped", detail=f"the run's budget override was clamped: {note}")
@@ -73,8 +87,38 @@ class BudgetSteps:
         return None if cap is None else max(cap - self._elapsed(), timedelta(seconds=1))
 
     def _wall_clock_spent(self) -> bool:
+        """Whether max_wall_clock has run out: its timer fired, or (runs before the timer) the clock says so."""
         cap = self._budget.max_wall_clock if self._budget else None
-        return cap is not None and self._elapsed() >= cap
+        if cap is None:
+            return False
+        return self._wall_clock_out if self._by_timer else self._elapsed() >= cap
+
+    def _wall_clock_left(self, cap: timedelta) -> timedelta:
+        """What the wall clock leaves a wait: nothing once its timer fired; until then at least the second the
+        timer is never short of, so whether the wait ends at once is the timer's to say, not the clock's."""
+        if not self._by_timer:
+            return cap - self._elapsed()
+        return timedelta(0) if self._wall_clock_out else max(cap - self._elapsed(), timedelta(seconds=1))
+
+    def _arm_wall_clock(self) -> None:
+        """Start the timer that ends max_wall_clock, for what the cap has left.
+
+        At least a second, whatever the clock says, so whether the timer starts never
+        depends on which clock a task read: only its duration does, which replay
+        does not compare. Re-armed when an extension raises the cap.
+        """
+        cap = self._budget.max_wall_clock
+        if not self._by_timer or cap is None:
+            return
+        if self._clock_timer is not None:
+            self._clock_timer.cancel()
+        self._wall_clock_out = False
+        left = max(cap - self._elapsed(), timedelta(seconds=1))
+        self._clock_timer = asyncio.create_task(self._wall_clock_runs_out(left, cap))
+
+    async def _wall_clock_runs_out(self, left: timedelta, cap: timedelta) -> None:
+        await workflow.sleep(left, summary=Shown(f"max_wall_clock: {span(cap)} from the run's start"))
+        self._wall_clock_out = True
 
     def _elapsed(self) -> timedelta:
         return workflow.now() - self._started if self._started else timedelta(0)
@@ -95,7 +139,7 @@ class BudgetSteps:
             return "max_steps", f"{self._steps_taken()} steps", f"{b.max_steps}"
         if self._cost >= b.max_cost_usd:
             return "max_cost_usd", f"${self._cost:.6f}", f"${b.max_cost_usd}"
-        if b.max_wall_clock is not None and self._elapsed() >= b.max_wall_clock:
+        if self._wall_clock_spent():
             return "max_wall_clock", f"{span(self._elapsed())}", f"{span(b.max_wall_clock)}"
         if llm and b.max_llm_calls is not None and self._llm_calls >= b.max_llm_calls:
             return "max_llm_calls", f"{self._llm_calls} model calls", f"{b.max_llm_calls}"
@@ -128,6 +172,8 @@ class BudgetSteps:
         )
         if approved:
             self._budget = self._budget.model_copy(update={cap: raised})
+            if cap == "max_wall_clock":
+                self._arm_wall_clock()
         return approved
 
     def _wait_cap(self, requested_at: datetime) -> tuple[timedelta, str] | None:
@@ -137,7 +183,7 @@ class BudgetSteps:
         if b.max_approval_idle is not None:
             limits.append((b.max_approval_idle - (now - requested_at), "max_approval_idle"))
         if b.max_wall_clock is not None:
-            limits.append((b.max_wall_clock - self._elapsed(), "max_wall_clock"))
+            limits.append((self._wall_clock_left(b.max_wall_clock), "max_wall_clock"))
         return min(limits, key=lambda x: x[0]) if limits else None
 
 

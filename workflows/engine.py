@@ -26,7 +26,7 @@ from workflows.agent_steps import AgentSteps
 from workflows.agents import Agent
 from workflows.approval_desk import ApprovalDesk
 from workflows.approvals import ApprovalStatus, AskPolicy
-from workflows.budget import BudgetSteps, calls_and_clock, span
+from workflows.budget import WALL_CLOCK_PATCH, BudgetSteps, calls_and_clock, span
 from workflows.decisions import Decisions
 from workflows.human_steps import HumanSteps, NotApproved
 from workflows.ledger import LedgerEntry, StepKind
@@ -119,6 +119,7 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps, Unknow
         # task its result completes, Core's replay met the marker before the call (nondeterminism).
         proof = workflow.patched(PROOF_PATCH)
         self._mirror.batch_cost = workflow.patched(COST_BATCH_PATCH)
+        by_timer = workflow.patched(WALL_CLOCK_PATCH)
         # Asked before the local activity too, and only by runs about someone (agents are not).
         subject = self._personal.subject if self._personal.subject and workflow.patched(SUBJECT_PATCH) else None
         self._policy = policy or await workflow.execute_local_activity_method(
@@ -130,7 +131,7 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps, Unknow
         self._proof = proof  # only now: a decision is verified with the keys the policy carries
         if self._proof and not self.inherits_starter:
             self._starter = self._verified_starter()
-        self._start_budget(self._policy.budget, budget)
+        self._start_budget(self._policy.budget, budget, by_timer=by_timer)
         if subject is not None:
             await self._mark_subject(subject)
         try:
