@@ -220,4 +220,6 @@ async def test_the_deadline_timer_says_which_request_and_whom_it_waits_for(time_
         (await decode([e.user_metadata.summary], [str]))[0] if e.user_metadata.HasField("summary") else None
         for e in history.events if e.HasField("timer_started_event_attributes")
     ]
-    assert summaries == ["compliance_review · deadline for compliance"]
+    assert None not in summaries, summaries  # every timer is named: the deadline's, and the wall clock's
+    assert "compliance_review · deadline for compliance" in summaries, summaries
+    assert any(s.startswith("max_wall_clock: ") for s in summaries), summaries
