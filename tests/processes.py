@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-from workflows.approvals import ApprovalStatus, AskPolicy, AtDeadline
+from workflows.approvals import ApprovalStatus, AskPolicy, AtDeadline, Stage
 from workflows.engine import Process
 from workflows.outcome import ModelOutputInvalid, RunOutcome, RunState
 from workflows.visibility import Shown
@@ -266,3 +266,27 @@ class PauseThenExtend(PauseBetweenSteps):
     @workflow.run
     async def run(self, request: Pause) -> RunOutcome[Headline]:
         return await self.execute(lambda: self._pause_between(request), request.budget)
+
+
+class Escalation(BaseModel):
+    """The budget of a run whose one approval escalates: compliance for an hour, then its lead for two."""
+
+    budget: BudgetOverride | None = None
+
+
+@workflow.defn(name="test-escalate")
+class EscalatingApproval(Process):
+    """One approval in two stages, so a time cap of the budget can fall on the escalation between them."""
+
+    name = "test-escalate"
+    roles = ("compliance", "compliance-lead")
+
+    @workflow.run
+    async def run(self, request: Escalation) -> RunOutcome[dict]:
+        return await self.execute(lambda: self._ask(request), request.budget)
+
+    async def _ask(self, request: Escalation) -> RunOutcome[dict]:
+        policy = AskPolicy(roles=["compliance"], timeout=timedelta(hours=1),
+                           escalate=[Stage(roles=["compliance-lead"], timeout=timedelta(hours=2))])
+        await self.approval("sign_off", ask="Sign off?", context=request, policy=policy)
+        return self.end(RunState.COMPLETED, "signed off")

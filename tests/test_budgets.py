@@ -23,7 +23,7 @@ from activities.tools.activity import ToolActivities
 from activities.tools.contracts import ToolCall, ToolResult
 from client.sdk import Baton
 from tests.conftest import REVIEWERS, SUPPORT_LEADS, running_worker
-from tests.processes import Pause, PauseBetweenSteps, PauseThenExtend
+from tests.processes import EscalatingApproval, Escalation, Pause, PauseBetweenSteps, PauseThenExtend
 from tests.test_onboarding_routes import CLEAR, PEP, wait_for_state
 from tests.test_replay import replayer, with_stale_clock
 from workflows.ledger import LedgerEntry, StepKind
@@ -272,6 +272,33 @@ async def test_an_extended_wall_clock_runs_out_again_on_a_timer_of_its_own(time_
                 or e.HasField("workflow_execution_signaled_event_attributes")][-1]
     stale, _ = with_stale_clock(history, extended)
     replay = replayer(config.payloads, extra_workflows=(PauseThenExtend,))
+    for clock, seen in (("as recorded", history), ("on a stale clock", stale)):
+        result = await replay.replay_workflow(seen, raise_on_replay_failure=False)
+        assert result.replay_failure is None, (clock, result.replay_failure)
+
+
+async def test_an_idle_cap_as_long_as_the_first_stage_ends_the_run_on_any_clock_a_task_read(time_env, config):
+    """max_approval_idle (1 h) runs out just as compliance's hour does, before the lead's two hours: the run
+    ends over budget. Replayed as recorded, and with the task after the first stage's timer reading the clock
+    of the task that asked (tests/test_replay.py `with_stale_clock`): on that clock the cap has an hour left,
+    so a cap decided by comparing clocks would start a timer where the recorded run ended."""
+    budget = BudgetOverride(max_approval_idle=timedelta(hours=1))
+    async with running_worker(time_env.client, config, extra_workflows=(EscalatingApproval,)) as w:
+        handle = await time_env.client.start_workflow(
+            EscalatingApproval.run, Escalation(budget=budget), id=f"escalate-{uuid.uuid4().hex[:8]}",
+            task_queue=w.task_queue, search_attributes=at_start("test-escalate"),
+        )
+        await time_env.sleep(timedelta(hours=3, minutes=1))  # a handle fetched by id skips no time waiting
+        outcome = await Baton(time_env.client).result(handle.id)
+        status = await Baton(time_env.client).status(handle.id)
+    history = await handle.fetch_history()
+
+    assert (outcome.state, outcome.cap) == (RunState.BUDGET_EXCEEDED, "max_approval_idle"), outcome.reason
+    assert "limit 01:00:00" in outcome.reason and status.open_requests == []
+    first_stage_over = [e.event_id for e in history.events if e.event_type == EventType.EVENT_TYPE_TIMER_FIRED][0]
+    stale, moved = with_stale_clock(history, first_stage_over)
+    assert moved >= timedelta(hours=1), moved  # the stale task reads the time the request was asked
+    replay = replayer(config.payloads, extra_workflows=(EscalatingApproval,))
     for clock, seen in (("as recorded", history), ("on a stale clock", stale)):
         result = await replay.replay_workflow(seen, raise_on_replay_failure=False)
         assert result.replay_failure is None, (clock, result.replay_failure)
