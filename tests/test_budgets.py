@@ -22,13 +22,14 @@ from activities.policy import Budget, BudgetOverride
 from activities.tools.activity import ToolActivities
 from activities.tools.contracts import ToolCall, ToolResult
 from client.sdk import Baton
-from tests.conftest import REVIEWERS, SUPPORT_LEADS, running_worker
+from tests.conftest import LEADS, REVIEWERS, SUPPORT_LEADS, running_worker
 from tests.processes import EscalatingApproval, Escalation, Pause, PauseBetweenSteps, PauseThenExtend
 from tests.test_onboarding_routes import CLEAR, PEP, wait_for_state
 from tests.test_replay import replayer, with_stale_clock
 from workflows.ledger import LedgerEntry, StepKind
 from workflows.outcome import RunState
 from workflows.search_attributes import AWAITING_APPROVAL
+from workflows.budget import span
 from workflows.visibility import at_start
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -277,24 +278,33 @@ async def test_an_extended_wall_clock_runs_out_again_on_a_timer_of_its_own(time_
         assert result.replay_failure is None, (clock, result.replay_failure)
 
 
-async def test_an_idle_cap_as_long_as_the_first_stage_ends_the_run_on_any_clock_a_task_read(time_env, config):
-    """max_approval_idle (1 h) runs out just as compliance's hour does, before the lead's two hours: the run
-    ends over budget. Replayed as recorded, and with the task after the first stage's timer reading the clock
-    of the task that asked (tests/test_replay.py `with_stale_clock`): on that clock the cap has an hour left,
-    so a cap decided by comparing clocks would start a timer where the recorded run ended."""
-    budget = BudgetOverride(max_approval_idle=timedelta(hours=1))
+@pytest.mark.parametrize(("cap", "limit", "ends"), [
+    ("max_approval_idle", timedelta(hours=1), None),
+    ("max_wall_clock", timedelta(hours=2, minutes=30), [("compliance", "escalated"), ("compliance-lead", "timed_out")]),
+])
+async def test_a_time_cap_ends_an_escalated_approval_on_any_clock_a_task_read(time_env, config, cap, limit, ends):
+    """Compliance has an hour, then its lead two. max_approval_idle (1 h) runs out as compliance's hour does
+    (whether the escalation is recorded first depends on whether the server delivers the two timers in one task
+    or two); max_wall_clock (2 h 30) ends the lead's stage half-way. Replayed as
+    recorded, and with the task after the first stage's timer reading the clock of the task that asked
+    (tests/test_replay.py `with_stale_clock`): on that clock the idle cap has an hour left, so a cap decided by
+    comparing clocks would start a timer where the recorded run ended."""
     async with running_worker(time_env.client, config, extra_workflows=(EscalatingApproval,)) as w:
         handle = await time_env.client.start_workflow(
-            EscalatingApproval.run, Escalation(budget=budget), id=f"escalate-{uuid.uuid4().hex[:8]}",
-            task_queue=w.task_queue, search_attributes=at_start("test-escalate"),
+            EscalatingApproval.run, Escalation(budget=BudgetOverride(**{cap: limit})),
+            id=f"escalate-{uuid.uuid4().hex[:8]}", task_queue=w.task_queue, search_attributes=at_start("test-escalate"),
         )
         await time_env.sleep(timedelta(hours=3, minutes=1))  # a handle fetched by id skips no time waiting
         outcome = await Baton(time_env.client).result(handle.id)
         status = await Baton(time_env.client).status(handle.id)
+        ledger = await Baton(time_env.client).ledger(handle.id)
     history = await handle.fetch_history()
 
-    assert (outcome.state, outcome.cap) == (RunState.BUDGET_EXCEEDED, "max_approval_idle"), outcome.reason
-    assert "limit 01:00:00" in outcome.reason and status.open_requests == []
+    assert (outcome.state, outcome.cap) == (RunState.BUDGET_EXCEEDED, cap), outcome.reason
+    assert f"limit {span(limit)}" in outcome.reason and status.open_requests == []
+    assert ledger[-1].outcome == "timed_out" and ledger[-1].detail.startswith(f"{cap} ran out after "), ledger[-1]
+    if ends is not None:  # not on the idle cap's tie with the first deadline (see above)
+        assert [(e.name, e.outcome) for e in ledger] == ends
     first_stage_over = [e.event_id for e in history.events if e.event_type == EventType.EVENT_TYPE_TIMER_FIRED][0]
     stale, moved = with_stale_clock(history, first_stage_over)
     assert moved >= timedelta(hours=1), moved  # the stale task reads the time the request was asked
@@ -302,3 +312,28 @@ async def test_an_idle_cap_as_long_as_the_first_stage_ends_the_run_on_any_clock_
     for clock, seen in (("as recorded", history), ("on a stale clock", stale)):
         result = await replay.replay_workflow(seen, raise_on_replay_failure=False)
         assert result.replay_failure is None, (clock, result.replay_failure)
+
+
+async def test_a_decision_wins_and_closes_its_idle_timer(time_env, config):
+    """The lead approves in the second stage, within the idle cap: the run goes on. The cap had one timer, for
+    all of it, from the ask (no duration read off a clock), cancelled with the request (none left to fire)."""
+    budget = BudgetOverride(max_approval_idle=timedelta(hours=2))
+    async with running_worker(time_env.client, config, extra_workflows=(EscalatingApproval,)) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        handle = await time_env.client.start_workflow(
+            EscalatingApproval.run, Escalation(budget=budget), id=f"escalate-{uuid.uuid4().hex[:8]}",
+            task_queue=w.task_queue, search_attributes=at_start("test-escalate"),
+        )
+        await time_env.sleep(timedelta(hours=1, minutes=30))
+        (request,) = (await baton.status(handle.id)).open_requests
+        await baton.approve(handle.id, by=LEADS[0], request_id="sign_off")
+        outcome = await baton.result(handle.id)
+    history = await handle.fetch_history()
+
+    assert (request.roles, request.stops_run) == (["compliance-lead"], "max_approval_idle")
+    assert outcome.state is RunState.COMPLETED, outcome.reason
+    idle = [(e.event_id, e.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta()) for e in history.events
+            if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED and b"max_approval_idle" in e.user_metadata.summary.data]
+    canceled = [e.timer_canceled_event_attributes.started_event_id for e in history.events
+                if e.event_type == EventType.EVENT_TYPE_TIMER_CANCELED]
+    assert [d for _, d in idle] == [timedelta(hours=2)] and idle[0][0] in canceled, (idle, canceled)
