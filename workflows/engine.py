@@ -28,7 +28,7 @@ from workflows.approval_desk import ApprovalDesk
 from workflows.approvals import ApprovalStatus, AskPolicy
 from workflows.budget import WALL_CLOCK_PATCH, BudgetSteps, calls_and_clock, span
 from workflows.decisions import Decisions
-from workflows.human_steps import HumanSteps, NotApproved
+from workflows.human_steps import APPROVAL_CAPS_PATCH, HumanSteps, NotApproved
 from workflows.ledger import LedgerEntry, StepKind
 from workflows.model_steps import ModelSteps
 from workflows.outcome import BudgetExceeded, RunOutcome, RunState, StopRun, ToolRefused
@@ -120,6 +120,8 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps, Unknow
         proof = workflow.patched(PROOF_PATCH)
         self._mirror.batch_cost = workflow.patched(COST_BATCH_PATCH)
         by_timer = workflow.patched(WALL_CLOCK_PATCH)
+        # Not asked by an agent: it loads its policy (a local activity) before it calls this (bounded_agent.py).
+        self._caps_by_timer = policy is None and workflow.patched(APPROVAL_CAPS_PATCH)
         # Asked before the local activity too, and only by runs about someone (agents are not).
         subject = self._personal.subject if self._personal.subject and workflow.patched(SUBJECT_PATCH) else None
         self._policy = policy or await workflow.execute_local_activity_method(

@@ -8,6 +8,7 @@ stays about steps and budgets. How people's answers come in (signals, the
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel
@@ -20,12 +21,19 @@ from workflows.approvals import (
     ApprovalStatus,
     AskPolicy,
     AtDeadline,
+    Stage,
 )
 from workflows.budget import span
 from workflows.ledger import StepKind
 from workflows.outcome import BudgetExceeded, RunState, StopRun
 from workflows.thresholds import Rule, RuleError
 from workflows.visibility import Shown
+
+# Runs started before it ended a wait for a person by a time cap by comparing workflow.now() with the cap
+# (max_approval_idle from the ask, max_wall_clock from the run's start): a task whose code ran on the previous
+# task's clock (tests/test_replay.py `with_stale_clock`) could decide otherwise on replay. Since, the caps'
+# timers end the wait (max_approval_idle's own, started at the ask; max_wall_clock's, budget.py).
+APPROVAL_CAPS_PATCH = "approval-caps-by-timer"
 
 
 class NotApproved(StopRun):
@@ -44,6 +52,7 @@ class HumanSteps:
     _desk: ApprovalDesk
     _state: RunState
     _cost: float
+    _caps_by_timer = False  # time caps end a wait for a person by their timers (APPROVAL_CAPS_PATCH)
 
     async def approval(
         self, step: str, *, ask: str, context: BaseModel, policy: AskPolicy, proposed: str = ""
@@ -78,19 +87,17 @@ class HumanSteps:
     async def _wait_through_stages(
         self, request: ApprovalRequest, policy: AskPolicy, capped: bool = True
     ) -> ApprovalResult:
-        """Wait stage by stage; `capped` waits also end when a time cap of the budget runs out (see budget.py)."""
+        """Wait stage by stage; `capped` waits also end when a time cap of the budget runs out (see budget.py).
+
+        Runs since APPROVAL_CAPS_PATCH wait on timers (`_wait_on_timers`); before it, a stage was cut by
+        comparing the clock with the caps, which a task run on a stale clock could decide otherwise.
+        """
+        if capped and self._caps_by_timer:
+            return await self._wait_on_timers(request, policy)
         stages = policy.stages()
         for index, stage in enumerate(stages):
             stage_started = workflow.now()
-            limit = self._wait_cap(request.requested_at) if capped else None
-            cut = limit if limit is not None and limit[0] < stage.timeout else None
-            request.roles, request.stage = stage.roles, index
-            request.people = self._people(stage.roles)
-            request.deadline = stage_started + (cut[0] if cut else stage.timeout)
-            request.stops_run = cut[1] if cut else None
-            request.escalates_to = stages[index + 1].roles if index + 1 < len(stages) else []
-            self._state = RunState.AWAITING_APPROVAL
-            self._publish()
+            cut = self._show_stage(request, stages, index, capped)
             try:
                 if cut and cut[0] <= timedelta(0):
                     raise TimeoutError
@@ -101,21 +108,98 @@ class HumanSteps:
             except TimeoutError:
                 if cut:
                     self._out_of_time(request, cut[1])
-                if request.escalates_to:
-                    self._record(
-                        step=request.step, kind=StepKind.APPROVAL, name=",".join(stage.roles),
-                        started_at=stage_started, outcome="escalated",
-                        detail=f"no decision from {'/'.join(stage.roles)} within {stage.timeout}; "
-                        f"escalated to {'/'.join(request.escalates_to)}",
-                    )
+                self._escalated(request, stage, stage_started)
                 continue
-            verdict, signer = self._desk.verdicts[request.id], self._desk.signers.get(request.id)
-            return ApprovalResult(
-                request_id=request.id,
-                status=ApprovalStatus.APPROVED if verdict.approved else ApprovalStatus.REJECTED,
-                by=verdict.by, comment=verdict.comment, decided_at=workflow.now(),
-                issuer=signer.issuer if signer else None, kid=signer.kid if signer else None,
+            return self._decided(request)
+        return self._at_deadline(request, policy)
+
+    async def _wait_on_timers(self, request: ApprovalRequest, policy: AskPolicy) -> ApprovalResult:
+        """Each stage waits for a decision, its deadline, or a time cap's timer; which one came is read from
+        the verdicts and the caps' flags, set by events, so every clock a task may read gives the same commands."""
+        idle = asyncio.Event()
+        idle_timer = self._start_idle_timer(request, idle)
+        try:
+            stages = policy.stages()
+            for index, stage in enumerate(stages):
+                stage_started = workflow.now()
+                self._show_stage(request, stages, index, capped=True)
+                await self._stage_ends(request, stage, idle)
+                if request.id in self._desk.verdicts:
+                    return self._decided(request)  # a decision that arrived wins over any cap
+                if cap := self._cap_out(idle):
+                    self._out_of_time(request, cap)
+                self._escalated(request, stage, stage_started)
+            return self._at_deadline(request, policy)
+        finally:
+            if idle_timer is not None:
+                idle_timer.cancel()  # the request is closed: its idle cap no longer runs
+
+    def _start_idle_timer(self, request: ApprovalRequest, idle: asyncio.Event) -> asyncio.Task[None] | None:
+        """A timer for the whole max_approval_idle from the ask: its duration never depends on a clock."""
+        cap = self._budget.max_approval_idle
+        return None if cap is None else asyncio.create_task(self._idle_runs_out(request, cap, idle))
+
+    async def _idle_runs_out(self, request: ApprovalRequest, cap: timedelta, idle: asyncio.Event) -> None:
+        await workflow.sleep(cap, summary=Shown(f"{request.id} · max_approval_idle: {span(cap)} from the ask"))
+        idle.set()
+
+    async def _stage_ends(self, request: ApprovalRequest, stage: Stage, idle: asyncio.Event) -> None:
+        """Wait until a decision, a time cap's timer, or the stage's own deadline, whichever comes first."""
+        try:
+            await workflow.wait_condition(
+                lambda: request.id in self._desk.verdicts or idle.is_set() or self._wall_clock_spent(),
+                timeout=stage.timeout, timeout_summary=Shown(f"{request.id} · deadline for {'/'.join(stage.roles)}"),
             )
+        except TimeoutError:
+            pass  # the stage's deadline: the caller reads what else ended the wait from the flags
+
+    def _cap_out(self, idle: asyncio.Event) -> str | None:
+        """The time cap whose timer has fired, if any (the wall clock's is `_wall_clock_out`, budget.py)."""
+        if idle.is_set():
+            return "max_approval_idle"
+        return "max_wall_clock" if self._wall_clock_spent() else None
+
+    def _show_stage(
+        self, request: ApprovalRequest, stages: list[Stage], index: int, capped: bool
+    ) -> tuple[timedelta, str] | None:
+        """Publish who is asked now and until when: the stage's deadline, or a time cap's if it comes first.
+
+        Returns that cap and what it leaves, by the clock: runs before APPROVAL_CAPS_PATCH cut the wait by
+        it; since, it is only shown (the deadline a person reads), never decides a command.
+        """
+        stage = stages[index]
+        limit = self._wait_cap(request.requested_at) if capped else None
+        cut = limit if limit is not None and limit[0] < stage.timeout else None
+        request.roles, request.stage = stage.roles, index
+        request.people = self._people(stage.roles)
+        request.deadline = workflow.now() + (cut[0] if cut else stage.timeout)
+        request.stops_run = cut[1] if cut else None
+        request.escalates_to = stages[index + 1].roles if index + 1 < len(stages) else []
+        self._state = RunState.AWAITING_APPROVAL
+        self._publish()
+        return cut
+
+    def _escalated(self, request: ApprovalRequest, stage: Stage, stage_started: datetime) -> None:
+        """A stage's deadline passed with no decision: the ledger says who takes over (nothing after the last)."""
+        if request.escalates_to:
+            self._record(
+                step=request.step, kind=StepKind.APPROVAL, name=",".join(stage.roles),
+                started_at=stage_started, outcome="escalated",
+                detail=f"no decision from {'/'.join(stage.roles)} within {stage.timeout}; "
+                f"escalated to {'/'.join(request.escalates_to)}",
+            )
+
+    def _decided(self, request: ApprovalRequest) -> ApprovalResult:
+        verdict, signer = self._desk.verdicts[request.id], self._desk.signers.get(request.id)
+        return ApprovalResult(
+            request_id=request.id,
+            status=ApprovalStatus.APPROVED if verdict.approved else ApprovalStatus.REJECTED,
+            by=verdict.by, comment=verdict.comment, decided_at=workflow.now(),
+            issuer=signer.issuer if signer else None, kid=signer.kid if signer else None,
+        )
+
+    def _at_deadline(self, request: ApprovalRequest, policy: AskPolicy) -> ApprovalResult:
+        """The last stage passed with no decision: rejected or timed out, as the policy says."""
         if policy.at_deadline is AtDeadline.REJECT:
             return ApprovalResult(
                 request_id=request.id, status=ApprovalStatus.REJECTED, by="deadline",
