@@ -89,6 +89,7 @@ class AgentProgress(BaseModel):
     done_keys: dict[str, str] = Field(default={}, description="irreversible calls already made: key -> observation")
     facts: FactBook = FactBook()
     wall_clock_out: bool = Field(default=False, description="its max_wall_clock's timer has fired (runs that keep it by timer)")
+    ttl_out: bool = Field(default=False, description="its ttl's timer has fired (runs that keep the ttl by timer)")
 
 
 class AgentDeclaration(BaseModel):

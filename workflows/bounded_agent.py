@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Coroutine
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -42,7 +42,7 @@ from workflows.agents import (
     TrailEntry,
 )
 from workflows.approvals import ApprovalStatus
-from workflows.budget import WALL_CLOCK_PATCH
+from workflows.budget import WALL_CLOCK_PATCH, span
 from workflows.engine import COST_BATCH_PATCH, PROOF_PATCH, Process
 from workflows.facts import RunFacts
 from workflows.ledger import StepKind
@@ -71,6 +71,10 @@ PREVIEW_CHARS = 400  # of a large tool output, in the ledger and the trail
 POLICY_FROM_WORKER_PATCH = "agent-policy-from-worker"
 # Runs recorded before the caps on proposals per turn and refusals per run went on past them.
 HOSTILE_CAPS_PATCH = "agent-proposal-and-refusal-caps"
+# Runs recorded before it decided the ttl by comparing workflow.now() with the agent's start: a task whose
+# code ran on the previous task's clock (tests/test_replay.py `with_stale_clock`) could find the ttl spent
+# where replay does not, or count a person's wait otherwise. Since, a timer for the working time left ends it.
+TTL_PATCH = "agent-ttl-by-timer"
 
 
 class CapReached(Exception):
@@ -106,6 +110,8 @@ class BoundedAgent(Process):
         workflow.patched(COST_BATCH_PATCH)  # so too this one, which the engine asks again (the SDK keeps the answer)
         workflow.patched(WALL_CLOCK_PATCH)  # and this one
         self._wall_clock_out = self._p.wall_clock_out  # a timer the run it continues saw fire is not started again
+        self._ttl_by_timer = workflow.patched(TTL_PATCH)  # and this one, before the local activity below
+        self._ttl_out, self._ttl_timer = self._p.ttl_out, None  # the ttl's timer likewise
         if workflow.patched(POLICY_FROM_WORKER_PATCH):
             self._declared, policy = await self._from_worker(task)
         else:
@@ -137,6 +143,7 @@ class BoundedAgent(Process):
         return declared, loaded.policy.model_copy(update={"budget": budget})
 
     async def _work(self) -> RunOutcome[AgentReport]:
+        self._arm_ttl()
         try:
             answer = await self._loop()
         except CapReached as cap:
@@ -248,12 +255,12 @@ class BoundedAgent(Process):
         policy = declared.approvals.get(spec.name)
         if policy is None:
             return self._refuse(turn, step, use, f"{spec.name} is irreversible and {task.grantee} has no approval policy for it", "refused")
-        asked = workflow.now()
+        asked = self._pause_ttl()
         result = await self.approval(
             f"{step}.approval", ask=f"Allow agent {task.grantee} to {spec.name} {json.dumps(masked(args))}?",
             proposed=f"{spec.name} {json.dumps(masked(args))}", context=self._facts.subject(spec.name, args), policy=policy,
         )
-        self._p.paused_s += (workflow.now() - asked).total_seconds()  # people's time is not the agent's
+        self._resume_ttl(asked)
         if result.status is not ApprovalStatus.APPROVED:
             detail = f"{result.status.value} by {result.by}: {result.comment or 'no comment'}"
             self._trail(turn, "not_approved", spec.name, detail)
@@ -293,7 +300,7 @@ class BoundedAgent(Process):
     ) -> Message:
         """A person settles an at-most-once call whose outcome is unknown: sent once more, or never again."""
         policy = self._declared.approvals[spec.name].model_copy(update={"auto_approve": None})
-        asked = workflow.now()
+        asked = self._pause_ttl()
         try:
             await self._settle_unknown(entry, spec, args, why, policy, 1 + sum(1 for t in self._p.trail if t.kind == "unknown"))
         except NotApproved as no:
@@ -303,7 +310,7 @@ class BoundedAgent(Process):
                 self._p.done_keys[entry["idempotency_key"]] = json.dumps({"outcome": "unknown"})
             return _observation(use, detail, True)
         finally:
-            self._p.paused_s += (workflow.now() - asked).total_seconds()  # people's time is not the agent's
+            self._resume_ttl(asked)
         self._trail(turn, "unknown", spec.name, f"outcome unknown ({why}); a person had it sent once more")
         return await self._run(turn, step, spec, args, use)
 
@@ -323,13 +330,15 @@ class BoundedAgent(Process):
         recorded on its way out is relabelled `cancelled` rather than left as an error.
         """
         ttl = self._declared.caps.ttl
-        left = ttl.total_seconds() - ((workflow.now() - self._p.started_at).total_seconds() - self._p.paused_s)
-        if left <= 0:
+        if self._ttl_out if self._ttl_by_timer else self._ttl_left_s() <= 0:
             work.close()
             raise CapReached("ttl", f"ttl: {ttl} of working time used up before {what}")
         ledger_mark, trail_mark = len(self._ledger), len(self._p.trail)
         task = asyncio.ensure_future(work)
-        await workflow.wait([task], timeout=left)
+        if self._ttl_by_timer:
+            await workflow.wait_condition(lambda: task.done() or self._ttl_out)
+        else:  # runs before TTL_PATCH: a timer of their own for what the clock says is left
+            await workflow.wait([task], timeout=self._ttl_left_s())
         if task.done():
             return task.result()
         task.cancel()
@@ -343,9 +352,40 @@ class BoundedAgent(Process):
                 entry.outcome, entry.detail = "cancelled", f"the agent's ttl ({ttl}) ran out"
         raise CapReached("ttl", f"ttl: {ttl} of working time used up during {what}")
 
+    def _ttl_left_s(self) -> float:
+        """The working time the clock says is left: the ttl less the time since the agent started, people's waits excluded."""
+        return self._declared.caps.ttl.total_seconds() - ((workflow.now() - self._p.started_at).total_seconds() - self._p.paused_s)
+
+    def _arm_ttl(self) -> None:
+        """Start the timer that ends the ttl, for the working time left (TTL_PATCH runs only).
+
+        At least a second, whatever the clock says, so whether the timer starts never
+        depends on which clock a task read: only its duration does, which replay does
+        not compare. Not started again once it fired, in this run or the one continued.
+        """
+        if self._ttl_by_timer and not self._ttl_out:
+            left = timedelta(seconds=max(self._ttl_left_s(), 1.0))
+            self._ttl_timer = asyncio.create_task(self._ttl_runs_out(left))
+
+    async def _ttl_runs_out(self, left: timedelta) -> None:
+        await workflow.sleep(left, summary=Shown(f"ttl: {span(self._declared.caps.ttl)} of {self.name}'s working time"))
+        self._ttl_out = True
+
+    def _pause_ttl(self) -> datetime:
+        """A person is asked: their time is not the agent's, so its ttl's timer stops. Returns when they were asked."""
+        if self._ttl_timer is not None:
+            self._ttl_timer.cancel()
+            self._ttl_timer = None
+        return workflow.now()
+
+    def _resume_ttl(self, asked: datetime) -> None:
+        """The person answered: count their wait as paused, and time what working time is left."""
+        self._p.paused_s += (workflow.now() - asked).total_seconds()  # people's time is not the agent's
+        self._arm_ttl()
+
     def _continue(self) -> None:
         self._p.cost_usd, self._p.llm_calls, self._p.tool_calls = self._cost, self._llm_calls, self._tool_calls
-        self._p.wall_clock_out = self._wall_clock_out
+        self._p.wall_clock_out, self._p.ttl_out = self._wall_clock_out, self._ttl_out
         self._publish(settle=True)  # the next run starts from the attributes this one leaves
         workflow.continue_as_new(self._task.model_copy(update={"progress": self._p}))
 
