@@ -165,7 +165,7 @@ class HumanSteps:
         )
         return result
 
-    def _eligible(self, policy: AskPolicy) -> set[str] | None:  # runs before PROOF_PATCH: by name
+    def _eligible(self, policy: AskPolicy) -> set[str] | None:  # runs before patches.PROOF: by name
         """Everyone any stage of the policy asks: a decision from anyone else can never apply."""
         people = [self._people(stage.roles) for stage in policy.stages()]
         return None if None in people else {p for stage in people for p in stage}
