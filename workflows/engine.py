@@ -115,17 +115,21 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps, Unknow
         by_timer = self._patches.holds(patches.WALL_CLOCK)
         # Asked before the local activity too, and only by runs about someone (agents are not).
         subject = self._personal.subject if self._personal.subject and self._patches.holds(patches.SUBJECT) else None
+        # Since the baseline, the digest of whom the run is about comes with the policy: one local activity.
+        with_policy = subject is not None and policy is None and self._patches.holds(patches.SUBJECT_WITH_POLICY)
         self._policy = policy or await workflow.execute_local_activity_method(
             PolicyActivities.run_policy,
-            self.name,
+            args=[self.name, subject] if with_policy else [self.name],
             start_to_close_timeout=timedelta(seconds=10),
-            summary=Shown("load run policy (budget, tiers)"),
+            summary=Shown("load run policy (budget, tiers" + (", whom the run is about, keyed)" if with_policy else ")")),
         )
         self._proof = proof  # only now: a decision is verified with the keys the policy carries
         if self._proof and not self.inherits_starter:
             self._starter = self._verified_starter()
         self._start_budget(self._policy.budget, budget, by_timer=by_timer)
-        if subject is not None:
+        if with_policy:
+            self._subject_digest = self._policy.subject_digest  # upserted with the run's next change of attributes
+        elif subject is not None:
             await self._mark_subject(subject)
         try:
             outcome = await body()

@@ -24,6 +24,8 @@ FAILED_ENDS = "failed-ends-fail-in-temporal"
 PROOF = "decisions-carry-proof"
 # Runs started before it carry no BatonSubject search attribute.
 SUBJECT = "subject-search-attribute"
+# Runs started before it asked for the BatonSubject digest in a local activity of its own, after the policy's.
+SUBJECT_WITH_POLICY = "subject-digest-with-policy"
 # Runs started before it upserted BatonCostUsd at every change of cost (each model step); since, every
 # few changes (workflows/visibility.py COST_EVERY). A new name: "cost-attribute-in-batches" was a rule
 # on the clock, reverted (README Performance); runs it started replay neither on main since nor here.
@@ -40,7 +42,9 @@ POLICY_FROM_WORKER = "agent-policy-from-worker"
 HOSTILE_CAPS = "agent-proposal-and-refusal-caps"
 
 BASELINE = "baseline-2026-11"
-COVERED = frozenset({FAILED_ENDS, PROOF, SUBJECT, COST_BATCH, WALL_CLOCK, PERSONAL, POLICY_FROM_WORKER, HOSTILE_CAPS})
+COVERED = frozenset({
+    FAILED_ENDS, PROOF, SUBJECT, SUBJECT_WITH_POLICY, COST_BATCH, WALL_CLOCK, PERSONAL, POLICY_FROM_WORKER, HOSTILE_CAPS,
+})
 
 
 class Patches:
