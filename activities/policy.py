@@ -17,6 +17,7 @@ from activities.identity import TrustedIssuer
 from activities.llm.catalog import Catalog
 from activities.oidc import IssuerKeys
 from activities.spend import AcrossRuns
+from activities.subject import subject_digest_or_refuse
 from activities.tools.grants import Grant
 
 CAPS = ("max_cost_usd", "max_steps", "max_llm_calls", "max_tool_calls", "max_wall_clock", "max_approval_idle")
@@ -95,6 +96,10 @@ class RunPolicy(BaseModel):
     identity: TrustedIssuer | None = Field(
         default=None, description="whose tokens prove who decides, with its keys; None: no [identity], nobody can"
     )
+    subject_digest: str | None = Field(
+        default=None, description="whom the run is about, keyed (activities/subject.py); None: about nobody, or a run "
+        "that asked for it on its own"
+    )
 
 
 class PolicyActivities:
@@ -119,7 +124,8 @@ class PolicyActivities:
         self._llm_timeout_s = llm_timeout_s
 
     @activity.defn(name="run_policy")
-    async def run_policy(self, process: str) -> RunPolicy:
+    async def run_policy(self, process: str, subject: str | None = None) -> RunPolicy:
+        """`subject`: the identifier the run is about, given back as its keyed digest in the same call."""
         return RunPolicy(
             budget=self._budgets.get(process, self._default),
             tiers=self._catalog.tiers,
@@ -128,4 +134,5 @@ class PolicyActivities:
             grants={k: g for k, g in self._grants.items() if k == process or k.startswith(process + "/")},
             audit_values=self._audit_values,
             identity=await self._issuer_keys.trusted() if self._issuer_keys else None,
+            subject_digest=None if subject is None else subject_digest_or_refuse(subject),
         )

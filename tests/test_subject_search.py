@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+from temporalio.api.enums.v1 import EventType
+
+from activities.subject import subject_key
 from client.sdk import Baton
 from tests.conftest import running_worker
 from tests.test_onboarding_routes import CLEAR
@@ -52,3 +55,17 @@ async def eventually_found(baton: Baton, subject: str, count: int) -> list:
             return found
         await asyncio.sleep(0.1)
     return found
+
+
+async def test_the_digest_comes_with_the_policy_in_one_local_activity(time_env, config):
+    """A run about someone asks the worker once at its start, for its policy and its subject's digest together."""
+    async with running_worker(time_env.client, config) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        run_id = await baton.start("onboarding", applicant("eve@example.com"))
+        assert (await baton.result(run_id)).state is RunState.COMPLETED
+        handle = time_env.client.get_workflow_handle(run_id)
+        history, described = await handle.fetch_history(), await handle.describe()
+    markers = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+               and e.marker_recorded_event_attributes.marker_name == "core_local_activity"]
+    assert len(markers) == 1
+    assert described.typed_search_attributes.get(sa.SUBJECT) == subject_key("eve@example.com")

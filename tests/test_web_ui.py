@@ -124,7 +124,7 @@ async def _upserts(client, run_id: str) -> list[list[str]]:
     """The attribute names each upsert event of Baton's set, in order.
 
     The SDK's own `TemporalChangeVersion` upsert, which records a `workflow.patched` a run took
-    (PROOF_PATCH, on every run since), is Temporal's bookkeeping, not one of Baton's upserts.
+    (workflows/patches.py BASELINE, on every run since), is Temporal's bookkeeping, not one of Baton's upserts.
     """
     history = await client.get_workflow_handle(run_id).fetch_history()
     sets = [

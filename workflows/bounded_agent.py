@@ -42,8 +42,9 @@ from workflows.agents import (
     TrailEntry,
 )
 from workflows.approvals import ApprovalStatus
-from workflows.budget import WALL_CLOCK_PATCH, span
-from workflows.engine import COST_BATCH_PATCH, PROOF_PATCH, Process
+from workflows import patches
+from workflows.budget import span
+from workflows.engine import Process
 from workflows.facts import RunFacts
 from workflows.ledger import StepKind
 from workflows.outcome import RunOutcome, RunState, StopRun
@@ -67,14 +68,6 @@ DATA_NOT_INSTRUCTIONS = (
 TOOL_RESULT = '<tool_result tool="{tool}">\n{body}\n</tool_result>'
 TOOL_TIMEOUT = timedelta(seconds=30)
 PREVIEW_CHARS = 400  # of a large tool output, in the ledger and the trail
-# Runs recorded before it took their declaration and policy from the task itself.
-POLICY_FROM_WORKER_PATCH = "agent-policy-from-worker"
-# Runs recorded before the caps on proposals per turn and refusals per run went on past them.
-HOSTILE_CAPS_PATCH = "agent-proposal-and-refusal-caps"
-# Runs recorded before it decided the ttl by comparing workflow.now() with the agent's start: a task whose
-# code ran on the previous task's clock (tests/test_replay.py `with_stale_clock`) could find the ttl spent
-# where replay does not, or count a person's wait otherwise. Since, a timer for the working time left ends it.
-TTL_PATCH = "agent-ttl-by-timer"
 
 
 class CapReached(Exception):
@@ -106,13 +99,15 @@ class BoundedAgent(Process):
         self._llm_calls, self._tool_calls, self._started = self._p.llm_calls, self._p.tool_calls, self._p.started_at
         self._turns_at_start = self._p.turns
         self._starter = task.started_by
-        workflow.patched(PROOF_PATCH)  # asked as the first command, as the engine does (workflows/engine.py)
-        workflow.patched(COST_BATCH_PATCH)  # so too this one, which the engine asks again (the SDK keeps the answer)
-        workflow.patched(WALL_CLOCK_PATCH)  # and this one
+        # Asked as the first commands, as the engine does (workflows/engine.py), which asks them again
+        # (the SDK keeps the answer): older runs have them here, before the policy's local activity.
+        self._patches.start()
+        for patch in (patches.PROOF, patches.COST_BATCH, patches.WALL_CLOCK, patches.APPROVAL_CAPS):
+            self._patches.holds(patch)
         self._wall_clock_out = self._p.wall_clock_out  # a timer the run it continues saw fire is not started again
-        self._ttl_by_timer = workflow.patched(TTL_PATCH)  # and this one, before the local activity below
+        self._ttl_by_timer = self._patches.holds(patches.TTL)  # and this one, before the local activity below
         self._ttl_out, self._ttl_timer = self._p.ttl_out, None  # the ttl's timer likewise
-        if workflow.patched(POLICY_FROM_WORKER_PATCH):
+        if self._patches.holds(patches.POLICY_FROM_WORKER):
             self._declared, policy = await self._from_worker(task)
         else:
             self._declared, policy = task.recorded()
@@ -178,7 +173,7 @@ class BoundedAgent(Process):
             proposed = [u.model_dump() for u in res.tool_uses[:cap]]
             decision = {"proposed": proposed, **({"proposals": len(res.tool_uses)} if len(res.tool_uses) > cap else {})}
             self._record(**entry, attempts=res.attempt, outcome="tool_use", decision=decision)
-            if len(res.tool_uses) > cap and workflow.patched(HOSTILE_CAPS_PATCH):
+            if len(res.tool_uses) > cap and self._patches.holds(patches.HOSTILE_CAPS):
                 raise CapReached("max_proposals_per_turn", f"max_proposals_per_turn: turn {turn} proposed "
                                  f"{len(res.tool_uses)} tool calls in one answer, limit {cap}; none was run")
             p.messages.append(Message(role="assistant", tool_uses=res.tool_uses))
@@ -235,7 +230,7 @@ class BoundedAgent(Process):
         self._trail(turn, kind, use.name, problem, use.arguments)
         self._p.refused += 1
         limit = self._declared.caps.max_refusals
-        if self._p.refused >= limit and workflow.patched(HOSTILE_CAPS_PATCH):
+        if self._p.refused >= limit and self._patches.holds(patches.HOSTILE_CAPS):
             raise CapReached("max_refusals", f"max_refusals: {self._p.refused} proposals refused, limit {limit}; "
                              f"the last: {problem}")
         return _observation(use, reply or f"refused: {problem}", reply is None)
@@ -337,7 +332,7 @@ class BoundedAgent(Process):
         task = asyncio.ensure_future(work)
         if self._ttl_by_timer:
             await workflow.wait_condition(lambda: task.done() or self._ttl_out)
-        else:  # runs before TTL_PATCH: a timer of their own for what the clock says is left
+        else:  # runs before patches.TTL: a timer of their own for what the clock says is left
             await workflow.wait([task], timeout=self._ttl_left_s())
         if task.done():
             return task.result()
@@ -357,7 +352,7 @@ class BoundedAgent(Process):
         return self._declared.caps.ttl.total_seconds() - ((workflow.now() - self._p.started_at).total_seconds() - self._p.paused_s)
 
     def _arm_ttl(self) -> None:
-        """Start the timer that ends the ttl, for the working time left (TTL_PATCH runs only).
+        """Start the timer that ends the ttl, for the working time left (patches.TTL runs only).
 
         At least a second, whatever the clock says, so whether the timer starts never
         depends on which clock a task read: only its duration does, which replay does

@@ -25,10 +25,6 @@ from workflows.visibility import Shown
 with workflow.unsafe.imports_passed_through():
     from activities.policy import Budget, BudgetOverride
 
-# Runs started before it decided max_wall_clock by comparing workflow.now() with the run's start: a task
-# whose code ran on the previous task's clock (tests/test_replay.py `with_stale_clock`) could decide
-# otherwise on replay. Since, a timer for the cap's remainder ends the wall clock when it fires.
-WALL_CLOCK_PATCH = "wall-clock-cap-by-timer"
 EXTENDABLE = ("max_cost_usd", "max_steps", "max_llm_calls", "max_tool_calls", "max_wall_clock")
 
 
@@ -58,12 +54,12 @@ class BudgetSteps:
 
     budget_extension: AskPolicy | None = None  # who may extend a reached cap; None: a breach ends the run
 
-    _by_timer = False  # the wall clock ends when its timer fires (WALL_CLOCK_PATCH), not when the clock says
+    _by_timer = False  # the wall clock ends when its timer fires (workflows/patches.py WALL_CLOCK), not when the clock says
     _wall_clock_out = False  # that timer fired (or, for an agent, had fired in the run it continues)
     _clock_timer: asyncio.Task[None] | None = None
 
     def _start_budget(self, budget: Budget, override: BudgetOverride | None, *, by_timer: bool) -> None:
-        """`by_timer`: the run asked WALL_CLOCK_PATCH (before any local activity) and it holds."""
+        """`by_timer`: the run holds patches.WALL_CLOCK (before any local activity)."""
         self._budget, clamped = budget.tightened(override)
         self._allowance = self._budget  # what each extension adds: the run's own first allowance
         self._started = self._started or workflow.now()

@@ -10,7 +10,7 @@ A decision proves who decides with a token from the identity provider, verified
 here against the keys the run took with its policy, on workflow time (see
 activities/identity.py): the decider and their roles come from the token only.
 Whoever started the run (proved the same way, worker/run_input.py) may not
-decide its requests. Runs started before this (no PROOF_PATCH marker) replay
+decide its requests. Runs started before this (not holding workflows/patches.py PROOF) replay
 as they ran: by the name given.
 """
 

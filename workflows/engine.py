@@ -26,11 +26,12 @@ from workflows.agent_steps import AgentSteps
 from workflows.agents import Agent
 from workflows.approval_desk import ApprovalDesk
 from workflows.approvals import ApprovalStatus, AskPolicy
-from workflows.budget import WALL_CLOCK_PATCH, BudgetSteps, calls_and_clock, span
+from workflows.budget import BudgetSteps, calls_and_clock, span
 from workflows.decisions import Decisions
-from workflows.human_steps import APPROVAL_CAPS_PATCH, HumanSteps, NotApproved
+from workflows.human_steps import HumanSteps, NotApproved
 from workflows.ledger import LedgerEntry, StepKind
 from workflows.model_steps import ModelSteps
+from workflows import patches
 from workflows.outcome import BudgetExceeded, RunOutcome, RunState, StopRun, ToolRefused
 from workflows.personal import Redactor, masked
 from workflows.personal import values as values_of
@@ -52,16 +53,6 @@ A = TypeVar("A", bound=BaseModel)
 R = TypeVar("R", bound=BaseModel)
 P = ParamSpec("P")
 
-# Runs started before a failed, over-budget or timed-out end failed the run in Temporal completed it there.
-FAILED_ENDS_PATCH = "failed-ends-fail-in-temporal"
-# Runs started before decisions carried proof took the name a decision gave, and attributed no start.
-PROOF_PATCH = "decisions-carry-proof"
-# Runs started before it carry no BatonSubject search attribute.
-SUBJECT_PATCH = "subject-search-attribute"
-# Runs started before it upserted BatonCostUsd at every change of cost (each model step); since, every
-# few changes (workflows/visibility.py COST_EVERY). A new name: "cost-attribute-in-batches" was a rule
-# on the clock, reverted (README Performance); runs it started replay neither on main since nor here.
-COST_BATCH_PATCH = "cost-attribute-every-few-changes"
 START_REFUSED = "StartRefused"
 
 
@@ -92,6 +83,7 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps, Unknow
         self._desk = ApprovalDesk()
         self._kept: BaseModel | None = None
         self._mirror = SearchAttributeMirror(workflow.info().typed_search_attributes)
+        self._patches = patches.Patches()
         self._subject_digest: str | None = None  # whom the run is about, keyed (activities/subject.py)
         self._proof: bool | None = None
         self._starter: Verified | None = None
@@ -117,24 +109,28 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps, Unknow
         self._publish()
         # Asked before the policy's local activity, as the first command: asked after it, in the
         # task its result completes, Core's replay met the marker before the call (nondeterminism).
-        proof = workflow.patched(PROOF_PATCH)
-        self._mirror.batch_cost = workflow.patched(COST_BATCH_PATCH)
-        by_timer = workflow.patched(WALL_CLOCK_PATCH)
-        # Not asked by an agent: it loads its policy (a local activity) before it calls this (bounded_agent.py).
-        self._caps_by_timer = policy is None and workflow.patched(APPROVAL_CAPS_PATCH)
+        self._patches.start()
+        proof = self._patches.holds(patches.PROOF)
+        self._mirror.batch_cost = self._patches.holds(patches.COST_BATCH)
+        by_timer = self._patches.holds(patches.WALL_CLOCK)
+        self._caps_by_timer = self._patches.holds(patches.APPROVAL_CAPS)  # an agent asked it before its local activity
         # Asked before the local activity too, and only by runs about someone (agents are not).
-        subject = self._personal.subject if self._personal.subject and workflow.patched(SUBJECT_PATCH) else None
+        subject = self._personal.subject if self._personal.subject and self._patches.holds(patches.SUBJECT) else None
+        # Since the baseline, the digest of whom the run is about comes with the policy: one local activity.
+        with_policy = subject is not None and policy is None and self._patches.holds(patches.SUBJECT_WITH_POLICY)
         self._policy = policy or await workflow.execute_local_activity_method(
             PolicyActivities.run_policy,
-            self.name,
+            args=[self.name, subject] if with_policy else [self.name],
             start_to_close_timeout=timedelta(seconds=10),
-            summary=Shown("load run policy (budget, tiers)"),
+            summary=Shown("load run policy (budget, tiers" + (", whom the run is about, keyed)" if with_policy else ")")),
         )
         self._proof = proof  # only now: a decision is verified with the keys the policy carries
         if self._proof and not self.inherits_starter:
             self._starter = self._verified_starter()
         self._start_budget(self._policy.budget, budget, by_timer=by_timer)
-        if subject is not None:
+        if with_policy:
+            self._subject_digest = self._policy.subject_digest  # upserted with the run's next change of attributes
+        elif subject is not None:
             await self._mark_subject(subject)
         try:
             outcome = await body()
@@ -143,7 +139,7 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps, Unknow
         self._state, self._reason, self._current_step = outcome.state, outcome.reason, None
         self._desk.open.clear()  # a run that ended asks nobody anything
         self._publish(settle=True)
-        if outcome.state.fails_in_temporal and self.ends_in_temporal and workflow.patched(FAILED_ENDS_PATCH):
+        if outcome.state.fails_in_temporal and self.ends_in_temporal and self._patches.holds(patches.FAILED_ENDS):
             self._fail_in_temporal(outcome)
         return outcome
 

@@ -29,12 +29,6 @@ from workflows.outcome import BudgetExceeded, RunState, StopRun
 from workflows.thresholds import Rule, RuleError
 from workflows.visibility import Shown
 
-# Runs started before it ended a wait for a person by a time cap by comparing workflow.now() with the cap
-# (max_approval_idle from the ask, max_wall_clock from the run's start): a task whose code ran on the previous
-# task's clock (tests/test_replay.py `with_stale_clock`) could decide otherwise on replay. Since, the caps'
-# timers end the wait (max_approval_idle's own, started at the ask; max_wall_clock's, budget.py).
-APPROVAL_CAPS_PATCH = "approval-caps-by-timer"
-
 
 class NotApproved(StopRun):
     """An irreversible action was not approved; a process may catch it, else the run ends rejected."""
@@ -52,7 +46,7 @@ class HumanSteps:
     _desk: ApprovalDesk
     _state: RunState
     _cost: float
-    _caps_by_timer = False  # time caps end a wait for a person by their timers (APPROVAL_CAPS_PATCH)
+    _caps_by_timer = False  # time caps end a wait for a person by their timers (workflows/patches.py APPROVAL_CAPS)
 
     async def approval(
         self, step: str, *, ask: str, context: BaseModel, policy: AskPolicy, proposed: str = ""
@@ -89,7 +83,7 @@ class HumanSteps:
     ) -> ApprovalResult:
         """Wait stage by stage; `capped` waits also end when a time cap of the budget runs out (see budget.py).
 
-        Runs since APPROVAL_CAPS_PATCH wait on timers (`_wait_on_timers`); before it, a stage was cut by
+        Runs since workflows/patches.py APPROVAL_CAPS wait on timers (`_wait_on_timers`); before it, a stage was cut by
         comparing the clock with the caps, which a task run on a stale clock could decide otherwise.
         """
         if capped and self._caps_by_timer:
@@ -117,9 +111,9 @@ class HumanSteps:
         """Each stage waits for a decision, its deadline, or a time cap's timer; which one came is read from
         the verdicts and the caps' flags, set by events, so every clock a task may read gives the same commands."""
         idle = asyncio.Event()
-        idle_timer = self._start_idle_timer(request, idle)
+        stages = policy.stages()
+        idle_timer = self._start_idle_timer(request, stages, idle)
         try:
-            stages = policy.stages()
             for index, stage in enumerate(stages):
                 stage_started = workflow.now()
                 self._show_stage(request, stages, index, capped=True)
@@ -134,10 +128,19 @@ class HumanSteps:
             if idle_timer is not None:
                 idle_timer.cancel()  # the request is closed: its idle cap no longer runs
 
-    def _start_idle_timer(self, request: ApprovalRequest, idle: asyncio.Event) -> asyncio.Task[None] | None:
-        """A timer for the whole max_approval_idle from the ask: its duration never depends on a clock."""
+    def _start_idle_timer(
+        self, request: ApprovalRequest, stages: list[Stage], idle: asyncio.Event
+    ) -> asyncio.Task[None] | None:
+        """A timer for the whole max_approval_idle from the ask: its duration never depends on a clock.
+
+        None when the stages' deadlines together come no later (a tie goes to the stages): the last
+        deadline ends the wait first, and the timer would only be started and cancelled, two events
+        in every approval's history. Decided by the budget and the policy alone, never by a clock.
+        """
         cap = self._budget.max_approval_idle
-        return None if cap is None else asyncio.create_task(self._idle_runs_out(request, cap, idle))
+        if cap is None or cap >= sum((s.timeout for s in stages), timedelta(0)):
+            return None
+        return asyncio.create_task(self._idle_runs_out(request, cap, idle))
 
     async def _idle_runs_out(self, request: ApprovalRequest, cap: timedelta, idle: asyncio.Event) -> None:
         await workflow.sleep(cap, summary=Shown(f"{request.id} · max_approval_idle: {span(cap)} from the ask"))
@@ -164,7 +167,7 @@ class HumanSteps:
     ) -> tuple[timedelta, str] | None:
         """Publish who is asked now and until when: the stage's deadline, or a time cap's if it comes first.
 
-        Returns that cap and what it leaves, by the clock: runs before APPROVAL_CAPS_PATCH cut the wait by
+        Returns that cap and what it leaves, by the clock: runs before workflows/patches.py APPROVAL_CAPS cut the wait by
         it; since, it is only shown (the deadline a person reads), never decides a command.
         """
         stage = stages[index]
@@ -249,7 +252,7 @@ class HumanSteps:
         )
         return result
 
-    def _eligible(self, policy: AskPolicy) -> set[str] | None:  # runs before PROOF_PATCH: by name
+    def _eligible(self, policy: AskPolicy) -> set[str] | None:  # runs before patches.PROOF: by name
         """Everyone any stage of the policy asks: a decision from anyone else can never apply."""
         people = [self._people(stage.roles) for stage in policy.stages()]
         return None if None in people else {p for stage in people for p in stage}

@@ -14,6 +14,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
 
+from workflows import patches
 from workflows.ledger import StepKind
 from workflows.outcome import BudgetExceeded, ModelOutputInvalid, PersonalDataRefused, RunState, StopRun
 from workflows.retry_policies import LLM_RETRY, bounded
@@ -29,11 +30,10 @@ with workflow.unsafe.imports_passed_through():
 
 M = TypeVar("M", bound=BaseModel)
 
-# Runs started before the check sent an undeclared prompt carrying personal data as any other.
-PERSONAL_PATCH = "personal-prompts-declared"
-
 
 class ModelSteps(SpendCapSteps):
+    _patches: patches.Patches
+
     async def llm(
         self,
         step: str,
@@ -83,7 +83,7 @@ class ModelSteps(SpendCapSteps):
     def _undeclared_personal(self, step: str, text: str, personal: bool, name: str) -> None:
         """End the run, naming the fields, if `text` carries personal values the step did not declare."""
         fields = [] if personal else self._personal.mentioned(text)
-        if not fields or not workflow.patched(PERSONAL_PATCH):
+        if not fields or not self._patches.holds(patches.PERSONAL):
             return
         problem = (
             f"its prompt carries {', '.join(fields)}, marked personal, and the step does not say personal=True "

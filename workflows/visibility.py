@@ -77,7 +77,7 @@ class SearchAttributeMirror:
     already set are not upserted again. An unset keyword list reads as empty:
     Temporal keeps no empty list (at a start it is dropped, in an upsert it unsets).
 
-    With `batch_cost` (runs since workflows/engine.py COST_BATCH_PATCH), a change
+    With `batch_cost` (runs since workflows/patches.py COST_BATCH), a change
     of cost alone waits until COST_EVERY of them have, and the last is upserted:
     back-to-back model steps each changed it, an upsert (a command, a history
     event, a visibility write) per step. Any other change carries the cost with
