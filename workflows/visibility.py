@@ -94,7 +94,8 @@ class SearchAttributeMirror:
             **{pair.key.name: pair.value for pair in given},
         }
         self.batch_cost = False
-        self._held: list[float] = []  # the costs that changed alone since the last upsert, not upserted yet
+        self._held = 0  # how many costs changed alone since the last upsert, not upserted yet
+        self._last_held: float | None = None  # the newest of them
 
     def publish(self, values: Iterable[tuple[SearchAttributeKey, Any]], *, settle: bool = False) -> None:
         changed = [(key, v) for key, v in values if self._published.get(key.name, object()) != v]
@@ -102,16 +103,16 @@ class SearchAttributeMirror:
             return
         workflow.upsert_search_attributes([key.value_set(v) for key, v in changed])
         self._published.update({key.name: v for key, v in changed})
-        self._held.clear()
+        self._held, self._last_held = 0, None
 
     def _cost_waits(self, changed: list[tuple[SearchAttributeKey, Any]]) -> bool:
         """Whether this change of cost alone waits: each new cost counts once, however often it is published."""
         (key, cost), *others = changed
         if others or key.name != sa.COST_USD.name:
             return False
-        if not self._held or self._held[-1] != cost:
-            self._held.append(cost)
-        return len(self._held) < COST_EVERY
+        if self._last_held != cost:
+            self._held, self._last_held = self._held + 1, cost
+        return self._held < COST_EVERY
 
 
 def current_details(
