@@ -19,11 +19,13 @@ from temporalio.client import WorkflowHistory
 
 from client.sdk import Baton, verdict
 from tests.conftest import REVIEWERS, running_worker
+from tests.test_identity import forged
 from tests.test_decision_race import WAIT_S, admitted_update, held_before_review, release, uncached
 from tests.test_onboarding_routes import PEP, wait_for_state
 from tests.test_replay import replayer, with_stale_clock
 from worker.config import BatonConfig
 from worker.registration import baton_worker
+from workflows.decisions import MAX_UNTIMELY
 from workflows.outcome import RunState
 
 PARKED = timedelta(hours=2)  # how long the run waits for its reviewer: the stale clock is that far behind
@@ -87,3 +89,31 @@ async def test_an_update_settled_until_its_request_opens_decides_the_same_on_any
     completed = event_id(history, EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED, before=accepted)  # pull_credit's
     moved = await replays_on_any_clock(history, completed, strict)
     assert moved >= timedelta(seconds=2), moved
+
+
+async def test_a_flood_of_signals_with_an_expired_signed_token_is_judged_a_bounded_number_of_times(time_env, config, issuer):
+    """A reviewer's real token, expired, sent again and again by signal (with signals carrying no token among
+    them): each is refused and counted, what needs no clock costs no activity, and no more than MAX_UNTIMELY
+    activities judge the token's times. The reviewer can still decide, by update."""
+    flood = 2 * MAX_UNTIMELY + 6  # two in three carry the token: more than MAX_UNTIMELY
+    async with running_worker(time_env.client, config) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        run_id = await baton.start("onboarding", PEP)
+        await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
+        expired = forged(issuer, await time_env.get_current_time(), "expired")
+        handle = time_env.client.get_workflow_handle(run_id)
+        for i in range(flood):
+            await handle.signal("approve", {"request_id": "compliance_review", "token": expired if i % 3 else None})
+        for _ in range(400):
+            status = await baton.status(run_id)
+            if status.refused_signals == flood:
+                break
+            await asyncio.sleep(0.05)
+        await baton.approve(run_id, by=REVIEWERS[0], request_id="compliance_review", comment="checked")
+        outcome = await baton.result(run_id)
+        history = await handle.fetch_history()
+    judged = [e for e in history.events if e.HasField("activity_task_scheduled_event_attributes")
+              and e.activity_task_scheduled_event_attributes.activity_type.name == "judge_token"]
+    assert status.refused_signals == flood, status.refused_signals
+    assert 0 < len(judged) <= MAX_UNTIMELY < flood * 2 // 3, len(judged)
+    assert outcome.state is RunState.COMPLETED, outcome.reason

@@ -200,7 +200,7 @@ class Decisions:
         desk = self._desk
         if desk.judging >= MAX_SETTLING:
             raise IdentityRefused(f"{desk.judging} decisions are being judged already: send it again")
-        if desk.untimely >= MAX_UNTIMELY:
+        if desk.untimely + desk.judging >= MAX_UNTIMELY:  # those in flight may all be refused too
             raise IdentityRefused(f"{desk.untimely} tokens were refused on their times already: decide by update")
         desk.judging += 1
         try:
