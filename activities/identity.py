@@ -2,9 +2,11 @@
 
 Pure and deterministic, so a workflow can run it (imported pass-through): the
 keys come with the run's policy (activities/oidc.py fetched them, the policy
-local activity recorded them in history) and "now" is the caller's, workflow
-time in a run, never the library's own clock. Replaying a run verifies the same
-token against the same keys at the same instant, with the same answer.
+local activity recorded them in history) and "now" is the caller's, never the
+library's own clock. Replaying a run verifies the same token against the same
+keys at the same instant, with the same answer. A caller whose clock replay may
+not agree with (a workflow task can run on the previous task's clock) passes no
+"now": the token's times are then judged elsewhere (activities/token_times.py).
 
 joserfc does the JOSE work: it takes the time to check claims against as an
 argument (JWTClaimsRegistry(now=...)) and needs an explicit algorithm list.
@@ -12,10 +14,11 @@ argument (JWTClaimsRegistry(now=...)) and needs an explicit algorithm list.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 
 from joserfc import jwt
-from joserfc.errors import JoseError
+from joserfc.errors import InvalidClaimError, JoseError
 from joserfc.jwk import KeySet
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -50,8 +53,12 @@ class Verified(BaseModel):
     roles: list[str] = []
 
 
-def verify(token: object, trusted: TrustedIssuer, now: datetime) -> Verified:
-    """The identity `token` proves at `now`, or IdentityRefused naming what is wrong with it."""
+def verify(token: object, trusted: TrustedIssuer, now: datetime | None) -> Verified:
+    """The identity `token` proves at `now`, or IdentityRefused naming what is wrong with it.
+
+    `now` None: everything but the token's times (exp, nbf, iat are still required to be
+    dates), for a caller that judged them, or has them judged, on a clock it trusts.
+    """
     if not isinstance(token, str) or not token:
         raise IdentityRefused("no token: a decision needs a signed token from the identity provider")
     if len(token) > MAX_TOKEN_CHARS:
@@ -85,9 +92,29 @@ def _keys(trusted: TrustedIssuer) -> KeySet:
     return KeySet.import_key_set(trusted.jwks)
 
 
-def _check_claims(claims: dict, trusted: TrustedIssuer, now: datetime) -> None:
-    registry = jwt.JWTClaimsRegistry(
-        now=int(now.timestamp()), leeway=trusted.leeway_s,
+class _Untimed(jwt.JWTClaimsRegistry):
+    """The claims registry with no clock: a time claim must be a date, and is not compared with any "now"."""
+
+    def validate_exp(self, value: object) -> None:
+        _a_date("exp", value)
+
+    def validate_nbf(self, value: object) -> None:
+        _a_date("nbf", value)
+
+    def validate_iat(self, value: object) -> None:
+        _a_date("iat", value)
+
+
+def _a_date(claim: str, value: object) -> None:
+    """A NumericDate, as joserfc asks it (NaN would never expire, so no non-finite float is one)."""
+    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))):
+        raise InvalidClaimError(claim, f"Claim '{claim}' must be a NumericDate value")
+
+
+def _check_claims(claims: dict, trusted: TrustedIssuer, now: datetime | None) -> None:
+    kind, clock = (_Untimed, {}) if now is None else (jwt.JWTClaimsRegistry, {"now": int(now.timestamp())})
+    registry = kind(
+        **clock, leeway=trusted.leeway_s,
         iss={"essential": True, "value": trusted.issuer},
         aud={"essential": True, "value": trusted.audience},
         sub={"essential": True},

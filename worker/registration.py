@@ -26,6 +26,7 @@ from activities.personal import NoAuditKey, audit_key
 from activities.policy import PolicyActivities
 from activities.spend import SpendCaps
 from activities.subject import subject_digest
+from activities.token_times import judge_token
 from activities.tools.activity import Implementations, ToolActivities
 from worker.agent_policy import AgentPolicies
 from worker.config import BatonConfig, ConfigError, install_mcp_tools
@@ -187,7 +188,8 @@ async def baton_worker(
             client,
             task_queue=queue or task_queue(),
             workflows=workflows,
-            activities=[models.call_model, tools.run_tool, policy.run_policy, agents.agent_policy, subject_digest],
+            activities=[models.call_model, tools.run_tool, policy.run_policy, agents.agent_policy, subject_digest,
+                        judge_token],
             activity_executor=ThreadPoolExecutor(max_workers=16),
             workflow_runner=workflow_runner(workflows),
             max_cached_workflows=config.worker.max_cached_runs,

@@ -39,6 +39,8 @@ class ApprovalDesk:
         self.signers: dict[str, Verified] = {}  # request -> who decided it, as their token proved
         self.refused_signals = 0  # signals refused so far (workflows/decisions.py records the first ones)
         self.settling = 0  # decisions waiting for the run to reach their request (HumanSteps._settle)
+        self.judging = 0  # signals whose token's times an activity is judging (workflows/decisions.py)
+        self.untimely = 0  # signed tokens refused on their times so far
 
     def ask(self, request: ApprovalRequest, eligible: set[str] | None, roles: set[str]) -> None:
         """Open a request; `eligible`: everyone its stages ask (None: not enforced); `roles`: every role they ask."""

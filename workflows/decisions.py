@@ -7,8 +7,12 @@ they send may crash a workflow task, unblock a run without a valid decision,
 or be lost without a trace.
 
 A decision proves who decides with a token from the identity provider, verified
-here against the keys the run took with its policy, on workflow time (see
-activities/identity.py): the decider and their roles come from the token only.
+here against the keys the run took with its policy (see activities/identity.py):
+the decider and their roles come from the token only. Its times (exp, nbf, iat)
+are judged where the clock can be trusted: by the update's validator (never
+replayed), or, for a signal, by an activity on Temporal's clock (recorded); runs
+started before that (not holding workflows/patches.py TOKEN_TIMES) judge them on
+workflow time, as they ran.
 Whoever started the run (proved the same way, worker/run_input.py) may not
 decide its requests. Runs started before this (not holding workflows/patches.py PROOF) replay
 as they ran: by the name given.
@@ -19,14 +23,15 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 from temporalio import workflow
-from temporalio.common import RawValue
-from temporalio.exceptions import ApplicationError
+from temporalio.common import RawValue, RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows import patches
 from workflows.approval_desk import MAX_SETTLING, ApprovalDesk
 from workflows.approvals import Decision, Verdict
 from workflows.ledger import StepKind
@@ -34,10 +39,14 @@ from workflows.visibility import Shown
 
 with workflow.unsafe.imports_passed_through():
     from activities.identity import IdentityRefused, TrustedIssuer, Verified, verify
+    from activities.token_times import TokenCheck, judge_token
 
 MAX_REFUSALS_RECORDED = 20  # refused signals kept one by one in the ledger; the rest are counted
+MAX_UNTIMELY = 20  # signed tokens a run refuses on their times; past it, a signal's token is not judged at all
 SETTLE = timedelta(seconds=1)  # how long a decision waits for a request the run has not reached
 SETTLE_SUMMARY = Shown("a decision before its request")
+JUDGE = timedelta(seconds=10)  # how long judging a token's times may take (three tries)
+JUDGE_SUMMARY = Shown("judge a decider's token's times, on Temporal's clock")
 
 
 def _one_payload(handler: Callable[..., None]) -> Callable[..., None]:
@@ -60,10 +69,13 @@ class Decisions:
     _desk: ApprovalDesk
     _proof: bool | None  # decisions must carry a token (None: the run has not reached its start yet)
     _starter: Verified | None
+    _patches: patches.Patches
+    _token_times: bool | None  # the run holds TOKEN_TIMES (None: not asked yet)
 
-    def _who(self, decision: Decision) -> Verified | None:
-        """Who decides, as their token proves; IdentityRefused says why it proves nobody who may.
+    def _who(self, decision: Decision, now: datetime | None) -> Verified | None:
+        """Who decides, as their token proves at `now`; IdentityRefused says why it proves nobody who may.
 
+        `now` None: all but the token's times, which are judged elsewhere (see `_decider`).
         None for runs started before proof was asked (they take `by`).
         """
         if self._proof is None:
@@ -73,7 +85,7 @@ class Decisions:
         trusted: TrustedIssuer | None = self._policy.identity
         if trusted is None:
             raise IdentityRefused("this worker has no [identity] issuer: no decision can be verified")
-        who = verify(decision.token, trusted, workflow.now())
+        who = verify(decision.token, trusted, now)
         if decision.by is not None and decision.by != who.subject:
             raise IdentityRefused(f"--by {decision.by!r} is not the token's subject {who.subject!r}")
         starter = self._starter
@@ -96,9 +108,10 @@ class Decisions:
     @workflow.update
     async def decide(self, verdict: Verdict) -> Verdict:
         """Decide and answer: what can never apply is refused by the validator, before history."""
+        judged = self._proof is not None  # the validator, run in this activation, judged the token's times
         await self._settle(verdict.request_id)
         try:
-            return self._desk.take(verdict, self._who(verdict))
+            return self._desk.take(verdict, await self._decider(verdict, times_judged=judged))
         except ValueError as refused:  # a request the run did not reach in this task after all
             raise ApplicationError(str(refused), type="DecisionRefused", non_retryable=True) from None
 
@@ -112,7 +125,7 @@ class Decisions:
         if self._proof is None:  # no keys yet: judged by the handler once the run has them (see _settle)
             return
         try:
-            who = self._who(verdict)
+            who = self._who(verdict, workflow.now())  # this verdict is final: replay never runs a validator
             self._desk.screen(verdict.model_copy(update={"by": who.subject}) if who else verdict, who)
         except ValueError as refused:
             workflow.logger.warning("decision for %s refused: %s", verdict.request_id or "the open request", refused)
@@ -149,9 +162,60 @@ class Decisions:
                 raise ValueError(f"the signal carried {extra + 1} payloads; a decision is one JSON object")
             decision = _decision(payload)
             await self._settle(decision.request_id)
-            self._desk.take(Verdict(**decision.model_dump(), approved=approved), self._who(decision))
+            verdict = Verdict(**decision.model_dump(), approved=approved)
+            self._desk.take(verdict, await self._decider(verdict, times_judged=False))
         except (ValueError, ValidationError, TypeError) as refused:
             self._refuse_signal(raw, approved, refused)
+
+    async def _decider(self, verdict: Verdict, times_judged: bool) -> Verified | None:
+        """Who decides, as their token proves, its times judged where the clock can be trusted.
+
+        On `workflow.now()`, a task whose code ran on the previous task's clock (a query
+        racing the event that woke it) could refuse a token replay takes, or the other way
+        round: the run is stuck. So, for runs holding TOKEN_TIMES, the times are the
+        validator's verdict (`times_judged`) or an activity's answer, recorded. All that
+        needs no clock is judged here first: a decision refused for it costs no activity.
+        """
+        who = self._who(verdict, None)
+        if who is None:
+            return None  # a run started before proof: it takes `by`
+        if self._token_times is None:
+            self._token_times = self._patches.holds(patches.TOKEN_TIMES)
+        if not self._token_times:
+            return self._who(verdict, workflow.now())  # runs started before it, as they ran
+        if times_judged:
+            return who
+        request_id = self._desk.resolve(verdict.model_copy(update={"by": who.subject}), who)
+        if request_id in self._desk.verdicts:
+            return who  # the same decision again: taking it changes nothing, and needs no clock
+        return await self._judged(verdict.token or "")
+
+    async def _judged(self, token: str) -> Verified:
+        """The token's identity if its times hold by Temporal's clock (activities/token_times.py).
+
+        Only a token the issuer signed for someone who may decide an open request gets
+        here. Still bounded: MAX_SETTLING judged at once, and once MAX_UNTIMELY were refused
+        on their times (an old token sent again and again), a signal's are not judged.
+        """
+        desk = self._desk
+        if desk.judging >= MAX_SETTLING:
+            raise IdentityRefused(f"{desk.judging} decisions are being judged already: send it again")
+        if desk.untimely + desk.judging >= MAX_UNTIMELY:  # those in flight may all be refused too
+            raise IdentityRefused(f"{desk.untimely} tokens were refused on their times already: decide by update")
+        desk.judging += 1
+        try:
+            judged = await workflow.execute_activity(
+                judge_token, TokenCheck(token=token, trusted=self._policy.identity), start_to_close_timeout=JUDGE,
+                retry_policy=RetryPolicy(maximum_attempts=3), summary=JUDGE_SUMMARY,
+            )
+        except ActivityError as err:
+            raise IdentityRefused(f"the token's times could not be judged ({err.cause or err})") from None
+        finally:
+            desk.judging -= 1
+        if judged.verified is None:
+            desk.untimely += 1
+            raise IdentityRefused(judged.refused or "the token's times do not hold")
+        return judged.verified
 
     def _refuse_signal(self, raw: Any, approved: bool, refused: Exception) -> None:
         """Record a refused signal; past MAX_REFUSALS_RECORDED, only count it (the status query says how many).

@@ -49,6 +49,11 @@ PERSONAL = "personal-prompts-declared"
 POLICY_FROM_WORKER = "agent-policy-from-worker"
 # Agent runs recorded before the caps on proposals per turn and refusals per run went on past them.
 HOSTILE_CAPS = "agent-proposal-and-refusal-caps"
+# Runs started before it verified a decider's token's times (exp, nbf, iat) on workflow.now(): a task whose
+# code ran on the previous task's clock could refuse a token replay takes, or take one it refuses. Since, the
+# update's validator judges them (never replayed) and a signal's are judged by an activity (recorded). Not
+# COVERED: asked by itself, where a decision is first judged, so a run nobody decides pays nothing for it.
+TOKEN_TIMES = "decision-token-times-off-the-clock"
 
 BASELINE = "baseline-2026-11"
 COVERED = frozenset({
