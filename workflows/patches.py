@@ -51,14 +51,14 @@ POLICY_FROM_WORKER = "agent-policy-from-worker"
 HOSTILE_CAPS = "agent-proposal-and-refusal-caps"
 # Runs started before it verified a decider's token's times (exp, nbf, iat) on workflow.now(): a task whose
 # code ran on the previous task's clock could refuse a token replay takes, or take one it refuses. Since, the
-# update's validator judges them (never replayed) and a signal's are judged by an activity (recorded). Not
-# COVERED: asked by itself, where a decision is first judged, so a run nobody decides pays nothing for it.
+# update's validator judges them (never replayed) and a signal's are judged by an activity (recorded). Asked
+# where a decision is first judged.
 TOKEN_TIMES = "decision-token-times-off-the-clock"
 
 BASELINE = "baseline-2026-11"
 COVERED = frozenset({
     FAILED_ENDS, PROOF, SUBJECT, SUBJECT_WITH_POLICY, COST_BATCH, WALL_CLOCK, APPROVAL_CAPS, TTL, PERSONAL,
-    POLICY_FROM_WORKER, HOSTILE_CAPS,
+    POLICY_FROM_WORKER, HOSTILE_CAPS, TOKEN_TIMES,
 })
 
 
