@@ -288,8 +288,8 @@ async def test_an_unknown_run_is_one_line_and_exit_2(time_env):
 
 
 async def test_a_history_recorded_before_model_names_were_kept_still_audits():
-    """tests/histories predate requested_model / reported_model: their steps show the label alone."""
-    path = ROOT / "tests" / "histories" / "onboarding-clear.json"
+    """A history recorded before requested_model / reported_model were kept: its steps show the label alone."""
+    path = ROOT / "tests" / "histories" / "archive" / "before-baseline" / "onboarding-clear.json"
     record = await run_record_from_history(history_from_file("onboarding-clear", path))
     llm = [e for e in record.ledger if e.kind == "llm"]
     assert llm and all(e.model and (e.requested_model, e.reported_model) == (None, None) for e in llm)
