@@ -25,6 +25,7 @@ from joserfc.jwk import RSAKey
 from oidc_provider_mock import User, run_server_in_thread
 from temporalio.client import Client, WorkflowFailureError
 
+from activities import identity
 from activities.oidc import IdentitySettings
 from client.credentials import Credentials, NoCredential
 from client.sdk import Baton, Refused
@@ -318,3 +319,21 @@ async def test_a_refused_update_leaves_a_line_in_the_workers_log(time_env, confi
     (line,) = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
     assert line.startswith("decision for compliance_review refused: the token's signature does not verify"), line
     assert token not in caplog.text
+
+
+async def test_a_decision_by_update_has_its_token_verified_once(time_env, config, monkeypatch):
+    """The validator verifies the token in the activation the handler then runs in: the handler takes its
+    answer rather than checking the signature again (replay, which runs no validator, verifies in the handler)."""
+    verified = []
+    decode = identity.jwt.decode
+    monkeypatch.setattr(identity.jwt, "decode", lambda *a, **k: verified.append(a[0]) or decode(*a, **k))
+    async with running_worker(time_env.client, config) as w:
+        baton = Baton(time_env.client, w.task_queue)
+        run_id = await baton.start("onboarding", PEP)
+        await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
+        before = len(verified)
+        decided = await baton.approve(run_id, by=REVIEWERS[0], comment="checked")
+        during = verified[before:]
+        outcome = await baton.result(run_id)
+    assert (decided.by, outcome.state) == (REVIEWERS[0], RunState.COMPLETED)
+    assert len(during) == 1 and during[0]

@@ -71,6 +71,7 @@ class Decisions:
     _starter: Verified | None
     _patches: patches.Patches
     _token_times: bool | None  # the run holds TOKEN_TIMES (None: not asked yet)
+    _screened: dict[str, Verified]  # token -> who the update's validator proved, until its handler takes it
 
     def _who(self, decision: Decision, now: datetime | None) -> Verified | None:
         """Who decides, as their token proves at `now`; IdentityRefused says why it proves nobody who may.
@@ -109,9 +110,10 @@ class Decisions:
     async def decide(self, verdict: Verdict) -> Verdict:
         """Decide and answer: what can never apply is refused by the validator, before history."""
         judged = self._proof is not None  # the validator, run in this activation, judged the token's times
+        screened = self._screened.pop(verdict.token, None) if verdict.token else None
         await self._settle(verdict.request_id)
         try:
-            return self._desk.take(verdict, await self._decider(verdict, times_judged=judged))
+            return self._desk.take(verdict, await self._decider(verdict, times_judged=judged, screened=screened))
         except ValueError as refused:  # a request the run did not reach in this task after all
             raise ApplicationError(str(refused), type="DecisionRefused", non_retryable=True) from None
 
@@ -127,6 +129,8 @@ class Decisions:
         try:
             who = self._who(verdict, workflow.now())  # this verdict is final: replay never runs a validator
             self._desk.screen(verdict.model_copy(update={"by": who.subject}) if who else verdict, who)
+            if who is not None and verdict.token:
+                self._screened[verdict.token] = who  # for the handler, which runs next in this activation
         except ValueError as refused:
             workflow.logger.warning("decision for %s refused: %s", verdict.request_id or "the open request", refused)
             raise
@@ -167,7 +171,7 @@ class Decisions:
         except (ValueError, ValidationError, TypeError) as refused:
             self._refuse_signal(raw, approved, refused)
 
-    async def _decider(self, verdict: Verdict, times_judged: bool) -> Verified | None:
+    async def _decider(self, verdict: Verdict, times_judged: bool, screened: Verified | None = None) -> Verified | None:
         """Who decides, as their token proves, its times judged where the clock can be trusted.
 
         On `workflow.now()`, a task whose code ran on the previous task's clock (a query
@@ -175,8 +179,13 @@ class Decisions:
         round: the run is stuck. So, for runs holding TOKEN_TIMES, the times are the
         validator's verdict (`times_judged`) or an activity's answer, recorded. All that
         needs no clock is judged here first: a decision refused for it costs no activity.
+
+        `screened`: what the update's validator proved of the same token in this activation.
+        Its check was this one and the times besides, so its answer is this one's: the
+        signature is not verified twice. Replay runs no validator and verifies here, to the
+        same answer.
         """
-        who = self._who(verdict, None)
+        who = screened if screened is not None else self._who(verdict, None)
         if who is None:
             return None  # a run started before proof: it takes `by`
         if self._token_times is None:
