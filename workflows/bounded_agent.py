@@ -18,11 +18,8 @@ the registered process it names, on this worker's task queue
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Coroutine
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 from pydantic import BaseModel, ValidationError
 from temporalio import workflow
@@ -43,7 +40,7 @@ from workflows.agents import (
 )
 from workflows.approvals import ApprovalStatus
 from workflows import patches
-from workflows.budget import span
+from workflows.agent_ttl import CapReached, WorkingTime
 from workflows.engine import Process
 from workflows.facts import RunFacts
 from workflows.ledger import StepKind
@@ -70,19 +67,12 @@ TOOL_TIMEOUT = timedelta(seconds=30)
 PREVIEW_CHARS = 400  # of a large tool output, in the ledger and the trail
 
 
-class CapReached(Exception):
-    def __init__(self, cap: str, reason: str) -> None:
-        super().__init__(reason)
-        self.cap = cap
-        self.reason = reason
-
-
 # Pinned on a versioned worker, by the worker's default (worker/registration.py), whatever its parent
 # declares: an agent's run is bounded by its caps, and a deploy must never change its loop between two
 # turns (a pinned parent's child starts on the parent's build; an auto-upgrade parent's on the current
 # one, and stays there). Not declared here: an unversioned worker may not send a behavior at all.
 @workflow.defn(name="baton-agent")
-class BoundedAgent(Process):
+class BoundedAgent(WorkingTime, Process):
     name = "agent"
     ends_in_temporal = False  # its report, escalated or not, is its parent's to route on: the child completes
     inherits_starter = True  # its parent's starter, handed down in the task (a child's start carries no token)
@@ -317,66 +307,6 @@ class BoundedAgent(Process):
             pass  # an answer that is not the tool's result type carries no marked field
 
     # ----- caps, prompts, the report ---------------------------------------------------
-
-    async def _within_ttl(self, work: Coroutine[Any, Any, Any], what: str) -> Any:
-        """Await `work` within the agent's remaining working time; past it, cancel `work` and stop.
-
-        A cancelled activity surfaces inside `work` as a failed step; what `work`
-        recorded on its way out is relabelled `cancelled` rather than left as an error.
-        """
-        ttl = self._declared.caps.ttl
-        if self._ttl_out if self._ttl_by_timer else self._ttl_left_s() <= 0:
-            work.close()
-            raise CapReached("ttl", f"ttl: {ttl} of working time used up before {what}")
-        ledger_mark, trail_mark = len(self._ledger), len(self._p.trail)
-        task = asyncio.ensure_future(work)
-        if self._ttl_by_timer:
-            await workflow.wait_condition(lambda: task.done() or self._ttl_out)
-        else:  # runs before patches.TTL: a timer of their own for what the clock says is left
-            await workflow.wait([task], timeout=self._ttl_left_s())
-        if task.done():
-            return task.result()
-        task.cancel()
-        try:
-            await task
-        except (Exception, asyncio.CancelledError):  # noqa: BLE001 (the cancelled step's own failure)
-            pass
-        del self._p.trail[trail_mark:]
-        for entry in self._ledger[ledger_mark:]:
-            if entry.outcome == "error":
-                entry.outcome, entry.detail = "cancelled", f"the agent's ttl ({ttl}) ran out"
-        raise CapReached("ttl", f"ttl: {ttl} of working time used up during {what}")
-
-    def _ttl_left_s(self) -> float:
-        """The working time the clock says is left: the ttl less the time since the agent started, people's waits excluded."""
-        return self._declared.caps.ttl.total_seconds() - ((workflow.now() - self._p.started_at).total_seconds() - self._p.paused_s)
-
-    def _arm_ttl(self) -> None:
-        """Start the timer that ends the ttl, for the working time left (patches.TTL runs only).
-
-        At least a second, whatever the clock says, so whether the timer starts never
-        depends on which clock a task read: only its duration does, which replay does
-        not compare. Not started again once it fired, in this run or the one continued.
-        """
-        if self._ttl_by_timer and not self._ttl_out:
-            left = timedelta(seconds=max(self._ttl_left_s(), 1.0))
-            self._ttl_timer = asyncio.create_task(self._ttl_runs_out(left))
-
-    async def _ttl_runs_out(self, left: timedelta) -> None:
-        await workflow.sleep(left, summary=Shown(f"ttl: {span(self._declared.caps.ttl)} of {self.name}'s working time"))
-        self._ttl_out = True
-
-    def _pause_ttl(self) -> datetime:
-        """A person is asked: their time is not the agent's, so its ttl's timer stops. Returns when they were asked."""
-        if self._ttl_timer is not None:
-            self._ttl_timer.cancel()
-            self._ttl_timer = None
-        return workflow.now()
-
-    def _resume_ttl(self, asked: datetime) -> None:
-        """The person answered: count their wait as paused, and time what working time is left."""
-        self._p.paused_s += (workflow.now() - asked).total_seconds()  # people's time is not the agent's
-        self._arm_ttl()
 
     def _continue(self) -> None:
         self._p.cost_usd, self._p.llm_calls, self._p.tool_calls = self._cost, self._llm_calls, self._tool_calls
