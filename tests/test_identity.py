@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import json
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlparse
 
 import httpx
@@ -337,3 +337,19 @@ async def test_a_decision_by_update_has_its_token_verified_once(time_env, config
         outcome = await baton.result(run_id)
     assert (decided.by, outcome.state) == (REVIEWERS[0], RunState.COMPLETED)
     assert len(during) == 1 and during[0]
+
+
+@pytest.mark.parametrize("claims", [
+    {"exp": "never"}, {"exp": True}, {"exp": float("inf")}, {"exp": float("nan")}, {"exp": None},
+    {"nbf": "later"}, {"iat": [1]},
+], ids=["exp-text", "exp-bool", "exp-inf", "exp-nan", "exp-missing", "nbf-text", "iat-list"])
+def test_a_signed_token_whose_times_are_not_dates_is_refused_without_a_clock_too(issuer, claims):
+    """The handler and the signal path check everything but the times (`now` None), and leave those to a
+    clock they trust: a time claim that is no date must still be refused there, never waved through."""
+    now = datetime.now(UTC)
+    token = jwt.encode({"alg": "RS256", "kid": issuer.kid}, {k: v for k, v in _claims(issuer, now, **claims).items()
+                                                            if v is not None}, issuer._key)
+    trusted = identity.TrustedIssuer(issuer=issuer.url, audience=AUDIENCE, jwks=issuer.jwks())
+    assert identity.verify(issuer.mint(REVIEWERS[0], now=now), trusted, None).subject == REVIEWERS[0]
+    with pytest.raises(identity.IdentityRefused, match="not valid here"):
+        identity.verify(token, trusted, None)
