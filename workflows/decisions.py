@@ -70,7 +70,6 @@ class Decisions:
     _proof: bool | None  # decisions must carry a token (None: the run has not reached its start yet)
     _starter: Verified | None
     _patches: patches.Patches
-    _token_times: bool | None  # the run holds TOKEN_TIMES (None: not asked yet)
     _screened: dict[str, Verified]  # token -> who the update's validator proved, until its handler takes it
 
     def _who(self, decision: Decision, now: datetime | None) -> Verified | None:
@@ -188,9 +187,7 @@ class Decisions:
         who = screened if screened is not None else self._who(verdict, None)
         if who is None:
             return None  # a run started before proof: it takes `by`
-        if self._token_times is None:
-            self._token_times = self._patches.holds(patches.TOKEN_TIMES)
-        if not self._token_times:
+        if not self._patches.holds(patches.TOKEN_TIMES):  # asked once: the SDK keeps the answer
             return self._who(verdict, workflow.now())  # runs started before it, as they ran
         if times_judged:
             return who

@@ -88,7 +88,6 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps, Unknow
         self._proof: bool | None = None
         self._starter: Verified | None = None
         self._starter_token: str | None = None  # from the start's header (worker/run_input.py), until verified
-        self._token_times: bool | None = None  # holds patches.TOKEN_TIMES (None: asked at the first decision)
         self._screened: dict[str, Verified] = {}  # tokens the update validator proved, for its handler (decisions.py)
         self._personal = Redactor()  # the personal values seen, kept out of what Temporal shows undecoded
 
