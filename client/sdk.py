@@ -215,9 +215,13 @@ class Baton:
         Ends Temporal records as Failed come back typed too; a run Temporal ended
         otherwise (terminated, cancelled, timed out) raises WorkflowFailureError.
         """
-        handle = await self._handle(run_id, result_type=RunOutcome[dict])
+        handle = self.client.get_workflow_handle(run_id, result_type=RunOutcome[dict])
         try:
-            return await handle.result()
+            return await handle.result()  # one long poll: the run is described only when it failed or is not there
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                raise self._unknown(run_id) from err
+            raise
         except WorkflowFailureError as err:
             outcome = outcome_of_failure(err.cause, (await handle.describe()).workflow_type)
             if outcome is None:
@@ -414,9 +418,12 @@ class Baton:
             await handle.describe()
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
-                raise UnknownRun(f"no run {run_id!r} in namespace {self.client.namespace!r}") from err
+                raise self._unknown(run_id) from err
             raise
         return handle
+
+    def _unknown(self, run_id: str) -> UnknownRun:
+        return UnknownRun(f"no run {run_id!r} in namespace {self.client.namespace!r}")
 
 
 TEMPORAL_ENDS = {TerminatedError: "terminated", CancelledError: "cancelled", TimedOut: "timed out"}

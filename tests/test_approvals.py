@@ -12,7 +12,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from temporalio.client import WorkflowHandle
+from temporalio.client import Client, Interceptor, OutboundInterceptor, WorkflowHandle
 
 from client.sdk import Baton, Refused, UnknownRun
 from tests.conftest import LEADS, REVIEWERS, running_worker
@@ -182,6 +182,42 @@ async def test_a_write_tool_given_an_approval_asks_before_it_writes(time_env, co
         outcome = await baton.result(handle.id)
     assert outcome.state is RunState.COMPLETED, outcome.reason
     assert systems.count("crm_records", applicant_id="A-9") == 1
+
+
+class CountingDescribes(Interceptor):
+    """Counts the describe calls a client makes: each is a round trip to the server."""
+
+    def __init__(self) -> None:
+        self.describes = 0
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        counter = self
+
+        class Counting(OutboundInterceptor):
+            async def describe_workflow(self, input):
+                counter.describes += 1
+                return await super().describe_workflow(input)
+
+        return Counting(next)
+
+
+async def test_waiting_for_a_result_costs_no_describe_and_a_missing_run_is_named(time_env, config):
+    """`result` waits on the history alone: a run is described only when it failed or is not there."""
+    counting = CountingDescribes()
+    config_ = time_env.client.config()
+    client = Client(**{**config_, "interceptors": [*config_["interceptors"], counting]})  # still proving who acts
+    async with running_worker(time_env.client, config) as w:
+        baton = Baton(client, w.task_queue)
+        run_id = await baton.start("onboarding", PEP)
+        await wait_for_state(baton, run_id, RunState.AWAITING_APPROVAL)
+        await baton.approve(run_id, by=REVIEWERS[0])
+        before = counting.describes
+        outcome = await baton.result(run_id)
+        assert outcome.state is RunState.COMPLETED, outcome.reason
+        assert counting.describes == before
+        missing = f"onboarding-nobody-{uuid.uuid4().hex[:6]}"
+        with pytest.raises(UnknownRun, match=missing):
+            await baton.result(missing)
 
 
 async def test_a_decision_for_a_missing_or_finished_run_is_refused_by_name(time_env, config):
