@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,8 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from temporalio.api.sdk.v1 import WorkflowMetadata
 
+from activities.spend import ENTITY, entity_id
 from client.sdk import Baton
 from tests.conftest import running_worker
+from worker.registration import baton_worker
 from tests.test_onboarding_routes import CLEAR, PEP, wait_for_state
 from workflows.outcome import RunState
 from workflows.visibility import utc_text
@@ -77,6 +79,31 @@ async def test_current_details_tell_the_story_at_every_state(dev_env, config):
     assert "as of" not in details_done  # a closed run's clock has stopped
     assert "completed" in details_done and "Waiting for approval" not in details_done
     assert "budget_exceeded" in details_capped and "max_tool_calls" in details_capped
+
+
+async def test_details_are_rendered_from_the_run_as_it_is_even_on_a_worker_that_never_ran_it(dev_env, config):
+    """Details are made when the metadata query asks (worker/current_details.py), from the run's state.
+
+    A second worker, with nothing cached, replays the parked run to answer: it must say the same,
+    to the second (`as of` is the time of the run's last task, not of the query). A workflow that
+    is no process (the spend cap's entity) still answers the query, with no details.
+    """
+    async with running_worker(dev_env.client, config) as w:
+        queue = w.task_queue
+        baton = Baton(dev_env.client, queue)
+        parked = await baton.start("onboarding", PEP)
+        await wait_for_state(baton, parked, RunState.AWAITING_APPROVAL)
+        first = await _details(dev_env.client, parked)
+        entity = await dev_env.client.start_workflow(ENTITY, id=entity_id("onboarding", timedelta(hours=1), queue), task_queue=queue)
+        entity_details = await _details(dev_env.client, entity.id)
+    async with baton_worker(dev_env.client, config, queue=queue):
+        replayed = await _details(dev_env.client, parked)
+        await baton.approve(parked, by="carol")
+        await baton.result(parked)
+        await entity.terminate("test over")
+    assert "Waiting for approval" in first and "as of" in first
+    assert replayed == first
+    assert entity_details == ""
 
 
 async def _details(client, run_id: str) -> str:

@@ -33,6 +33,7 @@ from worker.config import BatonConfig, ConfigError, install_mcp_tools
 from worker.undecodable import forgiving_client
 from worker.connection import is_traced, sealing_headers, storing_payloads, task_queue, tracing_interceptor, tracing_on
 from worker.passthrough import process_modules
+from worker.current_details import DetailsWhenAsked
 from worker.run_input import RunInputCheck
 from worker.sandbox import BatonSandbox
 from workflows.engine import Process
@@ -198,7 +199,7 @@ async def baton_worker(
             # A model step heartbeats the calls it made, each request in flight billed at its worst case,
             # so a timeout or a crash still bills it: the server must have the latest within a second.
             default_heartbeat_throttle_interval=timedelta(seconds=1),
-            interceptors=[RunInputCheck(), *([tracing_interceptor(tracer_provider)] if own_tracing else [])],
+            interceptors=[RunInputCheck(), DetailsWhenAsked(), *([tracing_interceptor(tracer_provider)] if own_tracing else [])],
         )
         async with worker:
             yield worker

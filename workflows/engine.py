@@ -39,7 +39,8 @@ from workflows.plan import PlannedStep
 from workflows.retry_policies import TOOL_RETRY, bounded
 from workflows.status import RunStatus
 from workflows.unknown_outcomes import UnknownOutcomes, attempts_for, unknown_because, who_settles
-from workflows.visibility import Shown, SearchAttributeMirror, current_details, run_attributes, utc_text
+from workflows import visibility
+from workflows.visibility import Shown, SearchAttributeMirror, run_attributes, utc_text
 
 with workflow.unsafe.imports_passed_through():
     from activities.identity import IdentityRefused, Verified, verify
@@ -408,15 +409,15 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps, Unknow
         raise StopRun(RunState.FAILED, f"step {entry['step']} failed: {message}")
 
     def _publish(self, *, settle: bool = False) -> None:
-        """Keep search attributes and the Web UI's current details truthful (`settle`: the run is about to wait or end).
+        """Keep search attributes truthful (`settle`: the run is about to wait or end).
 
         A change of cost alone may wait for a few more (workflows/visibility.py SearchAttributeMirror).
+        The Web UI's current details are rendered when asked (`current_details`).
         """
         self._mirror.publish(
             run_attributes(self.name, self._state, self._cost, self._desk.open.values(), subject=self._subject_digest),
             settle=settle,
         )
-        workflow.set_current_details(self._details())
 
     def _budget_line(self) -> str:
         """What each cap has used, of what it allows: the kill switches at a glance."""
@@ -428,8 +429,10 @@ class Process(BudgetSteps, ModelSteps, HumanSteps, Decisions, AgentSteps, Unknow
         # The details change only when the run does: while it waits, say when its clock was read.
         return line if self._state.is_final else f"{line} as of {utc_text(workflow.now())} UTC"
 
-    def _details(self) -> str:
-        return self._personal.text(current_details(
+    def current_details(self) -> str:
+        """The Web UI's current details of the run as it is now: rendered on the metadata query's answer
+        (worker/current_details.py), so a step costs no markdown nobody reads."""
+        return self._personal.text(visibility.current_details(
             self.name, self._state, self._budget_line(), step=self._current_step, reason=self._reason,
             run_id=workflow.info().workflow_id, asked=self._desk.open.values(),
         ))

@@ -86,11 +86,15 @@ class Redactor:
         new = {form for v in found for form in (v, plain(v))} - self._seen  # as written, and as markdown shows it
         if new:
             self._seen |= new
-            longest_first = sorted(self._seen, key=lambda v: (-len(v), v))  # a full name before its parts
-            self._pattern = re.compile("|".join(map(re.escape, longest_first)), re.IGNORECASE)
+            self._pattern = None  # compiled again when next needed: most runs never show a text
 
     def text(self, text: str) -> str:
-        return text if self._pattern is None else self._pattern.sub(SHOWN, text)
+        if not self._seen:
+            return text
+        if self._pattern is None:
+            longest_first = sorted(self._seen, key=lambda v: (-len(v), v))  # a full name before its parts
+            self._pattern = re.compile("|".join(map(re.escape, longest_first)), re.IGNORECASE)
+        return self._pattern.sub(SHOWN, text)
 
     def mentioned(self, text: str) -> list[str]:
         """The fields (never their values) whose personal values `text` contains, sorted."""

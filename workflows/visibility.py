@@ -134,7 +134,7 @@ def utc_text(moment: datetime, *, seconds: bool = True) -> str:
 
     datetime's strftime imports `time` at every call, and in the workflow
     sandbox every import goes through the sandbox's import hooks: a quarter of
-    the CPU of the current details a run rewrites after each step.
+    the CPU of the current details (rendered after each step then; now only when asked).
     """
     day = f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d} {moment.hour:02d}:{moment.minute:02d}"
     return f"{day}:{moment.second:02d}" if seconds else day
