@@ -26,6 +26,8 @@ a production cluster).
 It is also started with QUEUE_READS: left at Temporal's default, the one shard
 of a dev server paces every workflow and activity task of the whole server at
 20 a second once a burst of 20 is spent, and a step takes ~50 ms instead of ~12.
+And with CACHES: the CLI turns the search attributes' cache off, and each run
+then reads them from persistence ~25 times.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import asyncio
 import contextlib
 import re
 import fcntl
+import json
 import os
 import signal
 import socket
@@ -54,6 +57,7 @@ from worker.connection import connect
 from workflows import search_attributes as sa
 
 STARTUP_TIMEOUT_S = 60
+MAPPED_WITHIN_S = 30  # a server reloads its namespaces every few seconds: ~2 s measured on the dev server
 DEFAULT_PORT = 7233
 UI_PORT_OFFSET = 1000  # Temporal's own: the Web UI on the gRPC port + 1000 (8233)
 DIE_WITH_PARENT = """\
@@ -95,10 +99,23 @@ QUEUE_READS: dict[str, int] = {
 }
 
 
+# Temporal's CLI starts its dev server with the search attributes' cache off, unless told otherwise,
+# so that an attribute added while it runs can be used at once: every use of an attribute then
+# reads the cluster's attributes and the namespace (which maps them to columns) from persistence,
+# ~25 reads for an onboarding run (tests/test_search_attribute_cache.py). Baton names its attributes
+# when it starts the server (`--search-attribute`, stored before the first request is served), so
+# it keeps Temporal's production default, the cache; an attribute added to a running server is
+# waited for (register_search_attributes).
+CACHES: dict[str, bool] = {"system.forceSearchAttributesCacheRefreshOnRead": False}
+
+
 def dev_server_args() -> list[str]:
-    """SERVER_LIMITS and QUEUE_READS as `temporal server start-dev` flags (the tests' and benchmarks' server too)."""
-    settings = {**SERVER_LIMITS, **QUEUE_READS}
-    return [arg for key, value in settings.items() for arg in ("--dynamic-config-value", f"{key}={value}")]
+    """SERVER_LIMITS, QUEUE_READS and CACHES as `temporal server start-dev` flags (the tests' and benchmarks' too).
+
+    The CLI reads each value as JSON (`KEY=JSON_VALUE`): `false`, not Python's `False`.
+    """
+    settings = {**SERVER_LIMITS, **QUEUE_READS, **CACHES}
+    return [arg for key, value in settings.items() for arg in ("--dynamic-config-value", f"{key}={json.dumps(value)}")]
 
 
 class DevServerError(Exception):
@@ -287,3 +304,29 @@ async def register_search_attributes(client: Client, namespace: str) -> None:
         await client.operator_service.add_search_attributes(
             AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
         )
+        await until_mapped(client, list(missing))
+
+
+async def until_mapped(client: Client, names: list[str], within_s: float = MAPPED_WITHIN_S) -> None:
+    """Return once the server accepts `names` in a request, as a run's start would name them.
+
+    A server with its search-attribute cache on (Baton's own, CACHES; Temporal's default
+    on a cluster) refuses an attribute added while it runs for a few seconds, as "no mapping
+    defined", until it reloads its namespace. A visibility query naming them all is validated
+    against the same mapping; the time-skipping test server, which has no visibility, maps at once.
+    """
+    query = " AND ".join(f"{name} IS NULL" for name in names)
+    deadline = asyncio.get_running_loop().time() + within_s
+    while True:
+        try:
+            await client.count_workflows(query)
+            return
+        except RPCError as err:
+            if err.status == RPCStatusCode.UNIMPLEMENTED:
+                return
+            if err.status != RPCStatusCode.INVALID_ARGUMENT:
+                raise
+            if asyncio.get_running_loop().time() > deadline:
+                raise ConnectionError(f"the server at {client.service_client.config.target_host} added Baton's search "
+                                      f"attributes but still refuses them after {within_s:.0f} s: {err.message}") from err
+        await asyncio.sleep(0.1)
