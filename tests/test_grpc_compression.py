@@ -11,7 +11,6 @@ notes, for each request, the gRPC message's compressed flag (gRPC over HTTP/2,
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 import uuid
 from collections.abc import AsyncIterator
@@ -69,8 +68,7 @@ async def tapped(target: str) -> AsyncIterator[tuple[str, Tap]]:
         server.close()
         for task in tasks:
             task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, asyncio.IncompleteReadError, ConnectionError):
-            await asyncio.gather(*tasks)
+        await asyncio.gather(*tasks, return_exceptions=True)  # ended by the client's close, or cancelled here
 
 
 async def start_and_terminate(client: Client) -> None:
