@@ -147,11 +147,20 @@ async def time_env(issuer: LocalIssuer, payload_dir: Path) -> AsyncIterator[Work
 
 @pytest.fixture(scope="session")
 async def dev_env(issuer: LocalIssuer, payload_dir: Path) -> AsyncIterator[WorkflowEnvironment]:
+    async with baton_dev_server(issuer, payload_dir) as env:
+        yield env
+
+
+@asynccontextmanager
+async def baton_dev_server(
+    issuer: LocalIssuer, payload_dir: Path, *extra: str, attributes=sa.ALL
+) -> AsyncIterator[WorkflowEnvironment]:
+    """A fresh dev server with the settings `baton dev` gives it (worker/devserver.py), plus `extra` flags."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_cli()),
         data_converter=configured_converter(payloads=PayloadSettings(directory=payload_dir)),
-        search_attributes=sa.ALL,
-        dev_server_extra_args=dev_server_args(),  # the limits and queue reads `baton dev` sets (worker/devserver.py)
+        search_attributes=attributes,
+        dev_server_extra_args=[*dev_server_args(), *extra],
     )
     async with env:
         yield speaking_for_people(env, issuer)

@@ -14,46 +14,19 @@ from __future__ import annotations
 import asyncio
 import collections
 import re
-import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from pathlib import Path
 
 import httpx
 import pytest
-from temporalio.testing import WorkflowEnvironment
 
 from client.sdk import Baton
-from tests.conftest import running_worker, speaking_for_people
+from tests.conftest import baton_dev_server, running_worker
+from tests.stack_process import free_port
 from tests.test_onboarding_routes import CLEAR
-from worker.binaries import temporal_cli
-from worker.connection import configured_converter
-from activities.payloads import PayloadSettings
-from worker.devserver import dev_server_args, register_search_attributes, until_mapped
-from workflows import search_attributes as sa
+from worker.devserver import register_search_attributes, until_mapped
 from workflows.outcome import RunState
 
 # What the history service reads from persistence for each attribute a run sets, when its cache is off.
 UNCACHED_READS = ("GetCurrentClusterMetadata", "GetNamespace")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@asynccontextmanager
-async def baton_dev_server(issuer, payload_dir: Path, *extra: str, attributes=sa.ALL) -> AsyncIterator[WorkflowEnvironment]:
-    """A fresh dev server started as the tests' and `baton dev`'s are (dev_server_args), plus `extra` flags."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(temporal_cli()),
-        data_converter=configured_converter(payloads=PayloadSettings(directory=payload_dir)),
-        search_attributes=attributes,
-        dev_server_extra_args=[*dev_server_args(), *extra],
-    )
-    async with env:
-        yield speaking_for_people(env, issuer)
 
 
 async def persistence_requests(port: int) -> collections.Counter:
